@@ -1,0 +1,97 @@
+"""The notifier contract: what a plugin implements to deliver on one channel.
+
+The core never knows which provider sits behind a channel. It hands a notifier batches of
+:class:`~orchestrator.message.Message`, asks it for the exact payload its provider would receive
+(dry-run writes that payload to the outbox) and, when live, for :class:`Receipt` objects. The core
+decides retries; a notifier only classifies each outcome.
+"""
+
+from __future__ import annotations
+
+import html
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar, Literal
+
+from .message import Message
+
+Contact = Literal["phone", "email", "push_token"]
+Mode = Literal["live", "sandbox", "dry-run"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A configuration value a notifier reads from the environment (or ``NAME_FILE``)."""
+
+    name: str
+    description: str
+    required: bool = True
+    secret: bool = False
+
+
+class Outcome(str, Enum):
+    """How one delivery attempt ended, as the notifier classifies it."""
+
+    SENT = "sent"  # accepted by the provider
+    TRANSIENT = "transient"  # retry later (timeouts, 5xx, 429)
+    PERMANENT = "permanent"  # never retry (invalid number, unregistered token, most 4xx)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The result of sending one message."""
+
+    delivery_id: str
+    outcome: Outcome
+    provider_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None  # seconds, from Retry-After / X-RateLimit-Reset
+
+
+class Notifier(ABC):
+    """Base class of every notifier plugin.
+
+    Subclasses set the class attributes and implement :meth:`build_payload`; live delivery
+    implements :meth:`send`. ``settings`` is the resolved configuration (environment values).
+    """
+
+    name: ClassVar[str]
+    channel: ClassVar[str]
+    #: the recipient field this channel needs; None = one message per step (public, regulator)
+    contact: ClassVar[Contact | None] = None
+    max_batch: ClassVar[int] = 1
+    #: messages per second when the playbook or config sets no rate
+    default_rate: ClassVar[float] = 10.0
+    settings_spec: ClassVar[tuple[Setting, ...]] = ()
+
+    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+        self.settings: Mapping[str, str] = dict(settings or {})
+
+    def missing_settings(self) -> list[str]:
+        """Names of required settings that are not set (never their values)."""
+        return [s.name for s in self.settings_spec if s.required and not self.settings.get(s.name)]
+
+    @abstractmethod
+    def build_payload(self, message: Message) -> dict[str, Any]:
+        """The exact body the provider (or output) receives for this message."""
+
+    def preview_html(self, message: Message) -> str:
+        """A human preview of one message; plugins override with their real rendering."""
+        n = message.notice
+        rows = "".join(
+            f"<h2>{html.escape(k.replace('_', ' ').title())}</h2><p>{html.escape(v)}</p>"
+            for k, v in n.sections()
+        )
+        return (
+            f'<!doctype html><html lang="{html.escape(n.locale)}"><meta charset="utf-8">'
+            f"<title>{html.escape(n.subject)}</title><h1>{html.escape(n.subject)}</h1>{rows}</html>"
+        )
+
+    async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
+        """Deliver a batch (at most ``max_batch``); one receipt per message, in any order."""
+        raise NotImplementedError(f"notifier {self.name!r} cannot send yet")
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release connections; called once when the engine stops."""

@@ -1,0 +1,214 @@
+"""The playbook language: the pydantic model behind every YAML file in ``playbooks/``.
+
+The model checks shape and types; ``orchestrator.validation`` adds what needs context (templates,
+installed channels, SMS segment budgets, regulators referenced by steps) and turns every problem
+into a located ``FILE:LINE:COLUMN`` message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from .durations import format_duration, parse_duration
+from .regimes import Deadline
+
+Severity = Literal["low", "medium", "high", "critical"]
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+LocaleCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+
+
+def _to_duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\+?(\d+[wdhms])+$", "examples": ["+0m", "+24h", "1h30m"]}
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Organisation(_Strict):
+    """Who notifies: named in every notice and regulator report."""
+
+    name: str
+    contact_email: str
+    contact_phone: str | None = None
+    website: str | None = None
+    dpo: str | None = Field(default=None, description="Data protection officer: name and contact.")
+    address: str | None = None
+
+
+FactType = Literal["string", "integer", "number", "boolean", "datetime", "list"]
+
+
+class FactSpec(_Strict):
+    """A fact the incident commander (or a webhook) supplies when the playbook is triggered."""
+
+    type: FactType = "string"
+    description: str = ""
+    required: bool = False
+    default: Any = None
+    example: Any = Field(
+        default=None,
+        description="Value used to render templates at validation time (defaults to a typed sample).",
+    )
+
+
+class NoticeText(_Strict):
+    """The notice in one locale. Every field is a Jinja2 template (sandboxed, strict)."""
+
+    impact: str = Field(description="Likely consequences for the person.")
+    measures: str = Field(description="What the organisation has done and will do.")
+    advice: str = Field(description="What the person can do to protect themselves.")
+    contact: str = Field(description="How to reach the organisation about this breach.")
+    what_happened: str | None = None
+    data_involved: str | None = None
+    subject: str | None = Field(default=None, description="E-mail subject, push and page title.")
+    sms: str | None = Field(default=None, description="SMS text; defaults to a compact notice.")
+    push: str | None = Field(default=None, description="Push body; defaults to the impact.")
+    call: str | None = Field(default=None, description="Voice script; defaults to the full notice.")
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("impact", "measures", "advice", "contact")
+
+
+class Approval(_Strict):
+    """A gate: the step waits until someone with this role approves it."""
+
+    role: str = "incident-commander"
+    reason: str = ""
+
+
+FallbackTrigger = Literal["unreachable", "bounce", "undelivered", "failed", "no_receipt"]
+
+
+class Fallback(_Strict):
+    """Where people go whom this step cannot reach."""
+
+    channel: str
+    after: Duration = timedelta(0)
+    on: list[FallbackTrigger] = Field(default_factory=lambda: ["unreachable"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"channel": value} if isinstance(value, str) else value
+
+
+class BeforeDeadline(_Strict):
+    """Fire ``margin`` before the deadline of one of the playbook's regulators."""
+
+    before_deadline: str = Field(description="Id of a regulator declared in `regulators`.")
+    margin: Duration = timedelta(0)
+
+
+class Step(_Strict):
+    """One notification action."""
+
+    id: Identifier
+    channel: str = Field(
+        description="Channel of an installed notifier.",
+        examples=["sms", "call", "email", "push", "announcement", "regulator"],
+    )
+    at: Annotated[
+        Duration | datetime | BeforeDeadline,
+        Field(description="Offset from aware_at ('+24h'), an absolute time, or before a deadline."),
+    ] = timedelta(0)
+    condition: str | None = Field(
+        default=None,
+        description="Expression over facts and counts deciding whether the step fires, "
+        "e.g. 'counts.unreachable > 500'.",
+    )
+    recipients: str | None = Field(
+        default=None,
+        description="Expression over recipient and facts; people for whom it is false are "
+        "skipped, e.g. 'not recipient.attrs.credentials_breached'.",
+    )
+    approval: Approval | None = None
+    fallback: Fallback | None = None
+    regulator: str | None = Field(default=None, description="For regulator steps: which one.")
+    notifier: str | None = Field(default=None, description="Pick one when several serve a channel.")
+    misfire: Literal["run_late", "skip"] = "run_late"
+    description: str = ""
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _parse_at(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("+"):
+            return parse_duration(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        return value
+
+
+class Regulator(_Strict):
+    """A regulator the playbook may report to, with its regime's deadline."""
+
+    id: Identifier
+    name: str
+    regime: str = Field(description="Regime id, e.g. gdpr-art33 (see `breach regimes`).")
+    jurisdiction: str | None = None
+    deadline: Deadline | None = Field(default=None, description="Overrides the regime's deadline.")
+    email: str | None = None
+    url: str | None = None
+
+
+class Limits(_Strict):
+    """Budgets checked at validation time."""
+
+    sms_segments: int = Field(default=3, ge=1, le=10)
+
+
+class Playbook(_Strict):
+    """A versioned response to one kind of incident."""
+
+    id: Identifier
+    title: str
+    version: int | str
+    severity: Severity
+    description: str = ""
+    organisation: Organisation
+    jurisdictions: list[str] = Field(default_factory=list)
+    default_locale: LocaleCode = "en"
+    facts: dict[Identifier, FactSpec] = Field(default_factory=dict)
+    notice: dict[LocaleCode, NoticeText]
+    regulators: list[Regulator] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    limits: Limits = Limits()
+
+    def regulator(self, regulator_id: str) -> Regulator | None:
+        return next((r for r in self.regulators if r.id == regulator_id), None)
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of a playbook file (``breach schema``)."""
+    schema = Playbook.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://breach-orchestrator.dev/schema/playbook.json"
+    return schema

@@ -1,0 +1,305 @@
+"""The plugin host: finds, loads, checks and calls breach plugins.
+
+Built-in plugins and third-party ones are found the same way, through the ``breach`` entry-point
+group; a team's own modules come from ``--plugins-dir``. ``BREACH_LOAD_PLUGINS`` (comma-separated
+names) restricts which entry-point plugins load. Every failure names the plugin.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .audience import AudienceSourceFactory
+from .errors import PluginError
+from .events import IncidentEvent
+from .message import Message
+from .notifier import Notifier
+
+ENTRY_POINT_GROUP = "breach"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin, as ``breach plugins`` shows it."""
+
+    name: str
+    version: str
+    origin: str
+    hooks: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    missing_settings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "origin": self.origin,
+            "hooks": self.hooks,
+            "channels": self.channels,
+            "audience_sources": self.sources,
+            "missing_settings": self.missing_settings,
+        }
+
+
+class PluginHost:
+    """Owns the pluggy manager and the registries the hooks fill."""
+
+    def __init__(
+        self,
+        *,
+        entrypoints: bool = True,
+        plugins_dir: Path | None = None,
+        extra: Iterable[tuple[str, object]] = (),
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = os.environ if settings is None else settings
+        self.pm = pluggy.PluginManager("breach")
+        self.pm.add_hookspecs(hookspecs)
+        if os.environ.get("BREACH_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda msg: log.debug("%s", msg))
+            self.pm.enable_tracing()
+        self._versions: dict[str, tuple[str, str]] = {}
+        self.notifier_classes: dict[str, tuple[str, type[Notifier]]] = {}
+        self.sources: dict[str, tuple[str, AudienceSourceFactory]] = {}
+        self._notifiers: dict[str, Notifier] = {}
+
+        from . import sources  # the core's own audience sources, registered like any plugin
+
+        self._register(sources, "core", "builtin", "core")
+        if entrypoints:
+            self._load_entrypoints()
+        if plugins_dir is not None:
+            self._load_dir(plugins_dir)
+        for name, plugin in extra:
+            self._register(plugin, name, "local", "test")
+        self._check_pending()
+        self._collect()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _register(self, plugin: object, name: str, version: str, origin: str) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} is invalid: {exc}") from None
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from None
+        self._versions[name] = (version, origin)
+
+    def _load_entrypoints(self) -> None:
+        allow = os.environ.get("BREACH_LOAD_PLUGINS")
+        allowed = {n.strip() for n in allow.split(",") if n.strip()} if allow is not None else None
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # any import failure must name the plugin, not traceback
+                raise PluginError(
+                    f"plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}"
+                ) from None
+            version = ep.dist.version if ep.dist is not None else "unknown"
+            dist = ep.dist.name if ep.dist is not None else "?"
+            self._register(plugin, ep.name, version, f"entry point of {dist}")
+
+    def _load_dir(self, directory: Path) -> None:
+        if not directory.is_dir():
+            raise PluginError(f"--plugins-dir {directory}: no such directory")
+        for path in sorted(directory.iterdir()):
+            if path.name.startswith(("_", ".")):
+                continue
+            if path.is_dir() and (path / "__init__.py").exists():
+                path = path / "__init__.py"
+                stem = path.parent.name
+            elif path.suffix == ".py":
+                stem = path.stem
+            else:
+                continue
+            self._register(_import_file(path, stem), stem, _version_of(stem), str(path))
+
+    def _check_pending(self) -> None:
+        known = hookspecs.hook_names()
+        for name, plugin in self.pm.list_name_plugin():
+            for attr in dir(plugin):
+                impl = getattr(plugin, attr, None)
+                if not hasattr(impl, "breach_impl") or attr in known:
+                    continue
+                hint = difflib.get_close_matches(attr, known, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise PluginError(
+                    f"plugin {name!r} implements unknown hook {attr!r}{suggestion}"
+                )
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+
+    def _collect(self) -> None:
+        for impl in self.pm.hook.register_notifiers.get_hookimpls():
+            impl.function(register=self._notifier_registrar(impl.plugin_name))
+        for impl in self.pm.hook.register_audience_sources.get_hookimpls():
+            impl.function(register=self._source_registrar(impl.plugin_name))
+
+    def _notifier_registrar(self, plugin: str) -> Any:
+        def register(cls: type[Notifier]) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Notifier)):
+                raise PluginError(f"plugin {plugin!r} registered {cls!r}, not a Notifier subclass")
+            for attr in ("name", "channel"):
+                if not isinstance(getattr(cls, attr, None), str):
+                    raise PluginError(f"plugin {plugin!r}: notifier {cls.__name__} has no {attr}")
+            if cls.name in self.notifier_classes:
+                other = self.notifier_classes[cls.name][0]
+                raise PluginError(
+                    f"plugin {plugin!r} registers notifier {cls.name!r}, already registered by "
+                    f"plugin {other!r}"
+                )
+            self.notifier_classes[cls.name] = (plugin, cls)
+
+        return register
+
+    def _source_registrar(self, plugin: str) -> Any:
+        def register(scheme: str, factory: AudienceSourceFactory) -> None:
+            if scheme in self.sources:
+                other = self.sources[scheme][0]
+                raise PluginError(
+                    f"plugin {plugin!r} registers audience source {scheme!r}, already "
+                    f"registered by plugin {other!r}"
+                )
+            self.sources[scheme] = (plugin, factory)
+
+        return register
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def channels(self) -> dict[str, list[str]]:
+        """Channel -> names of the notifiers that serve it."""
+        out: dict[str, list[str]] = {}
+        for name, (_, cls) in sorted(self.notifier_classes.items()):
+            out.setdefault(cls.channel, []).append(name)
+        return out
+
+    def notifier(self, channel: str, name: str | None = None) -> Notifier:
+        """The notifier for ``channel`` (``name`` picks one when several serve it)."""
+        candidates = self.channels().get(channel, [])
+        if name is not None:
+            if name not in candidates:
+                raise PluginError(f"no notifier {name!r} for channel {channel!r}")
+            chosen = name
+        elif len(candidates) == 1:
+            chosen = candidates[0]
+        elif not candidates:
+            raise PluginError(f"no installed plugin provides channel {channel!r}")
+        else:
+            raise PluginError(
+                f"several notifiers serve channel {channel!r} ({', '.join(candidates)}): "
+                "name one with `notifier:` in the step"
+            )
+        if chosen not in self._notifiers:
+            cls = self.notifier_classes[chosen][1]
+            self._notifiers[chosen] = cls(settings=resolve_settings(cls, self.settings))
+        return self._notifiers[chosen]
+
+    def source_factory(self, scheme: str) -> AudienceSourceFactory:
+        if scheme not in self.sources:
+            known = ", ".join(sorted(self.sources))
+            raise PluginError(f"no audience source {scheme!r} is installed (known: {known})")
+        return self.sources[scheme][1]
+
+    def plugins(self) -> list[PluginInfo]:
+        infos: dict[str, PluginInfo] = {}
+        for name, _plugin in self.pm.list_name_plugin():
+            version, origin = self._versions.get(name, ("unknown", "?"))
+            infos[name] = PluginInfo(name=name, version=version, origin=origin)
+        for caller in self.pm.hook.__dict__.values():
+            if isinstance(caller, pluggy.HookCaller):
+                for impl in caller.get_hookimpls():
+                    infos[impl.plugin_name].hooks.append(caller.name)
+        for nname, (plugin, cls) in self.notifier_classes.items():
+            infos[plugin].channels.append(cls.channel)
+            missing = resolve_settings(cls, self.settings)
+            infos[plugin].missing_settings += [
+                f"{nname}: {s.name}"
+                for s in cls.settings_spec
+                if s.required and not missing.get(s.name)
+            ]
+        for scheme, (plugin, _) in self.sources.items():
+            infos[plugin].sources.append(scheme)
+        for info in infos.values():
+            info.hooks.sort()
+            info.channels = sorted(set(info.channels))
+        return sorted(infos.values(), key=lambda i: (i.name != "core", i.name))
+
+    # -- calling ---------------------------------------------------------------------------
+
+    def emit(self, event: IncidentEvent) -> None:
+        """Tell every observer; one observer's failure is logged with its name, not raised."""
+        for impl in self.pm.hook.incident_event.get_hookimpls():
+            try:
+                impl.function(event=event)
+            except Exception as exc:
+                log.error(
+                    "observer failed",
+                    extra={"plugin": impl.plugin_name, "error": f"{type(exc).__name__}: {exc}"},
+                )
+
+    def veto(self, message: Message) -> str | None:
+        """The first plugin's reason to hold this message back, or None."""
+        result: str | None = self.pm.hook.before_send(message=message)
+        return result
+
+    @property
+    def has_vetoes(self) -> bool:
+        return bool(self.pm.hook.before_send.get_hookimpls())
+
+
+def resolve_settings(cls: type[Notifier], env: Mapping[str, str]) -> dict[str, str]:
+    """A notifier's settings from the environment; ``NAME_FILE`` points at a file holding NAME."""
+    out: dict[str, str] = {}
+    for spec in cls.settings_spec:
+        if env.get(spec.name):
+            out[spec.name] = env[spec.name]
+        elif env.get(spec.name + "_FILE"):
+            try:
+                out[spec.name] = Path(env[spec.name + "_FILE"]).read_text("utf-8").strip()
+            except OSError:
+                pass  # reported as a missing setting, by name only
+    return out
+
+
+def _import_file(path: Path, stem: str) -> ModuleType:
+    module_name = f"breach_local_{stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"plugin {stem!r} ({path}) cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise PluginError(
+            f"plugin {stem!r} ({path}) failed to load: {type(exc).__name__}: {exc}"
+        ) from None
+    return module
+
+
+def _version_of(stem: str) -> str:
+    module = sys.modules.get(f"breach_local_{stem}")
+    return str(getattr(module, "__version__", "local"))
