@@ -51,7 +51,7 @@ class _Builder:
         self.smap = smap
         self.problems = problems
         # Scalars are resolved by the safe constructor so "yes", "1.5", dates behave as in YAML.
-        self.constructor = yaml.SafeConstructor()
+        self.constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.smap.values[path] = _pos(node)
@@ -66,7 +66,8 @@ class _Builder:
                 key = self.constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | bool) or key is None:
                     self.problems.append(
-                        Problem(self.smap.file, *_pos(key_node), f"keys must be text, got {key!r}")
+                        Problem(self.smap.file, *_pos(key_node), f"keys must be text, got "
+                                f"{key!r} (a value starting with '{{{{' must be quoted)")
                     )
                     continue
                 key = str(key) if not isinstance(key, str) else key

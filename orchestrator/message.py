@@ -25,6 +25,8 @@ class RenderedNotice:
     sms: str
     push: str
     call: str
+    #: salutation for one person ("Dear Ana,"); None on public and regulator messages
+    greeting: str | None = None
 
     def sections(self) -> list[tuple[str, str]]:
         """(key, text) of the long-form sections present, in reading order."""

@@ -88,6 +88,11 @@ class NoticeText(_Strict):
     what_happened: str | None = None
     data_involved: str | None = None
     subject: str | None = Field(default=None, description="E-mail subject, push and page title.")
+    greeting: str | None = Field(
+        default=None,
+        description="Salutation for one person, e.g. 'Dear {{ recipient.name }},'; left out of "
+        "public notices and regulator reports.",
+    )
     sms: str | None = Field(default=None, description="SMS text; defaults to a compact notice.")
     push: str | None = Field(default=None, description="Push body; defaults to the impact.")
     call: str | None = Field(default=None, description="Voice script; defaults to the full notice.")

@@ -1,0 +1,305 @@
+"""A step's fan-out: stream the audience, decide each person's channel, render, record.
+
+Every audience row ends in exactly one delivery row for the step: on the step's channel, on its
+fallback channel, or ``skipped`` with the reason. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import TemplateError
+
+from . import conditions
+from .audience import AudienceSource, Recipient
+from .ledger import DUPLICATE_REASON, DeliveryState, Ledger
+from .message import IncidentContext, Message, RenderedNotice
+from .notice import NoticeRenderer, template_context
+from .notifier import Notifier
+from .outbox import Outbox
+from .playbook import Playbook, Step
+from .pluginhost import PluginHost
+
+PUBLIC = "public"
+#: deliveries recorded per transaction: large enough for throughput, small enough for memory
+BATCH = 5000
+
+
+@dataclass(slots=True)
+class Planned:
+    """One delivery row, and the outbox output to write once the ledger has recorded it."""
+
+    row: dict[str, Any]
+    output: Callable[[], None] | None = None
+
+
+@dataclass
+class StepTally:
+    """What one step's fan-out produced."""
+
+    step_id: str
+    channel: str
+    people: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    channels: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    fallback: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step_id,
+            "channel": self.channel,
+            "people": self.people,
+            "states": dict(self.states),
+            "channels": dict(self.channels),
+            "fallback": self.fallback,
+            "skipped_reasons": dict(self.reasons.most_common()),
+        }
+
+
+def delivery_key(incident_id: str, step_id: str, recipient_id: str) -> str:
+    key = f"{incident_id}:{step_id}:{recipient_id}"
+    if len(key) <= 200:
+        return key
+    return f"{incident_id}:{step_id}:#" + hashlib.sha256(recipient_id.encode()).hexdigest()
+
+
+def content_hash(payload: Any) -> str:
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def recipient_view(r: Recipient) -> dict[str, Any]:
+    """What templates and recipient rules may read of a person (no contact values)."""
+    return {
+        "id": r.id,
+        "name": r.name or "",
+        "locale": r.locale,
+        "region": r.region,
+        "attrs": r.attrs,
+        "has_phone": r.address("phone")[0] is not None,
+        "has_email": r.address("email")[0] is not None,
+        "has_push_token": r.address("push_token")[0] is not None,
+    }
+
+
+class FanOut:
+    """Turns one step into delivery rows (and, in dry-run, outbox records)."""
+
+    def __init__(
+        self,
+        *,
+        host: PluginHost,
+        ledger: Ledger,
+        playbook: Playbook,
+        renderer: NoticeRenderer,
+        incident: IncidentContext,
+        incident_vars: dict[str, Any],
+        outbox: Outbox | None,
+    ) -> None:
+        self.host = host
+        self.ledger = ledger
+        self.playbook = playbook
+        self.renderer = renderer
+        self.incident = incident
+        self.incident_vars = incident_vars
+        self.outbox = outbox
+        self.dry_run = incident.mode == "dry-run"
+        self._shared_context = template_context(
+            playbook=playbook, incident=incident_vars, facts=incident.facts
+        )
+
+    def run(self, step: Step, audience: AudienceSource) -> StepTally:
+        notifier = self.host.notifier(step.channel, step.notifier)
+        tally = StepTally(step.id, step.channel)
+        planned = (
+            self._incident_rows(step, notifier, tally)
+            if notifier.contact is None
+            else self._recipient_rows(step, notifier, audience, tally)
+        )
+        batch: list[Planned] = []
+        for item in planned:
+            batch.append(item)
+            if len(batch) >= BATCH:
+                self._record(batch, tally)
+                batch = []
+        if batch:
+            self._record(batch, tally)
+        return tally
+
+    def _record(self, batch: list[Planned], tally: StepTally) -> None:
+        """Ledger first, outbox second: the outbox never shows what the ledger refused."""
+        duplicates = set(self.ledger.insert_deliveries([p.row for p in batch]))
+        for position, item in enumerate(batch):
+            if position in duplicates:
+                tally.states[item.row["state"]] -= 1
+                tally.states[DeliveryState.SKIPPED.value] += 1
+                tally.reasons[DUPLICATE_REASON] += 1
+                if item.row.get("contact") is not None:
+                    tally.channels[item.row["channel"]] -= 1
+                    tally.fallback -= int(item.row.get("via_fallback", False))
+            elif item.output is not None:
+                item.output()
+
+    # -- one message per step (public notice, regulator report) ---------------------------------
+
+    def _incident_rows(
+        self, step: Step, notifier: Notifier, tally: StepTally
+    ) -> Iterator[Planned]:
+        notices = {
+            loc: self.renderer.render_public(loc, self._shared_context)
+            for loc in self.playbook.notice
+        }
+        target = f"regulator:{step.regulator}" if step.regulator else PUBLIC
+        key = delivery_key(self.incident.incident_id, step.id, target)
+        message = Message(
+            delivery_id=key, step_id=step.id, channel=step.channel, incident=self.incident,
+            notice=notices[self.playbook.default_locale], notices=notices,
+            regulator=step.regulator,
+        )  # fmt: skip
+        yield self._finish(step, notifier, message, target, 0, None, tally, via_fallback=False)
+
+    # -- one message per person -----------------------------------------------------------------
+
+    def _recipient_rows(
+        self, step: Step, notifier: Notifier, audience: AudienceSource, tally: StepTally
+    ) -> Iterator[Planned]:
+        fallback = None
+        if step.fallback is not None and "unreachable" in step.fallback.on:
+            fallback = self.host.notifier(step.fallback.channel)
+        rule = conditions.parse(step.recipients) if step.recipients else None
+        facts = self.incident.facts
+        for person in audience:
+            tally.people += 1
+            view = recipient_view(person)
+            if rule is not None and not rule({"recipient": view, "facts": facts,
+                                              "severity": self.playbook.severity}):
+                yield self._skip(step, person, "excluded by the step's recipients rule", tally)
+                continue
+            chosen, via_fallback = notifier, False
+            assert notifier.contact is not None
+            address, why = person.address(notifier.contact)
+            if address is None and fallback is not None and fallback.contact is not None:
+                address, why_fb = person.address(fallback.contact)
+                if address is not None:
+                    chosen, via_fallback = fallback, True
+                else:
+                    why = f"{why}; fallback {fallback.channel}: {why_fb}"
+            if address is None:
+                yield self._skip(step, person, why or "unreachable", tally)
+                continue
+            locale = self.renderer.locale_for(person.locale)
+            try:
+                notice = self._render(locale, view)
+            except TemplateError as exc:
+                yield self._skip(step, person, f"template error: {exc}", tally)
+                continue
+            message = Message(
+                delivery_id=delivery_key(self.incident.incident_id, step.id, person.id),
+                step_id=step.id, channel=chosen.channel, incident=self.incident, notice=notice,
+                recipient=person, address=address,
+            )  # fmt: skip
+            personal = view if self.renderer.is_personal(locale) else None
+            yield self._finish(step, chosen, message, person.id, person.row, personal, tally,
+                               via_fallback=via_fallback)  # fmt: skip
+
+    def _render(self, locale: str, view: dict[str, Any]) -> RenderedNotice:
+        if not self.renderer.is_personal(locale):
+            return self.renderer.render(locale, self._shared_context)
+        context = {**self._shared_context, "recipient": view}
+        return self.renderer.render(locale, context)
+
+    def _skip(self, step: Step, person: Recipient, reason: str, tally: StepTally) -> Planned:
+        tally.states[DeliveryState.SKIPPED.value] += 1
+        tally.reasons[reason] += 1
+        stamp = datetime.now(UTC)
+        return Planned({
+            "key": delivery_key(self.incident.incident_id, step.id, person.id),
+            "incident_id": self.incident.incident_id, "step_id": step.id,
+            "recipient_id": person.id, "recipient_row": person.row, "channel": step.channel,
+            "state": DeliveryState.SKIPPED.value, "reason": reason,
+            "created_at": stamp, "updated_at": stamp,
+        })  # fmt: skip
+
+    def _finish(
+        self,
+        step: Step,
+        notifier: Notifier,
+        message: Message,
+        recipient_id: str,
+        row: int,
+        personal: dict[str, Any] | None,
+        tally: StepTally,
+        *,
+        via_fallback: bool,
+    ) -> Planned:
+        stamp = datetime.now(UTC)
+        base = {
+            "key": message.delivery_id, "incident_id": self.incident.incident_id,
+            "step_id": step.id, "recipient_id": recipient_id, "recipient_row": row,
+            "channel": notifier.channel, "via_fallback": via_fallback,
+            "locale": message.notice.locale, "contact": message.address,
+            "recipient_data": _snapshot(personal), "created_at": stamp, "updated_at": stamp,
+        }  # fmt: skip
+        veto = self.host.veto(message) if self.host.has_vetoes else None
+        if veto is not None:
+            tally.states[DeliveryState.SKIPPED.value] += 1
+            tally.reasons[f"vetoed: {veto}"] += 1
+            return Planned({**base, "state": DeliveryState.SKIPPED.value,
+                            "reason": f"vetoed: {veto}"})  # fmt: skip
+        payload = notifier.build_payload(message)
+        digest = content_hash(payload)
+        if via_fallback:
+            tally.fallback += 1
+        tally.channels[notifier.channel] += 1
+        output = None
+        if self.dry_run:
+            state = DeliveryState.SENT.value
+            output = self._outbox_writer(step, notifier, message, recipient_id, payload,
+                                         shared=personal is None, via_fallback=via_fallback)
+        else:
+            state = DeliveryState.PENDING.value
+        tally.states[state] += 1
+        row = {**base, "state": state, "content_hash": digest,
+               "next_attempt_at": None if self.dry_run else stamp}  # fmt: skip
+        return Planned(row, output)
+
+    def _outbox_writer(
+        self,
+        step: Step,
+        notifier: Notifier,
+        message: Message,
+        recipient_id: str,
+        payload: dict[str, Any],
+        *,
+        shared: bool,
+        via_fallback: bool,
+    ) -> Callable[[], None]:
+        outbox = self.outbox
+        assert outbox is not None
+        locale = message.notice.locale
+        notice_id = f"{step.id}:{locale}" if shared else message.delivery_id
+
+        def write() -> None:
+            outbox.notice(notice_id, message.notice, shared=shared)
+            outbox.write(notifier.channel, {
+                "delivery": message.delivery_id, "step": step.id, "recipient": recipient_id,
+                "locale": locale, "fallback": via_fallback, "notice": notice_id,
+                "payload": payload,
+            })  # fmt: skip
+            if outbox.wants_preview(step.id, notifier.channel, locale):
+                outbox.preview(step.id, notifier.channel, locale, notifier.preview_html(message))
+
+        return write
+
+
+def _snapshot(view: dict[str, Any] | None) -> dict[str, Any] | None:
+    if view is None:
+        return None
+    return {k: view[k] for k in ("name", "locale", "region", "attrs")}

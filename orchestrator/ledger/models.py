@@ -1,0 +1,167 @@
+"""The ledger's tables (SQLAlchemy 2 typed ORM). Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class DeliveryState(str, enum.Enum):
+    """Where one delivery stands. Terminal: sent, delivered, failed, skipped, dead."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    DEAD = "dead"
+
+
+class StepState(str, enum.Enum):
+    """Where one step of an incident stands."""
+
+    SCHEDULED = "scheduled"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    DONE = "done"
+    NOT_FIRED = "not_fired"  # its condition was false when it came due
+    MISSED = "missed"  # came due while nothing ran and its misfire policy is "skip"
+    CANCELLED = "cancelled"
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    playbook_id: Mapped[str] = mapped_column(String(64))
+    playbook_version: Mapped[str] = mapped_column(String(32))
+    #: the playbook as it was when triggered, so a run can be replayed after the file changes
+    playbook_text: Mapped[str] = mapped_column(Text)
+    playbook_digest: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(300))
+    severity: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    aware_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    facts: Mapped[dict[str, Any]]
+    facts_version: Mapped[int] = mapped_column(Integer, default=1)
+    audience_spec: Mapped[str] = mapped_column(Text)
+    audience_options: Mapped[dict[str, Any]]
+    audience_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    outbox: Mapped[str | None] = mapped_column(Text, default=None)
+    source: Mapped[str] = mapped_column(String(32), default="cli")
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
+
+
+class Step(Base):
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("incident_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    step_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(24), default=StepState.SCHEDULED.value)
+    condition_result: Mapped[bool | None] = mapped_column(default=None)
+    approved_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    approved_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Delivery(Base):
+    """One (incident, step, recipient): the unit of idempotency, retry, receipt and audit.
+
+    It keeps what reproduces the message (contact snapshot, locale, content hash, the incident's
+    playbook text and facts version) rather than the rendered body.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "step_id", "recipient_id", name="uq_delivery"),
+        Index("ix_delivery_dispatch", "state", "next_attempt_at"),
+        Index("ix_delivery_step_state", "incident_id", "step_id", "state"),
+        Index("ix_delivery_recipient", "incident_id", "recipient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    step_id: Mapped[str] = mapped_column(String(64))
+    recipient_id: Mapped[str] = mapped_column(String(200))
+    recipient_row: Mapped[int] = mapped_column(BigInteger, default=0)
+    channel: Mapped[str] = mapped_column(String(32))
+    via_fallback: Mapped[bool] = mapped_column(default=False)
+    locale: Mapped[str | None] = mapped_column(String(16), default=None)
+    contact: Mapped[str | None] = mapped_column(String(320), default=None)
+    #: name/region/attrs, kept only when the notice templates read the recipient
+    recipient_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    actor: Mapped[str] = mapped_column(String(200), default="orchestrator")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,190 @@
+"""Notice rendering: the playbook's per-locale templates turned into plain text.
+
+Templates are compiled once in a Jinja2 ``SandboxedEnvironment`` with ``StrictUndefined``, so a
+misspelled variable is an error, never a blank. Only the playbook's own texts are templates; facts,
+recipient fields and alert text are passed in as values and can never be executed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from .message import RenderedNotice
+from .playbook import NoticeText, Playbook
+
+BASE_FIELDS = ("subject", "greeting", "impact", "measures", "advice", "contact",
+               "what_happened", "data_involved")  # fmt: skip
+DERIVED_FIELDS = ("sms", "push", "call")
+#: who "recipient" is on a public notice or a regulator report
+PUBLIC_RECIPIENT = {"id": "public", "name": "", "locale": None, "region": None, "attrs": {}}
+#: used when a locale does not write its own channel text; they read the rendered base fields
+DEFAULTS = {
+    "subject": "{{ playbook.title }}",
+    "sms": "{{ organisation.name }}: {{ notice.impact }} {{ notice.advice }} {{ notice.contact }}",
+    "push": "{{ notice.impact }}",
+    "call": "{{ notice.greeting or '' }} {{ notice.impact }} {{ notice.measures }} "
+    "{{ notice.advice }} {{ notice.contact }}",
+}
+
+
+def _format_date(value: Any, fmt: str = "%Y-%m-%d") -> str:
+    if isinstance(value, datetime):
+        return value.strftime(fmt)
+    return str(value)
+
+
+def _format_number(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def make_environment() -> SandboxedEnvironment:
+    """The one environment all notice templates compile in."""
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.filters["date"] = _format_date
+    env.filters["number"] = _format_number
+    return env
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    """A template that cannot compile or render; ``field`` is the NoticeText field."""
+
+    locale: str
+    field: str
+    message: str
+    line: int = 1
+
+
+class NoticeRenderer:
+    """Renders a playbook's notice for any locale and recipient.
+
+    A locale whose templates never mention ``recipient`` is rendered once per incident and the
+    result shared, which keeps a million-person fan-out cheap.
+    """
+
+    def __init__(self, playbook: Playbook) -> None:
+        self.playbook = playbook
+        self.env = make_environment()
+        self.problems: list[TemplateProblem] = []
+        self._templates: dict[str, dict[str, Any]] = {}
+        self._personal: dict[str, bool] = {}
+        self._cache: dict[str, RenderedNotice] = {}
+        for locale, text in playbook.notice.items():
+            self._compile(locale, text)
+
+    def _compile(self, locale: str, text: NoticeText) -> None:
+        compiled: dict[str, Any] = {}
+        personal = False
+        for name in (*BASE_FIELDS, *DERIVED_FIELDS):
+            source = getattr(text, name) or DEFAULTS.get(name)
+            if source is None:
+                continue
+            try:
+                ast = self.env.parse(source)
+                compiled[name] = self.env.from_string(source)
+            except TemplateError as exc:
+                line = getattr(exc, "lineno", 1) or 1
+                self.problems.append(TemplateProblem(locale, name, f"template error: {exc}", line))
+                continue
+            # Only templates reading `recipient` differ per person; the rest render once.
+            if "recipient" in meta.find_undeclared_variables(ast):
+                personal = True
+        self._templates[locale] = compiled
+        self._personal[locale] = personal
+
+    def locale_for(self, wanted: str | None) -> str:
+        """The best notice locale for a person: exact, then language, then the default."""
+        if wanted:
+            if wanted in self._templates:
+                return wanted
+            lang = wanted.split("-")[0].lower()
+            if lang in self._templates:
+                return lang
+            for locale in self._templates:
+                if locale.split("-")[0] == lang:
+                    return locale
+        return self.playbook.default_locale
+
+    def is_personal(self, locale: str) -> bool:
+        return self._personal.get(locale, False)
+
+    def render_public(self, locale: str, context: Mapping[str, Any]) -> RenderedNotice:
+        """The notice as the public and regulators read it: no greeting, no person's name."""
+        public = {**context, "recipient": PUBLIC_RECIPIENT}
+        notice, problems = self._render(locale, public, stop_on_error=True, skip=("greeting",))
+        assert notice is not None and not problems
+        return notice
+
+    def render(self, locale: str, context: Mapping[str, Any]) -> RenderedNotice:
+        """Render every field of ``locale``; raises jinja2 errors (callers record them)."""
+        if not self._personal[locale] and locale in self._cache:
+            return self._cache[locale]
+        notice, problems = self._render(locale, context, stop_on_error=True)
+        assert notice is not None and not problems
+        if not self._personal[locale]:
+            self._cache[locale] = notice
+        return notice
+
+    def check(self, locale: str, context: Mapping[str, Any]) -> list[TemplateProblem]:
+        """Render ``locale`` with ``context`` and report every field that fails, not just the first."""
+        return self._render(locale, context, stop_on_error=False)[1]
+
+    def _render(
+        self,
+        locale: str,
+        context: Mapping[str, Any],
+        *,
+        stop_on_error: bool,
+        skip: tuple[str, ...] = (),
+    ) -> tuple[RenderedNotice | None, list[TemplateProblem]]:
+        templates = self._templates[locale]
+        values: dict[str, str | None] = {}
+        problems: list[TemplateProblem] = []
+        derived_context = {**context, "notice": values}
+        for name in (*BASE_FIELDS, *DERIVED_FIELDS):
+            template = None if name in skip else templates.get(name)
+            if template is None:
+                values[name] = None
+                continue
+            try:
+                # Derived fields read the base ones through `notice`, filled in just above.
+                values[name] = _clean(template.render(derived_context))
+            except TemplateError as exc:
+                if stop_on_error:
+                    raise
+                problems.append(TemplateProblem(locale, name, str(exc)))
+                values[name] = ""
+        if problems:
+            return None, problems
+        return RenderedNotice(locale=locale, **values), []  # type: ignore[arg-type]
+
+
+def _clean(text: str) -> str:
+    # YAML block scalars leave trailing newlines and authors indent freely; messages should not.
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def template_context(
+    *,
+    playbook: Playbook,
+    incident: Mapping[str, Any],
+    facts: Mapping[str, Any],
+    recipient: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The variables a notice template can use."""
+    return {
+        "playbook": {"id": playbook.id, "title": playbook.title, "version": playbook.version,
+                     "severity": playbook.severity},
+        "organisation": playbook.organisation.model_dump(),
+        "incident": dict(incident),
+        "facts": dict(facts),
+        "recipient": dict(recipient) if recipient is not None else {},
+    }  # fmt: skip

@@ -1,0 +1,340 @@
+"""Playbook validation: every problem of a file at once, each located as ``FILE:LINE:COLUMN``.
+
+Shape and types come from the pydantic model; the rest needs context: templates rendered with
+sample facts, channels of the installed plugins, SMS segment budgets, regulators and regimes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+from pydantic import BaseModel, ValidationError
+
+from . import conditions, facts
+from .errors import Problem, ValidationFailed
+from .locations import SourceMap, load_yaml
+from .notice import NoticeRenderer, template_context
+from .playbook import BeforeDeadline, Playbook
+from .pluginhost import PluginHost
+from .regimes import Regime, builtin_regimes
+from .segments import count_segments
+
+#: names a step `condition` may read; `facts.*` must be declared facts
+CONDITION_ROOTS = {"facts", "counts", "severity", "jurisdictions", "mode"}
+COUNT_NAMES = {"total", "reached", "unreachable", "invalid", "channel", "skipped"}
+#: names a step `recipients` filter may read
+RECIPIENT_ROOTS = {"recipient", "facts", "severity"}
+RECIPIENT_FIELDS = {"id", "name", "locale", "region", "attrs", "has_phone", "has_email",
+                    "has_push_token"}  # fmt: skip
+
+
+class _AnyAttrs(dict[str, Any]):
+    """Audience attributes are unknown at validation time: any key reads as sample text."""
+
+    def __missing__(self, key: str) -> str:
+        return "sample"
+
+
+def sample_recipient(locale: str) -> dict[str, Any]:
+    return {"id": "sample-0001", "name": "Alexandra Example-Sample", "locale": locale,
+            "region": "US", "attrs": _AnyAttrs()}  # fmt: skip
+
+
+def sample_incident(playbook: Playbook) -> dict[str, Any]:
+    moment = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    return {"id": "INC-20260101-SAMPLE", "aware_at": moment, "notice_date": moment,
+            "title": playbook.title}  # fmt: skip
+
+
+def validate_text(
+    text: str,
+    file: str,
+    *,
+    host: PluginHost | None = None,
+    regimes: dict[str, Regime] | None = None,
+) -> tuple[Playbook | None, list[Problem]]:
+    """Validate one playbook's YAML text. Returns the playbook (None if unusable) and problems."""
+    data, smap, problems = load_yaml(text, file)
+    if data is None:
+        return None, problems
+    if not isinstance(data, dict):
+        return None, [*problems, smap.problem((), "a playbook must be a mapping of keys")]
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        return None, sorted(problems + _model_problems(exc, smap, data))
+    problems += _semantic_problems(playbook, smap, host, regimes or builtin_regimes())
+    return playbook, sorted(problems)
+
+
+def validate_file(
+    path: Path, *, host: PluginHost | None = None, regimes: dict[str, Regime] | None = None
+) -> tuple[Playbook | None, list[Problem]]:
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(str(path), 0, 0, f"cannot read the file: {exc}")]
+    return validate_text(text, str(path), host=host, regimes=regimes)
+
+
+def load_playbook(
+    path: Path, *, host: PluginHost | None = None, regimes: dict[str, Regime] | None = None
+) -> Playbook:
+    """A valid playbook, or :class:`ValidationFailed` carrying every problem."""
+    playbook, problems = validate_file(path, host=host, regimes=regimes)
+    if problems or playbook is None:
+        raise ValidationFailed(problems)
+    return playbook
+
+
+# -- shape and types -----------------------------------------------------------------------
+
+
+def _model_problems(exc: ValidationError, smap: SourceMap, data: Any) -> list[Problem]:
+    seen: set[tuple[Any, ...]] = set()
+    out: list[Problem] = []
+    for error in exc.errors():
+        kind = error["type"]
+        path = _data_path(error["loc"], data, kind)
+        where = ".".join(str(p) for p in path) or "playbook"
+        if kind == "extra_forbidden":
+            key = str(path[-1])
+            known = _fields_at(path[:-1], data)
+            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            suffix = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
+            out.append(smap.problem(path, f"unknown key {key!r}{suffix}", key=True))
+            continue
+        if kind == "missing":
+            parent = ".".join(str(p) for p in path[:-1]) or "playbook"
+            message = f"{parent}: missing required key {path[-1]!r}"
+        elif path and path[-1] == "at" and len(error["loc"]) > len(path) + 0:
+            # The time is a union (offset | time | before_deadline): every branch complains.
+            if isinstance(_value_at(data, path), dict):
+                continue  # the before_deadline branch reports the precise nested error
+            message = (f"{where}: invalid time; write an offset like '+24h', an ISO time, or "
+                       "{before_deadline: REGULATOR, margin: 6h}")  # fmt: skip
+        else:
+            message = f"{where}: {_plain(error['msg'])}"
+        if (tuple(path), message) in seen:
+            continue
+        seen.add((tuple(path), message))
+        out.append(smap.problem(path, message))
+    return out
+
+
+def _plain(msg: str) -> str:
+    return msg.replace("Value error, ", "").replace("Input should be", "should be")
+
+
+def _data_path(loc: Sequence[int | str], data: Any, kind: str) -> list[int | str]:
+    """Drop pydantic's union/validator tags from ``loc``, keeping only real keys and indexes."""
+    path: list[int | str] = []
+    node = data
+    for n, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif n == len(loc) - 1 and kind in ("missing", "extra_forbidden"):
+            path.append(part)  # the key that is missing or not allowed
+    return path
+
+
+def _value_at(data: Any, path: Sequence[int | str]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _fields_at(path: Sequence[int | str], data: Any) -> list[str]:
+    """Field names of the model that governs the mapping at ``path`` (for "did you mean")."""
+    model: Any = Playbook
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            # A dict of models (notice.<locale>, facts.<name>): the key is data, keep the model.
+            continue
+        model = _inner_model(field.annotation)
+    return sorted(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _inner_model(annotation: Any) -> Any:
+    if _is_model(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    if isinstance(annotation, types.UnionType):
+        return None
+    return None
+
+
+# -- meaning ----------------------------------------------------------------------------------
+
+
+def _semantic_problems(
+    playbook: Playbook, smap: SourceMap, host: PluginHost | None, regimes: dict[str, Regime]
+) -> list[Problem]:
+    out: list[Problem] = []
+    out += _duplicates([s.id for s in playbook.steps], "steps", "step id", smap)
+    out += _duplicates([r.id for r in playbook.regulators], "regulators", "regulator id", smap)
+    if playbook.default_locale not in playbook.notice:
+        out.append(smap.problem(["default_locale"],
+                                f"default_locale {playbook.default_locale!r} has no notice text"))
+    for i, regulator in enumerate(playbook.regulators):
+        if regulator.regime not in regimes and regulator.deadline is None:
+            out.append(smap.problem(["regulators", i, "regime"], _unknown(
+                "regime", regulator.regime, regimes, "or give the regulator a `deadline:`")))
+    channels = host.channels() if host is not None else None
+    for i, step in enumerate(playbook.steps):
+        out += _step_problems(playbook, i, smap, channels, regimes)
+    out += _template_problems(playbook, smap)
+    return out
+
+
+def _duplicates(ids: list[str], key: str, what: str, smap: SourceMap) -> list[Problem]:
+    out, seen = [], set()
+    for i, ident in enumerate(ids):
+        if ident in seen:
+            out.append(smap.problem([key, i, "id"], f"duplicate {what} {ident!r}"))
+        seen.add(ident)
+    return out
+
+
+def _unknown(what: str, name: str, known: Iterable[str], extra: str = "") -> str:
+    known = sorted(known)
+    hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    tail = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(known) or 'none'}"
+    return f"unknown {what} {name!r}; {tail}" + (f" {extra}" if extra else "")
+
+
+def _step_problems(
+    playbook: Playbook,
+    i: int,
+    smap: SourceMap,
+    channels: dict[str, list[str]] | None,
+    regimes: dict[str, Regime],
+) -> list[Problem]:
+    step = playbook.steps[i]
+    here: list[int | str] = ["steps", i]
+    out: list[Problem] = []
+    regulator_ids = [r.id for r in playbook.regulators]
+    if channels is not None:
+        for key, channel in (("channel", step.channel),
+                             ("fallback", step.fallback.channel if step.fallback else None)):
+            if channel is not None and channel not in channels:
+                out.append(smap.problem([*here, key], _unknown(
+                    "channel", channel, channels, "(no installed plugin provides it)")))
+        if step.notifier and step.notifier not in channels.get(step.channel, []):
+            out.append(smap.problem([*here, "notifier"], _unknown(
+                f"notifier for channel {step.channel!r}", step.notifier,
+                channels.get(step.channel, []))))
+    if step.channel == "regulator" and step.regulator is None:
+        out.append(smap.problem(here, f"step {step.id!r}: a regulator step names its `regulator:`"))
+    if step.regulator is not None and step.regulator not in regulator_ids:
+        out.append(smap.problem([*here, "regulator"],
+                                _unknown("regulator", step.regulator, regulator_ids)))
+    if isinstance(step.at, BeforeDeadline):
+        target = playbook.regulator(step.at.before_deadline)
+        if target is None:
+            out.append(smap.problem([*here, "at", "before_deadline"], _unknown(
+                "regulator", step.at.before_deadline, regulator_ids,
+                "(declare it under `regulators:`)")))
+        else:
+            deadline = target.deadline or regimes[target.regime].deadline \
+                if target.regime in regimes or target.deadline else None
+            if deadline is not None and deadline.unit == "none":
+                out.append(smap.problem([*here, "at", "before_deadline"],
+                                        f"regulator {target.id!r} ({target.regime}) has no fixed "
+                                        "deadline to count back from"))
+    if step.condition is not None:
+        out += _condition_problems(step.condition, [*here, "condition"], CONDITION_ROOTS,
+                                   playbook, smap)
+    if step.recipients is not None:
+        out += _condition_problems(step.recipients, [*here, "recipients"], RECIPIENT_ROOTS,
+                                   playbook, smap)
+    return out
+
+
+def _condition_problems(
+    source: str, path: list[int | str], roots: set[str], playbook: Playbook, smap: SourceMap
+) -> list[Problem]:
+    line, column = smap.locate(path)
+    try:
+        parsed = conditions.parse(source)
+    except conditions.ConditionError as exc:
+        return [Problem(smap.file, line, column + exc.column - 1, str(exc))]
+    out = []
+    for name in sorted(parsed.names):
+        parts = name.split(".")
+        root = parts[0]
+        if root in ("true", "false", "null", "none"):
+            continue
+        if root not in roots:
+            out.append(Problem(smap.file, line, column, _unknown("name", root, roots)))
+        elif root == "facts" and len(parts) > 1 and parts[1] not in playbook.facts:
+            out.append(Problem(smap.file, line, column, _unknown(
+                "fact", parts[1], playbook.facts, "(declare it under `facts:`)")))
+        elif root == "counts" and len(parts) > 1 and parts[1] not in COUNT_NAMES:
+            out.append(Problem(smap.file, line, column, _unknown("count", parts[1], COUNT_NAMES)))
+        elif root == "recipient" and len(parts) > 1 and parts[1] not in RECIPIENT_FIELDS:
+            out.append(Problem(smap.file, line, column, _unknown(
+                "recipient field", parts[1], RECIPIENT_FIELDS)))
+    return out
+
+
+def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
+    renderer = NoticeRenderer(playbook)
+    out = [
+        smap.problem(["notice", p.locale, p.field], f"notice {p.locale}.{p.field}: {p.message}")
+        for p in renderer.problems
+    ]
+    broken = {(p.locale, p.field) for p in renderer.problems}
+    sample_facts = facts.samples(playbook.facts)
+    uses_sms = any(
+        s.channel == "sms" or (s.fallback is not None and s.fallback.channel == "sms")
+        for s in playbook.steps
+    )
+    for locale, text in playbook.notice.items():
+        if any(loc == locale for loc, _ in broken):
+            continue
+        context = template_context(playbook=playbook, incident=sample_incident(playbook),
+                                   facts=sample_facts, recipient=sample_recipient(locale))
+        failures = renderer.check(locale, context)
+        for failure in failures:
+            message = f"notice {locale}.{failure.field}: {failure.message}"
+            if "facts" in failure.message or "has no attribute" in failure.message:
+                message += f" (declared facts: {', '.join(playbook.facts) or 'none'})"
+            if failure.field in text.model_fields_set:
+                out.append(smap.problem(["notice", locale, failure.field], message))
+            else:  # a built-in default template failed because of another field
+                out.append(smap.problem(["notice", locale], message))
+        if failures:
+            continue
+        notice = renderer.render(locale, context)
+        if uses_sms:
+            count = count_segments(notice.sms)
+            budget = playbook.limits.sms_segments
+            if count.segments > budget:
+                where = ["notice", locale, "sms"] if text.sms else ["notice", locale]
+                out.append(smap.problem(where, (
+                    f"notice {locale}.sms needs {count.segments} {count.encoding} segments "
+                    f"({count.units} {'septets' if count.encoding == 'GSM-7' else 'code units'}) "
+                    f"but limits.sms_segments is {budget}; shorten it")))
+    return out

@@ -1,0 +1,22 @@
+"""SendGrid e-mail notifier for breach-orchestrator (``sendgrid-email``).
+
+Payload building needs no SendGrid SDK; the SDK is imported only where live sending happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator import hookimpl
+from orchestrator.notifier import Notifier
+
+from .notifier import SendGridEmail
+from .payload import MAX_PERSONALIZATIONS, SUBSTITUTIONS_MAX_BYTES
+
+__all__ = ["MAX_PERSONALIZATIONS", "SUBSTITUTIONS_MAX_BYTES", "SendGridEmail"]
+
+
+@hookimpl
+def register_notifiers(register: Callable[[type[Notifier]], None]) -> None:
+    """Register the e-mail notifier."""
+    register(SendGridEmail)

@@ -1,0 +1,32 @@
+"""Twilio notifiers for breach-orchestrator: SMS (``twilio-sms``) and voice calls (``twilio-call``).
+
+Payload building needs no Twilio SDK; the SDK is imported only where live sending happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator import hookimpl
+from orchestrator.notifier import Notifier
+
+from .notifiers import TwilioCall, TwilioSms
+from .sms import SmsTooLong, count_segments
+from .twiml import TwimlTooLong, build_twiml, voice_for
+
+__all__ = [
+    "SmsTooLong",
+    "TwilioCall",
+    "TwilioSms",
+    "TwimlTooLong",
+    "build_twiml",
+    "count_segments",
+    "voice_for",
+]
+
+
+@hookimpl
+def register_notifiers(register: Callable[[type[Notifier]], None]) -> None:
+    """Register the SMS and call notifiers."""
+    register(TwilioSms)
+    register(TwilioCall)
