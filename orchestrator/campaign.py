@@ -54,8 +54,15 @@ class Campaign:
         self.incident = incident
         self.audience = audience
         self.renderer = NoticeRenderer(playbook)
-        self.fanout = FanOut(host=host, ledger=ledger, playbook=playbook, renderer=self.renderer,
-                             incident=incident, incident_vars=incident_vars, outbox=outbox)
+        self.fanout = FanOut(
+            host=host,
+            ledger=ledger,
+            playbook=playbook,
+            renderer=self.renderer,
+            incident=incident,
+            incident_vars=incident_vars,
+            outbox=outbox,
+        )
         self.audience_total: int | None = None
 
     def emit(self, kind: str, step_id: str | None = None, **detail: Any) -> None:
@@ -85,21 +92,37 @@ class Campaign:
             outcome.extra["counts"] = scope["counts"]
             if not outcome.condition_result:
                 outcome.fired = False
-                self.ledger.update_step(incident_id, step.id, state=StepState.NOT_FIRED.value,
-                                        condition_result=False, finished_at=now())
-                self.emit("step.not_fired", step.id, condition=step.condition,
-                          counts=scope["counts"])
+                self.ledger.update_step(
+                    incident_id,
+                    step.id,
+                    state=StepState.NOT_FIRED.value,
+                    condition_result=False,
+                    finished_at=now(),
+                )
+                self.emit(
+                    "step.not_fired", step.id, condition=step.condition, counts=scope["counts"]
+                )
                 return outcome
         if step.approval is not None:
             outcome.note = f"needs approval by {step.approval.role} (simulated in dry-run)"
             self.emit("step.approval_simulated", step.id, role=step.approval.role)
-        self.ledger.update_step(incident_id, step.id, state=StepState.RUNNING.value,
-                                condition_result=outcome.condition_result, started_at=now())
+        self.ledger.update_step(
+            incident_id,
+            step.id,
+            state=StepState.RUNNING.value,
+            condition_result=outcome.condition_result,
+            started_at=now(),
+        )
         self.emit("step.fired", step.id, channel=step.channel)
         outcome.tally = self.fanout.run(step, self.audience)
         if self.host.notifier(step.channel, step.notifier).contact is not None:
             self.audience_total = outcome.tally.people
-        self.ledger.update_step(incident_id, step.id, state=StepState.DONE.value,
-                                finished_at=now(), detail=outcome.tally.as_dict())
+        self.ledger.update_step(
+            incident_id,
+            step.id,
+            state=StepState.DONE.value,
+            finished_at=now(),
+            detail=outcome.tally.as_dict(),
+        )
         self.emit("step.done", step.id, states=dict(outcome.tally.states))
         return outcome

@@ -50,10 +50,18 @@ class State:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="breach")
-@click.option("--plugins-dir", type=click.Path(path_type=Path), default=None,
-              help="Also load every plugin module in this directory.")
-@click.option("--regimes", type=click.Path(exists=True, path_type=Path), default=None,
-              help="YAML file overriding the built-in notification regimes and deadlines.")
+@click.option(
+    "--plugins-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also load every plugin module in this directory.",
+)
+@click.option(
+    "--regimes",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="YAML file overriding the built-in notification regimes and deadlines.",
+)
 @click.pass_context
 def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> None:
     """Breach-notification orchestrator: playbooks in, every notice owed out."""
@@ -119,18 +127,38 @@ def regimes(state: State, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("playbook", type=click.Path(path_type=Path))
-@click.option("--audience", "-a", required=True, metavar="SOURCE",
-              help="people.csv, data.jsonl, csv:PATH, jsonl:PATH or sql:URL (with --query).")
+@click.option(
+    "--audience",
+    "-a",
+    required=True,
+    metavar="SOURCE",
+    help="people.csv, data.jsonl, csv:PATH, jsonl:PATH or sql:URL (with --query).",
+)
 @click.option("--query", default=None, help="SQL query for an sql: audience (bound parameters).")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="A bound parameter of --query.")
-@click.option("--fact", "-f", "fact_pairs", multiple=True, metavar="NAME=VALUE",
-              help="An incident fact (repeatable).")
-@click.option("--aware-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S",
-              "%Y-%m-%d %H:%M"]), default=None, help="When the organisation became aware (UTC).")
+@click.option(
+    "--param", "params", multiple=True, metavar="NAME=VALUE", help="A bound parameter of --query."
+)
+@click.option(
+    "--fact",
+    "-f",
+    "fact_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An incident fact (repeatable).",
+)
+@click.option(
+    "--aware-at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]),
+    default=None,
+    help="When the organisation became aware (UTC).",
+)
 @click.option("--dry-run", is_flag=True, help="Render everything into --outbox; send nothing.")
-@click.option("--outbox", type=click.Path(path_type=Path), default=None,
-              help="Dry-run output folder (default: outbox/INCIDENT).")
+@click.option(
+    "--outbox",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dry-run output folder (default: outbox/INCIDENT).",
+)
 @db_option
 @json_option
 @click.pass_obj
@@ -175,10 +203,19 @@ def print_summary(summary: dict[str, Any]) -> None:
         if s.get("note"):
             fired += f"\n[dim]{s['note']}[/dim]"
         states = s.get("states", {})
-        reasons = "; ".join(f"{r}: {n:,}" for r, n in list(s.get("skipped_reasons", {}).items())[:3])
-        steps.add_row(s["step"], s["channel"], s["offset"], fired,
-                      f"{states.get('sent', 0) + states.get('pending', 0):,}",
-                      f"{s.get('fallback', 0):,}", f"{states.get('skipped', 0):,}", reasons)
+        reasons = "; ".join(
+            f"{r}: {n:,}" for r, n in list(s.get("skipped_reasons", {}).items())[:3]
+        )
+        steps.add_row(
+            s["step"],
+            s["channel"],
+            s["offset"],
+            fired,
+            f"{states.get('sent', 0) + states.get('pending', 0):,}",
+            f"{s.get('fallback', 0):,}",
+            f"{states.get('skipped', 0):,}",
+            reasons,
+        )
     out.print(steps)
     channels = Table("channel", "messages", "rate/s", "ETA", title="Channels")
     for name, c in sorted(summary["channels"].items()):
@@ -232,8 +269,14 @@ def status(incident: str | None, db: str | None, as_json: bool) -> None:
 @click.option("--rows", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--invalid-rate", type=click.FloatRange(0, 1), default=0.01, show_default=True)
-@click.option("--out", "path", type=click.Path(path_type=Path), default=Path("audience.csv"),
-              show_default=True, help="Output file: .csv or .jsonl.")
+@click.option(
+    "--out",
+    "path",
+    type=click.Path(path_type=Path),
+    default=Path("audience.csv"),
+    show_default=True,
+    help="Output file: .csv or .jsonl.",
+)
 def gen_audience(rows: int, seed: int, invalid_rate: float, path: Path) -> None:
     """Write a synthetic affected-people file (deterministic for a seed)."""
     from .synthetic import generate_audience

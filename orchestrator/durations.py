@@ -11,7 +11,7 @@ _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``[+]<n><unit>...`` (units w, d, h, m, s); raise ``ValueError`` with the accepted form."""
+    """Parse ``[+]<n><unit>...`` (units w d h m s); ``ValueError`` shows the accepted form."""
     if not isinstance(text, str) or not _WHOLE.match(text):
         raise ValueError(
             f"{text!r} is not a duration; write e.g. '+0m', '+24h', '90s', '2d' or '1h30m'"

@@ -101,7 +101,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 
 def resolve(specs: Mapping[str, FactSpec], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Typed facts: declared ones coerced (defaults filled, required checked), others kept as given."""
+    """Typed facts: declared ones coerced (defaults filled, required checked), others kept."""
     facts: dict[str, Any] = {}
     missing = []
     for name, spec in specs.items():

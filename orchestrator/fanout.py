@@ -149,9 +149,7 @@ class FanOut:
 
     # -- one message per step (public notice, regulator report) ---------------------------------
 
-    def _incident_rows(
-        self, step: Step, notifier: Notifier, tally: StepTally
-    ) -> Iterator[Planned]:
+    def _incident_rows(self, step: Step, notifier: Notifier, tally: StepTally) -> Iterator[Planned]:
         notices = {
             loc: self.renderer.render_public(loc, self._shared_context)
             for loc in self.playbook.notice
@@ -178,8 +176,9 @@ class FanOut:
         for person in audience:
             tally.people += 1
             view = recipient_view(person)
-            if rule is not None and not rule({"recipient": view, "facts": facts,
-                                              "severity": self.playbook.severity}):
+            if rule is not None and not rule(
+                {"recipient": view, "facts": facts, "severity": self.playbook.severity}
+            ):
                 yield self._skip(step, person, "excluded by the step's recipients rule", tally)
                 continue
             chosen, via_fallback = notifier, False
@@ -261,14 +260,21 @@ class FanOut:
         output = None
         if self.dry_run:
             state = DeliveryState.SENT.value
-            output = self._outbox_writer(step, notifier, message, recipient_id, payload,
-                                         shared=personal is None, via_fallback=via_fallback)
+            output = self._outbox_writer(
+                step,
+                notifier,
+                message,
+                recipient_id,
+                payload,
+                shared=personal is None,
+                via_fallback=via_fallback,
+            )
         else:
             state = DeliveryState.PENDING.value
         tally.states[state] += 1
-        row = {**base, "state": state, "content_hash": digest,
+        record = {**base, "state": state, "content_hash": digest,
                "next_attempt_at": None if self.dry_run else stamp}  # fmt: skip
-        return Planned(row, output)
+        return Planned(record, output)
 
     def _outbox_writer(
         self,

@@ -53,4 +53,3 @@ def hook_names() -> list[str]:
         for name, value in globals().items()
         if callable(value) and hasattr(value, "breach_spec")
     )
-

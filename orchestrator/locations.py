@@ -60,14 +60,20 @@ class _Builder:
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     self.problems.append(
-                        Problem(self.smap.file, *_pos(key_node), "merge keys (<<) are not supported")
+                        Problem(
+                            self.smap.file, *_pos(key_node), "merge keys (<<) are not supported"
+                        )
                     )
                     continue
                 key = self.constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | bool) or key is None:
                     self.problems.append(
-                        Problem(self.smap.file, *_pos(key_node), f"keys must be text, got "
-                                f"{key!r} (a value starting with '{{{{' must be quoted)")
+                        Problem(
+                            self.smap.file,
+                            *_pos(key_node),
+                            f"keys must be text, got "
+                            f"{key!r} (a value starting with '{{{{' must be quoted)",
+                        )
                     )
                     continue
                 key = str(key) if not isinstance(key, str) else key
@@ -84,7 +90,7 @@ class _Builder:
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[Problem]]:
-    """Parse one YAML document. Returns (data, source map, problems); data is None on syntax errors."""
+    """Parse one YAML document: (data, source map, problems); data is None on syntax errors."""
     smap = SourceMap(file)
     problems: list[Problem] = []
     try:

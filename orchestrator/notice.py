@@ -22,7 +22,7 @@ BASE_FIELDS = ("subject", "greeting", "impact", "measures", "advice", "contact",
                "what_happened", "data_involved")  # fmt: skip
 DERIVED_FIELDS = ("sms", "push", "call")
 #: who "recipient" is on a public notice or a regulator report
-PUBLIC_RECIPIENT = {"id": "public", "name": "", "locale": None, "region": None, "attrs": {}}
+PUBLIC_RECIPIENT: dict[str, Any] = {"id": "public", "name": "", "locale": None, "region": None, "attrs": {}}
 #: used when a locale does not write its own channel text; they read the rendered base fields
 DEFAULTS = {
     "subject": "{{ playbook.title }}",
@@ -47,7 +47,9 @@ def _format_number(value: Any) -> str:
 
 def make_environment() -> SandboxedEnvironment:
     """The one environment all notice templates compile in."""
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
     env.filters["date"] = _format_date
     env.filters["number"] = _format_number
     return env
@@ -134,7 +136,7 @@ class NoticeRenderer:
         return notice
 
     def check(self, locale: str, context: Mapping[str, Any]) -> list[TemplateProblem]:
-        """Render ``locale`` with ``context`` and report every field that fails, not just the first."""
+        """Render ``locale`` and report every field that fails, not just the first."""
         return self._render(locale, context, stop_on_error=False)[1]
 
     def _render(

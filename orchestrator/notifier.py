@@ -12,7 +12,7 @@ import html
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from .message import Message
@@ -31,7 +31,7 @@ class Setting:
     secret: bool = False
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """How one delivery attempt ended, as the notifier classifies it."""
 
     SENT = "sent"  # accepted by the provider

@@ -18,8 +18,8 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 from typing import IO, Any
 
 from .message import RenderedNotice

@@ -74,7 +74,7 @@ class FactSpec(_Strict):
     default: Any = None
     example: Any = Field(
         default=None,
-        description="Value used to render templates at validation time (defaults to a typed sample).",
+        description="Value used to render templates at validation time (else a typed sample).",
     )
 
 
@@ -115,7 +115,7 @@ class Fallback(_Strict):
 
     channel: str
     after: Duration = timedelta(0)
-    on: list[FallbackTrigger] = Field(default_factory=lambda: ["unreachable"])
+    on: list[FallbackTrigger] = Field(default_factory=lambda: list[FallbackTrigger](["unreachable"]))
 
     @model_validator(mode="before")
     @classmethod

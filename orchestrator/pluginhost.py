@@ -7,6 +7,7 @@ names) restricts which entry-point plugins load. Every failure names the plugin.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import logging
@@ -143,9 +144,7 @@ class PluginHost:
                     continue
                 hint = difflib.get_close_matches(attr, known, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise PluginError(
-                    f"plugin {name!r} implements unknown hook {attr!r}{suggestion}"
-                )
+                raise PluginError(f"plugin {name!r} implements unknown hook {attr!r}{suggestion}")
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -276,10 +275,9 @@ def resolve_settings(cls: type[Notifier], env: Mapping[str, str]) -> dict[str, s
         if env.get(spec.name):
             out[spec.name] = env[spec.name]
         elif env.get(spec.name + "_FILE"):
-            try:
+            # An unreadable file is reported as a missing setting, by name only.
+            with contextlib.suppress(OSError):
                 out[spec.name] = Path(env[spec.name + "_FILE"]).read_text("utf-8").strip()
-            except OSError:
-                pass  # reported as a missing setting, by name only
     return out
 
 

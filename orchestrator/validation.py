@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError
 from pydantic import BaseModel, ValidationError
 
 from . import conditions, facts
@@ -138,10 +137,10 @@ def _data_path(loc: Sequence[int | str], data: Any, kind: str) -> list[int | str
     path: list[int | str] = []
     node = data
     for n, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        present = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        )
+        if present:
             path.append(part)
             node = node[part]
         elif n == len(loc) - 1 and kind in ("missing", "extra_forbidden"):
@@ -195,14 +194,23 @@ def _semantic_problems(
     out += _duplicates([s.id for s in playbook.steps], "steps", "step id", smap)
     out += _duplicates([r.id for r in playbook.regulators], "regulators", "regulator id", smap)
     if playbook.default_locale not in playbook.notice:
-        out.append(smap.problem(["default_locale"],
-                                f"default_locale {playbook.default_locale!r} has no notice text"))
+        out.append(
+            smap.problem(
+                ["default_locale"], f"default_locale {playbook.default_locale!r} has no notice text"
+            )
+        )
     for i, regulator in enumerate(playbook.regulators):
         if regulator.regime not in regimes and regulator.deadline is None:
-            out.append(smap.problem(["regulators", i, "regime"], _unknown(
-                "regime", regulator.regime, regimes, "or give the regulator a `deadline:`")))
+            out.append(
+                smap.problem(
+                    ["regulators", i, "regime"],
+                    _unknown(
+                        "regime", regulator.regime, regimes, "or give the regulator a `deadline:`"
+                    ),
+                )
+            )
     channels = host.channels() if host is not None else None
-    for i, step in enumerate(playbook.steps):
+    for i in range(len(playbook.steps)):
         out += _step_problems(playbook, i, smap, channels, regimes)
     out += _template_problems(playbook, smap)
     return out
@@ -236,39 +244,70 @@ def _step_problems(
     out: list[Problem] = []
     regulator_ids = [r.id for r in playbook.regulators]
     if channels is not None:
-        for key, channel in (("channel", step.channel),
-                             ("fallback", step.fallback.channel if step.fallback else None)):
+        for key, channel in (
+            ("channel", step.channel),
+            ("fallback", step.fallback.channel if step.fallback else None),
+        ):
             if channel is not None and channel not in channels:
-                out.append(smap.problem([*here, key], _unknown(
-                    "channel", channel, channels, "(no installed plugin provides it)")))
+                out.append(
+                    smap.problem(
+                        [*here, key],
+                        _unknown("channel", channel, channels, "(no installed plugin provides it)"),
+                    )
+                )
         if step.notifier and step.notifier not in channels.get(step.channel, []):
-            out.append(smap.problem([*here, "notifier"], _unknown(
-                f"notifier for channel {step.channel!r}", step.notifier,
-                channels.get(step.channel, []))))
+            out.append(
+                smap.problem(
+                    [*here, "notifier"],
+                    _unknown(
+                        f"notifier for channel {step.channel!r}",
+                        step.notifier,
+                        channels.get(step.channel, []),
+                    ),
+                )
+            )
     if step.channel == "regulator" and step.regulator is None:
         out.append(smap.problem(here, f"step {step.id!r}: a regulator step names its `regulator:`"))
     if step.regulator is not None and step.regulator not in regulator_ids:
-        out.append(smap.problem([*here, "regulator"],
-                                _unknown("regulator", step.regulator, regulator_ids)))
+        out.append(
+            smap.problem([*here, "regulator"], _unknown("regulator", step.regulator, regulator_ids))
+        )
     if isinstance(step.at, BeforeDeadline):
         target = playbook.regulator(step.at.before_deadline)
         if target is None:
-            out.append(smap.problem([*here, "at", "before_deadline"], _unknown(
-                "regulator", step.at.before_deadline, regulator_ids,
-                "(declare it under `regulators:`)")))
+            out.append(
+                smap.problem(
+                    [*here, "at", "before_deadline"],
+                    _unknown(
+                        "regulator",
+                        step.at.before_deadline,
+                        regulator_ids,
+                        "(declare it under `regulators:`)",
+                    ),
+                )
+            )
         else:
-            deadline = target.deadline or regimes[target.regime].deadline \
-                if target.regime in regimes or target.deadline else None
+            deadline = (
+                target.deadline or regimes[target.regime].deadline
+                if target.regime in regimes or target.deadline
+                else None
+            )
             if deadline is not None and deadline.unit == "none":
-                out.append(smap.problem([*here, "at", "before_deadline"],
-                                        f"regulator {target.id!r} ({target.regime}) has no fixed "
-                                        "deadline to count back from"))
+                out.append(
+                    smap.problem(
+                        [*here, "at", "before_deadline"],
+                        f"regulator {target.id!r} ({target.regime}) has no fixed "
+                        "deadline to count back from",
+                    )
+                )
     if step.condition is not None:
-        out += _condition_problems(step.condition, [*here, "condition"], CONDITION_ROOTS,
-                                   playbook, smap)
+        out += _condition_problems(
+            step.condition, [*here, "condition"], CONDITION_ROOTS, playbook, smap
+        )
     if step.recipients is not None:
-        out += _condition_problems(step.recipients, [*here, "recipients"], RECIPIENT_ROOTS,
-                                   playbook, smap)
+        out += _condition_problems(
+            step.recipients, [*here, "recipients"], RECIPIENT_ROOTS, playbook, smap
+        )
     return out
 
 
@@ -289,13 +328,22 @@ def _condition_problems(
         if root not in roots:
             out.append(Problem(smap.file, line, column, _unknown("name", root, roots)))
         elif root == "facts" and len(parts) > 1 and parts[1] not in playbook.facts:
-            out.append(Problem(smap.file, line, column, _unknown(
-                "fact", parts[1], playbook.facts, "(declare it under `facts:`)")))
+            out.append(
+                Problem(
+                    smap.file,
+                    line,
+                    column,
+                    _unknown("fact", parts[1], playbook.facts, "(declare it under `facts:`)"),
+                )
+            )
         elif root == "counts" and len(parts) > 1 and parts[1] not in COUNT_NAMES:
             out.append(Problem(smap.file, line, column, _unknown("count", parts[1], COUNT_NAMES)))
         elif root == "recipient" and len(parts) > 1 and parts[1] not in RECIPIENT_FIELDS:
-            out.append(Problem(smap.file, line, column, _unknown(
-                "recipient field", parts[1], RECIPIENT_FIELDS)))
+            out.append(
+                Problem(
+                    smap.file, line, column, _unknown("recipient field", parts[1], RECIPIENT_FIELDS)
+                )
+            )
     return out
 
 
@@ -314,8 +362,12 @@ def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
     for locale, text in playbook.notice.items():
         if any(loc == locale for loc, _ in broken):
             continue
-        context = template_context(playbook=playbook, incident=sample_incident(playbook),
-                                   facts=sample_facts, recipient=sample_recipient(locale))
+        context = template_context(
+            playbook=playbook,
+            incident=sample_incident(playbook),
+            facts=sample_facts,
+            recipient=sample_recipient(locale),
+        )
         failures = renderer.check(locale, context)
         for failure in failures:
             message = f"notice {locale}.{failure.field}: {failure.message}"
@@ -333,8 +385,15 @@ def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
             budget = playbook.limits.sms_segments
             if count.segments > budget:
                 where = ["notice", locale, "sms"] if text.sms else ["notice", locale]
-                out.append(smap.problem(where, (
-                    f"notice {locale}.sms needs {count.segments} {count.encoding} segments "
-                    f"({count.units} {'septets' if count.encoding == 'GSM-7' else 'code units'}) "
-                    f"but limits.sms_segments is {budget}; shorten it")))
+                unit = "septets" if count.encoding == "GSM-7" else "code units"
+                out.append(
+                    smap.problem(
+                        where,
+                        (
+                            f"notice {locale}.sms needs {count.segments} {count.encoding} segments "
+                            f"({count.units} {unit}) "
+                            f"but limits.sms_segments is {budget}; shorten it"
+                        ),
+                    )
+                )
     return out

@@ -54,12 +54,27 @@ def test_dry_run_of_each_playbook_opens_no_socket(
     playbook: Path, audience: Path, tmp_path: Path
 ) -> None:
     outbox = tmp_path / "outbox"
-    args = ["trigger", str(playbook), "--audience", str(audience), "--dry-run",
-            "--outbox", str(outbox), "--db", f"sqlite:///{tmp_path / 'ledger.db'}", "--json"]
+    args = [
+        "trigger",
+        str(playbook),
+        "--audience",
+        str(audience),
+        "--dry-run",
+        "--outbox",
+        str(outbox),
+        "--db",
+        f"sqlite:///{tmp_path / 'ledger.db'}",
+        "--json",
+    ]
     for key, value in FACTS[playbook.stem].items():
         args += ["--fact", f"{key}={value}"]
-    run = subprocess.run([sys.executable, "-c", NO_NETWORK, *args], capture_output=True,
-                         text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    run = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert "NETWORK USED" not in run.stdout + run.stderr
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
@@ -111,8 +126,9 @@ def test_counts_and_messages_in_detail(audience: Path, tmp_path: Path) -> None:
         header = handle.readline().strip().split(",")
     assert "credentials_breached" in header
     excluded = steps["email-safe"]["skipped_reasons"]["excluded by the step's recipients rule"]
-    assert excluded > 0 and len(emails) + sum(steps["email-safe"]["skipped_reasons"].values()) \
-        == 3000
+    assert (
+        excluded > 0 and len(emails) + sum(steps["email-safe"]["skipped_reasons"].values()) == 3000
+    )
     # The regulator step is deadline-relative: 72 h GDPR clock less a 12 h margin.
     assert steps["dpc-report"]["offset"] == "2d12h"
     assert steps["dpc-report"]["note"].startswith("needs approval by dpo")

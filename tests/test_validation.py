@@ -88,7 +88,10 @@ def test_unquoted_template_gets_a_hint(host: PluginHost) -> None:
 
 def test_condition_language_errors_are_located(host: PluginHost) -> None:
     text = (FIXTURES / "minimal.yaml").read_text("utf-8")
-    text = text.replace("    fallback: email\n", '    fallback: email\n    condition: "counts.unreachabel > 5 or __import__(1)"\n')
+    text = text.replace(
+        "    fallback: email\n",
+        '    fallback: email\n    condition: "counts.unreachabel > 5 or __import__(1)"\n',
+    )
     _, problems = validate_text(text, "cond.yaml", host=host)
     assert len(problems) == 1
     assert problems[0].line == 31
@@ -97,7 +100,9 @@ def test_condition_language_errors_are_located(host: PluginHost) -> None:
 
 def test_unknown_fact_in_condition(host: PluginHost) -> None:
     text = (FIXTURES / "minimal.yaml").read_text("utf-8")
-    text = text.replace("    fallback: email\n", '    fallback: email\n    condition: "facts.affected > 5"\n')
+    text = text.replace(
+        "    fallback: email\n", '    fallback: email\n    condition: "facts.affected > 5"\n'
+    )
     (problem,) = validate_text(text, "cond.yaml", host=host)[1]
     assert "unknown fact 'affected'; did you mean 'affected_count'?" in problem.message
 

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -26,12 +26,12 @@ from ..events import IncidentEvent
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
 __all__ = [
+    "DUPLICATE_REASON",
     "AuditEvent",
     "Delivery",
     "DeliveryState",
     "Incident",
     "Ledger",
-    "DUPLICATE_REASON",
     "Step",
     "StepState",
     "default_url",
@@ -40,6 +40,7 @@ __all__ = [
 DEFAULT_URL = "sqlite:///breach.db"
 
 
+DELIVERIES = cast(Table, Delivery.__table__)
 DUPLICATE_REASON = "duplicate recipient id in the audience"
 _DELIVERY_DEFAULTS: dict[str, Any] = {
     "via_fallback": False, "locale": None, "contact": None, "recipient_data": None,
@@ -110,7 +111,9 @@ class Ledger:
 
     def incidents(self, limit: int = 50) -> list[Incident]:
         with self.session() as s:
-            return list(s.scalars(select(Incident).order_by(Incident.created_at.desc()).limit(limit)))
+            return list(
+                s.scalars(select(Incident).order_by(Incident.created_at.desc()).limit(limit))
+            )
 
     def update_incident(self, incident_id: str, **values: Any) -> None:
         with self.session() as s:
@@ -120,22 +123,28 @@ class Ledger:
 
     def steps(self, incident_id: str) -> list[Step]:
         with self.session() as s:
-            return list(s.scalars(
-                select(Step).where(Step.incident_id == incident_id).order_by(Step.position)))
+            return list(
+                s.scalars(
+                    select(Step).where(Step.incident_id == incident_id).order_by(Step.position)
+                )
+            )
 
     def step(self, incident_id: str, step_id: str) -> Step:
         with self.session() as s:
             found = s.scalar(
-                select(Step).where(Step.incident_id == incident_id, Step.step_id == step_id))
+                select(Step).where(Step.incident_id == incident_id, Step.step_id == step_id)
+            )
             if found is None:
                 raise NotFound(f"incident {incident_id!r} has no step {step_id!r}")
             return found
 
     def update_step(self, incident_id: str, step_id: str, **values: Any) -> None:
         with self.session() as s:
-            s.execute(update(Step)
-                      .where(Step.incident_id == incident_id, Step.step_id == step_id)
-                      .values(**values))
+            s.execute(
+                update(Step)
+                .where(Step.incident_id == incident_id, Step.step_id == step_id)
+                .values(**values)
+            )
 
     # -- deliveries ----------------------------------------------------------------------------
 
@@ -150,7 +159,7 @@ class Ledger:
         try:
             # Core insert (not ORM bulk): one executemany, several times faster.
             with self.engine.begin() as connection:
-                connection.execute(insert(Delivery.__table__), full)
+                connection.execute(insert(DELIVERIES), full)
             return []
         except IntegrityError:
             pass  # somewhere in the batch is a duplicate: go row by row to find it
@@ -171,12 +180,12 @@ class Ledger:
 
     def _insert_new(self, row: Mapping[str, Any]) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this ledger's dialect."""
-        dialect = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(
-            self.engine.dialect.name
-        )
-        if dialect is None:
-            raise LedgerError(f"unsupported ledger database: {self.engine.dialect.name}")
-        return dialect(Delivery.__table__).values(**row).on_conflict_do_nothing()
+        name = self.engine.dialect.name
+        if name == "sqlite":
+            return sqlite_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+        if name == "postgresql":
+            return postgresql_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+        raise LedgerError(f"unsupported ledger database: {name} (use SQLite or PostgreSQL)")
 
     def delivery_counts(self, incident_id: str) -> dict[str, dict[str, int]]:
         """step id -> state -> count."""
@@ -185,7 +194,8 @@ class Ledger:
             rows = s.execute(
                 select(Delivery.step_id, Delivery.state, func.count())
                 .where(Delivery.incident_id == incident_id)
-                .group_by(Delivery.step_id, Delivery.state))
+                .group_by(Delivery.step_id, Delivery.state)
+            )
             for step_id, state, n in rows:
                 out.setdefault(step_id, {})[state] = n
         return out
@@ -193,37 +203,57 @@ class Ledger:
     def reasons(self, incident_id: str, step_id: str | None = None) -> dict[str, dict[str, int]]:
         """step id -> skip/failure reason -> count."""
         out: dict[str, dict[str, int]] = {}
-        query = (select(Delivery.step_id, Delivery.reason, func.count())
-                 .where(Delivery.incident_id == incident_id, Delivery.reason.is_not(None))
-                 .group_by(Delivery.step_id, Delivery.reason))
+        query = (
+            select(Delivery.step_id, Delivery.reason, func.count())
+            .where(Delivery.incident_id == incident_id, Delivery.reason.is_not(None))
+            .group_by(Delivery.step_id, Delivery.reason)
+        )
         if step_id is not None:
             query = query.where(Delivery.step_id == step_id)
         with self.session() as s:
             for sid, reason, n in s.execute(query):
-                out.setdefault(sid, {})[reason] = n
+                out.setdefault(sid, {})[str(reason)] = n
         return out
 
     def reached(self, incident_id: str) -> int:
         """How many distinct people have at least one sent or delivered message."""
         done = (DeliveryState.SENT.value, DeliveryState.DELIVERED.value)
         with self.session() as s:
-            return int(s.scalar(
-                select(func.count(func.distinct(Delivery.recipient_id)))
-                .where(Delivery.incident_id == incident_id, Delivery.state.in_(done),
-                       Delivery.contact.is_not(None))) or 0)
+            return int(
+                s.scalar(
+                    select(func.count(func.distinct(Delivery.recipient_id))).where(
+                        Delivery.incident_id == incident_id,
+                        Delivery.state.in_(done),
+                        Delivery.contact.is_not(None),
+                    )
+                )
+                or 0
+            )
 
     # -- audit ---------------------------------------------------------------------------------
 
     def record(self, event: IncidentEvent) -> None:
         with self.session() as s:
-            s.add(AuditEvent(incident_id=event.incident_id, at=event.at, kind=event.kind,
-                             step_id=event.step_id, actor=event.actor, detail=event.detail))
+            s.add(
+                AuditEvent(
+                    incident_id=event.incident_id,
+                    at=event.at,
+                    kind=event.kind,
+                    step_id=event.step_id,
+                    actor=event.actor,
+                    detail=event.detail,
+                )
+            )
 
     def events(self, incident_id: str) -> list[AuditEvent]:
         with self.session() as s:
-            return list(s.scalars(select(AuditEvent)
-                                  .where(AuditEvent.incident_id == incident_id)
-                                  .order_by(AuditEvent.id)))
+            return list(
+                s.scalars(
+                    select(AuditEvent)
+                    .where(AuditEvent.incident_id == incident_id)
+                    .order_by(AuditEvent.id)
+                )
+            )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -43,10 +43,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime}
 
 
-class DeliveryState(str, enum.Enum):
+class DeliveryState(enum.StrEnum):
     """Where one delivery stands. Terminal: sent, delivered, failed, skipped, dead."""
 
     PENDING = "pending"
@@ -58,7 +58,7 @@ class DeliveryState(str, enum.Enum):
     DEAD = "dead"
 
 
-class StepState(str, enum.Enum):
+class StepState(enum.StrEnum):
     """Where one step of an incident stands."""
 
     SCHEDULED = "scheduled"
