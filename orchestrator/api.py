@@ -19,6 +19,7 @@ from .audience import open_audience
 from .campaign import Campaign, StepOutcome
 from .durations import format_duration
 from .errors import BreachError, Problem
+from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
 from .message import IncidentContext
 from .outbox import Outbox
@@ -67,6 +68,7 @@ def trigger(
     host: PluginHost | None = None,
     regimes_file: Path | None = None,
     source: str = "cli",
+    dedupe_key: str | None = None,
 ) -> TriggerResult:
     """Create an incident from a playbook and carry it out.
 
@@ -98,6 +100,7 @@ def trigger(
         title=playbook.title, severity=playbook.severity, mode=mode, state="running",
         aware_at=aware, created_at=now(), facts=_jsonable(resolved), audience_spec=audience,
         audience_options=_jsonable(options), outbox=str(outbox), source=source,
+        dedupe_key=dedupe_key,
     )  # fmt: skip
     timed = ordered_steps(playbook, aware, due)
     steps = [
@@ -232,6 +235,52 @@ def status(incident_id: str | None = None, *, db: str | None = None) -> dict[str
         "people": incident.audience_total, "facts": incident.facts, "steps": steps,
         "outbox": incident.outbox,
     }  # fmt: skip
+
+
+def find_open_incident(dedupe_key: str, *, db: str | None = None) -> str | None:
+    """The id of the newest incident opened for ``dedupe_key`` that is not closed, or None."""
+    return Ledger(db).open_incident(dedupe_key)
+
+
+def add_to_timeline(
+    incident_id: str,
+    kind: str,
+    *,
+    detail: Mapping[str, Any] | None = None,
+    facts: Mapping[str, Any] | None = None,
+    actor: str = "orchestrator",
+    db: str | None = None,
+    host: PluginHost | None = None,
+) -> None:
+    """Record an event on an incident's timeline; ``facts`` are merged in (new facts version).
+
+    Facts added later never re-render what was already sent: each delivery keeps the facts
+    version it was rendered with.
+    """
+    ledger = Ledger(db)
+    incident = ledger.incident(incident_id)
+    event_detail = dict(detail or {})
+    if facts:
+        merged = {**incident.facts, **_jsonable(facts)}
+        ledger.update_incident(
+            incident_id, facts=merged, facts_version=incident.facts_version + 1
+        )
+        event_detail["facts"] = sorted(facts)
+    event = IncidentEvent(incident_id, kind, None, event_detail, actor=actor)
+    ledger.record(event)
+    if host is not None:
+        host.emit(event)
+
+
+def timeline(incident_id: str, *, db: str | None = None) -> list[dict[str, Any]]:
+    """Every audit event of an incident, oldest first."""
+    ledger = Ledger(db)
+    ledger.incident(incident_id)  # NotFound for an unknown id
+    return [
+        {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, "actor": e.actor,
+         "detail": e.detail}
+        for e in ledger.events(incident_id)
+    ]  # fmt: skip
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -285,6 +285,13 @@ def gen_audience(rows: int, seed: int, invalid_rate: float, path: Path) -> None:
     err.print(f"wrote {path}: {stats}")
 
 
+# Server commands live with the server; the CLI only lists them.
+from .server.commands import routes, serve  # noqa: E402
+
+cli.add_command(serve)
+cli.add_command(routes)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: BreachError -> one message and its exit code, never a traceback."""
     try:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .events import IncidentEvent
     from .message import Message
     from .notifier import Notifier
+    from .receipts import ReceiptHandler
 
 hookspec = pluggy.HookspecMarker("breach")
 
@@ -30,6 +31,15 @@ def register_audience_sources(register: Callable[[str, AudienceSourceFactory], N
     """Register audience sources by scheme: ``register("csv", factory)``.
 
     ``--audience SCHEME:TARGET`` opens ``factory(TARGET, options)``.
+    """
+
+
+@hookspec
+def register_receipts(register: Callable[[str, ReceiptHandler], None]) -> None:
+    """Register delivery-receipt handlers: ``register("twilio", handler)``.
+
+    The server mounts each at ``POST /receipts/<name>``; the handler validates the provider's
+    signature and returns ``ReceiptUpdate``s (or raises ``ReceiptRejected``).
     """
 
 

@@ -28,6 +28,7 @@ from .errors import PluginError
 from .events import IncidentEvent
 from .message import Message
 from .notifier import Notifier
+from .receipts import ReceiptHandler
 
 ENTRY_POINT_GROUP = "breach"
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class PluginHost:
         self._versions: dict[str, tuple[str, str]] = {}
         self.notifier_classes: dict[str, tuple[str, type[Notifier]]] = {}
         self.sources: dict[str, tuple[str, AudienceSourceFactory]] = {}
+        self.receipt_handlers: dict[str, tuple[str, ReceiptHandler]] = {}
         self._notifiers: dict[str, Notifier] = {}
 
         from . import sources  # the core's own audience sources, registered like any plugin
@@ -155,6 +157,9 @@ class PluginHost:
             impl.function(register=self._notifier_registrar(impl.plugin_name))
         for impl in self.pm.hook.register_audience_sources.get_hookimpls():
             impl.function(register=self._source_registrar(impl.plugin_name))
+        for impl in self.pm.hook.register_receipts.get_hookimpls():
+            impl.function(register=self._unique_registrar(
+                impl.plugin_name, "receipt handler", self.receipt_handlers))  # fmt: skip
 
     def _notifier_registrar(self, plugin: str) -> Any:
         def register(cls: type[Notifier]) -> None:
@@ -174,14 +179,17 @@ class PluginHost:
         return register
 
     def _source_registrar(self, plugin: str) -> Any:
-        def register(scheme: str, factory: AudienceSourceFactory) -> None:
-            if scheme in self.sources:
-                other = self.sources[scheme][0]
+        return self._unique_registrar(plugin, "audience source", self.sources)
+
+    @staticmethod
+    def _unique_registrar(plugin: str, what: str, table: dict[str, tuple[str, Any]]) -> Any:
+        def register(name: str, value: Any) -> None:
+            if name in table:
                 raise PluginError(
-                    f"plugin {plugin!r} registers audience source {scheme!r}, already "
-                    f"registered by plugin {other!r}"
+                    f"plugin {plugin!r} registers {what} {name!r}, already registered by "
+                    f"plugin {table[name][0]!r}"
                 )
-            self.sources[scheme] = (plugin, factory)
+            table[name] = (plugin, value)
 
         return register
 
@@ -232,11 +240,9 @@ class PluginHost:
                     infos[impl.plugin_name].hooks.append(caller.name)
         for nname, (plugin, cls) in self.notifier_classes.items():
             infos[plugin].channels.append(cls.channel)
-            missing = resolve_settings(cls, self.settings)
+            notifier = cls(settings=resolve_settings(cls, self.settings))
             infos[plugin].missing_settings += [
-                f"{nname}: {s.name}"
-                for s in cls.settings_spec
-                if s.required and not missing.get(s.name)
+                f"{nname}: {name}" for name in notifier.missing_settings()
             ]
         for scheme, (plugin, _) in self.sources.items():
             infos[plugin].sources.append(scheme)

@@ -106,6 +106,24 @@ def test_audience_source_from_a_plugin(tmp_path: Path) -> None:
     assert len(list(people)) == 3  # a source can be read again, once per step
 
 
+def test_receipt_handlers_are_registered_by_name() -> None:
+    import asyncio
+
+    from orchestrator.receipts import ReceiptRejected, ReceiptRequest
+
+    host = PluginHost(plugins_dir=Path(__file__).parent / "plugins")
+    plugin, handler = host.receipt_handlers["echo"]
+    assert plugin == "echo_receipts"
+    body = b'[{"state": "delivered", "provider_id": "SM1"}]'
+    good = ReceiptRequest("http://127.0.0.1/receipts/echo", "POST", {"x-echo-secret": "s3cret"},
+                          body)  # fmt: skip
+    (update,) = asyncio.run(handler(good))
+    assert (update.state, update.provider_id) == ("delivered", "SM1")
+    forged = ReceiptRequest(good.url, "POST", {"x-echo-secret": "guess"}, body)
+    with pytest.raises(ReceiptRejected):
+        asyncio.run(handler(forged))
+
+
 def test_every_hook_is_documented_and_tested() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     tests = "".join(p.read_text("utf-8") for p in Path(__file__).parent.rglob("*.py"))

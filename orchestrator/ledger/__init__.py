@@ -115,6 +115,17 @@ class Ledger:
                 s.scalars(select(Incident).order_by(Incident.created_at.desc()).limit(limit))
             )
 
+    def open_incident(self, dedupe_key: str) -> str | None:
+        """Newest incident with this dedupe key that is not cancelled or closed."""
+        with self.session() as s:
+            return s.scalar(
+                select(Incident.id)
+                .where(Incident.dedupe_key == dedupe_key,
+                       Incident.state.not_in(("cancelled", "closed")))
+                .order_by(Incident.created_at.desc())
+                .limit(1)
+            )  # fmt: skip
+
     def update_incident(self, incident_id: str, **values: Any) -> None:
         with self.session() as s:
             s.execute(update(Incident).where(Incident.id == incident_id).values(**values))

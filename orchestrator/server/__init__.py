@@ -1,0 +1,1 @@
+"""`breach serve`: webhooks from monitoring, provider receipts, health."""
