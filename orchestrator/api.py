@@ -6,6 +6,7 @@ Each function takes plain values, returns plain data (dataclasses / dicts), and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
@@ -16,18 +17,19 @@ from typing import Any
 
 from . import facts as facts_mod
 from .audience import open_audience
-from .campaign import Campaign, StepOutcome
+from .campaign import Campaign, StepOutcome, read_redirect_file
 from .durations import format_duration
-from .errors import BreachError, Problem
+from .errors import BreachError, ConfigurationError, Problem
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
 from .message import IncidentContext
+from .notifier import Mode
 from .outbox import Outbox
 from .playbook import Playbook
 from .pluginhost import PluginHost
 from .regimes import Regime, load_regimes
 from .schedule import deadlines, ordered_steps
-from .validation import load_playbook, validate_file
+from .validation import load_playbook, validate_file, validate_text
 
 
 def validate(
@@ -62,91 +64,88 @@ def trigger(
     audience_options: Mapping[str, Any] | None = None,
     facts: Mapping[str, Any] | None = None,
     aware_at: datetime | None = None,
-    dry_run: bool = True,
+    mode: Mode = "dry-run",
     outbox: Path | None = None,
+    redirect_to: Path | None = None,
     db: str | None = None,
     host: PluginHost | None = None,
     regimes_file: Path | None = None,
     source: str = "cli",
     dedupe_key: str | None = None,
 ) -> TriggerResult:
-    """Create an incident from a playbook and carry it out.
+    """Create an incident from a playbook.
 
-    With ``dry_run`` every step is evaluated at once (time compressed), every message rendered
-    into ``outbox``, and nothing leaves the machine.
+    ``dry-run`` carries it out at once (time compressed) into ``outbox`` and nothing leaves the
+    machine. ``live`` and ``sandbox`` schedule its steps in the ledger; the engine (``breach
+    run`` or ``breach serve``) fires them when due. A live incident is refused when a notifier it
+    needs lacks settings.
     """
     host = host or PluginHost()
     regimes = load_regimes(regimes_file)
     playbook = load_playbook(playbook_path, host=host, regimes=regimes)
-    if not dry_run:
-        raise BreachError(
-            "live delivery is carried out by the delivery engine (`breach run`), which this "
-            "version does not ship yet; use --dry-run"
-        )
-    given = dict(facts or {})
-    resolved = facts_mod.resolve(playbook.facts, given)
+    if mode != "dry-run":
+        require_settings(playbook, host)
+    resolved = facts_mod.resolve(playbook.facts, dict(facts or {}))
     aware = (aware_at or now()).astimezone(UTC)
     ledger = Ledger(db)
     options = dict(audience_options or {})
     people = open_audience(audience, options, host.source_factory)
     incident_id = new_incident_id(aware)
-    due = deadlines(playbook, aware, regimes)
     text = playbook_path.read_text("utf-8")
-    outbox = outbox or Path("outbox") / incident_id
-    mode = "dry-run"
+    if mode == "dry-run":
+        outbox = outbox or Path("outbox") / incident_id
+    redirect = read_redirect_file(redirect_to) if redirect_to is not None else None
     row = Incident(
         id=incident_id, playbook_id=playbook.id, playbook_version=str(playbook.version),
         playbook_text=text, playbook_digest=hashlib.sha256(text.encode()).hexdigest(),
         title=playbook.title, severity=playbook.severity, mode=mode, state="running",
         aware_at=aware, created_at=now(), facts=_jsonable(resolved), audience_spec=audience,
-        audience_options=_jsonable(options), outbox=str(outbox), source=source,
-        dedupe_key=dedupe_key,
+        audience_options=_jsonable(options), outbox=str(outbox) if outbox else None,
+        source=source, dedupe_key=dedupe_key, redirect_to=redirect,
     )  # fmt: skip
-    timed = ordered_steps(playbook, aware, due)
+    timed = ordered_steps(playbook, aware, deadlines(playbook, aware, regimes))
     steps = [
         Step(incident_id=incident_id, step_id=step.id, position=i, channel=step.channel,
              due_at=at, state=StepState.SCHEDULED.value, detail={})
         for i, (step, at) in enumerate(timed)
     ]  # fmt: skip
     ledger.add_incident(row, steps)
-    context = _context(playbook, incident_id, aware, resolved, mode, regimes, due)
-    incident_vars = {"id": incident_id, "aware_at": aware, "notice_date": now(),
-                     "title": playbook.title}  # fmt: skip
-    box = Outbox(outbox)
-    campaign = Campaign(host=host, ledger=ledger, playbook=playbook, incident=context,
-                        incident_vars=incident_vars, audience=people, outbox=box)  # fmt: skip
+    box = Outbox(outbox) if outbox is not None else None
+    campaign = Campaign(host=host, ledger=ledger, incident=row, regimes=regimes, outbox=box,
+                        audience=people)  # fmt: skip
     campaign.emit("incident.triggered", playbook=playbook.id, version=str(playbook.version),
-                  mode=mode, source=source, facts=sorted(resolved))  # fmt: skip
+                  mode=mode, source=source, facts=sorted(resolved),
+                  redirected=bool(redirect))  # fmt: skip
+    if mode != "dry-run":
+        return TriggerResult(incident_id, status(incident_id, db=db), [])
     outcomes = [campaign.run_step(step, at) for step, at in timed]
     total = campaign.audience_total if campaign.audience_total is not None else 0
     ledger.update_incident(incident_id, state="finished", audience_total=total)
     campaign.emit("incident.finished", mode=mode)
-    summary = build_summary(playbook, context, outcomes, total, host, regimes, audience, box)
+    assert box is not None
+    summary = build_summary(playbook, campaign.incident, outcomes, total, host, regimes,
+                            audience, box)  # fmt: skip
     box.close(summary)
     return TriggerResult(incident_id, summary, outcomes)
 
 
-def _context(
-    playbook: Playbook,
-    incident_id: str,
-    aware: datetime,
-    resolved: Mapping[str, Any],
-    mode: str,
-    regimes: dict[str, Regime],
-    due: Mapping[str, datetime | None],
-) -> IncidentContext:
-    regulators = {
-        r.id: {**r.model_dump(mode="json"),
-               "regime_name": regimes[r.regime].name if r.regime in regimes else r.regime}
-        for r in playbook.regulators
-    }  # fmt: skip
-    return IncidentContext(
-        incident_id=incident_id, playbook_id=playbook.id,
-        playbook_version=str(playbook.version), title=playbook.title,
-        severity=playbook.severity, aware_at=aware, facts=dict(resolved),
-        organisation=playbook.organisation.model_dump(), mode=mode,  # type: ignore[arg-type]
-        regulators=regulators, deadlines=dict(due),
-    )  # fmt: skip
+def require_settings(playbook: Playbook, host: PluginHost) -> None:
+    """Refuse to go live when a notifier a step needs lacks settings (named, never shown)."""
+    missing: dict[str, list[str]] = {}
+    for step in playbook.steps:
+        channels = [(step.channel, step.notifier)]
+        if step.fallback is not None:
+            channels.append((step.fallback.channel, None))
+        for channel, name in channels:
+            notifier = host.notifier(channel, name)
+            if gaps := notifier.missing_settings():
+                missing[notifier.name] = gaps
+    if missing:
+        listing = "; ".join(f"{name}: {', '.join(gaps)}" for name, gaps in sorted(missing.items()))
+        raise ConfigurationError(
+            f"cannot go live, notifier settings missing ({listing}); set them in the "
+            "environment (or NAME_FILE), or use --dry-run / --sandbox"
+        )
 
 
 def build_summary(
@@ -207,8 +206,10 @@ def build_summary(
     }
 
 
-def status(incident_id: str | None = None, *, db: str | None = None) -> dict[str, Any]:
-    """One incident's steps, delivery counts by state and deadlines; or the recent incidents."""
+def status(
+    incident_id: str | None = None, *, db: str | None = None, host: PluginHost | None = None
+) -> dict[str, Any]:
+    """One incident's steps, deliveries by state, ETAs and deadlines; or the recent incidents."""
     ledger = Ledger(db)
     if incident_id is None:
         return {"incidents": [
@@ -220,21 +221,52 @@ def status(incident_id: str | None = None, *, db: str | None = None) -> dict[str
     counts = ledger.delivery_counts(incident_id)
     reasons = ledger.reasons(incident_id)
     current = now()
-    steps = [
-        {"step": s.step_id, "channel": s.channel, "state": s.state,
-         "due_at": s.due_at.isoformat() if s.due_at else None,
-         "deliveries": counts.get(s.step_id, {}), "reasons": reasons.get(s.step_id, {}),
-         "approved_by": s.approved_by}
-        for s in ledger.steps(incident_id)
-    ]  # fmt: skip
+    playbook = None
+    with contextlib.suppress(BreachError):
+        playbook, _ = validate_text(incident.playbook_text, incident.id)
+    rates = _rates(playbook, host)
+    steps = []
+    for s in ledger.steps(incident_id):
+        active = sum(counts.get(s.step_id, {}).get(k, 0) for k in ("pending", "sending"))
+        rate = rates.get(s.step_id)
+        steps.append({
+            "step": s.step_id, "channel": s.channel, "state": s.state,
+            "due_at": s.due_at.isoformat() if s.due_at else None,
+            "deliveries": counts.get(s.step_id, {}), "reasons": reasons.get(s.step_id, {}),
+            "approved_by": s.approved_by,
+            "eta_seconds": round(active / rate, 1) if rate and active else None,
+        })  # fmt: skip
+    deadline_rows = []
+    if playbook is not None:
+        due = deadlines(playbook, incident.aware_at, load_regimes())
+        for regulator in playbook.regulators:
+            at = due.get(regulator.id)
+            deadline_rows.append({
+                "regulator": regulator.id, "name": regulator.name, "regime": regulator.regime,
+                "due_at": at.isoformat() if at else None,
+                "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
+            })  # fmt: skip
     return {
         "id": incident.id, "playbook": incident.playbook_id,
         "version": incident.playbook_version, "title": incident.title, "mode": incident.mode,
         "state": incident.state, "aware_at": incident.aware_at.isoformat(),
         "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
         "people": incident.audience_total, "facts": incident.facts, "steps": steps,
-        "outbox": incident.outbox,
+        "deadlines": deadline_rows, "outbox": incident.outbox,
+        "redirected": bool(incident.redirect_to),
+        "possible_duplicates": ledger.reclaimed(incident_id),
     }  # fmt: skip
+
+
+def _rates(playbook: Playbook | None, host: PluginHost | None) -> dict[str, float]:
+    """Step id -> its notifier's default rate, for ETAs (empty when plugins are not loaded)."""
+    if playbook is None or host is None:
+        return {}
+    out = {}
+    for step in playbook.steps:
+        with contextlib.suppress(BreachError):
+            out[step.id] = host.notifier(step.channel, step.notifier).default_rate
+    return out
 
 
 def find_open_incident(dedupe_key: str, *, db: str | None = None) -> str | None:
@@ -262,9 +294,7 @@ def add_to_timeline(
     event_detail = dict(detail or {})
     if facts:
         merged = {**incident.facts, **_jsonable(facts)}
-        ledger.update_incident(
-            incident_id, facts=merged, facts_version=incident.facts_version + 1
-        )
+        ledger.update_incident(incident_id, facts=merged, facts_version=incident.facts_version + 1)
         event_detail["facts"] = sorted(facts)
     event = IncidentEvent(incident_id, kind, None, event_detail, actor=actor)
     ledger.record(event)

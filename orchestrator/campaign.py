@@ -1,69 +1,107 @@
-"""A campaign: one incident's steps carried out in time order against its audience.
+"""A campaign: one incident's steps carried out against its audience.
 
-Dry-run compresses time: every step is evaluated at once in due order, conditions see the counts
-the earlier steps produced, approval gates are noted (not waited for), and every message is
-rendered into the outbox. Live delivery (scheduling, dispatch, retries) builds on the same fan-out.
+The same code serves both modes. Dry-run compresses time: every step fires at once in due order,
+approval gates are noted rather than awaited, and messages go to the outbox. Live (and sandbox)
+steps fire when the engine's clock says so, wait at approval gates, and leave ``pending``
+deliveries for the dispatcher, which rebuilds each message from its ledger row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from . import conditions
-from .audience import AudienceSource
+from .audience import AudienceSource, Recipient, open_audience
+from .errors import LedgerError
 from .events import IncidentEvent
 from .fanout import FanOut, StepTally
-from .ledger import DeliveryState, Ledger, StepState, now
-from .message import IncidentContext
+from .ledger import DeliveryState, Incident, Ledger, StepState, now
+from .message import IncidentContext, Message
 from .notice import NoticeRenderer
 from .outbox import Outbox
 from .playbook import Playbook, Step
 from .pluginhost import PluginHost
+from .regimes import Regime
+from .schedule import deadlines
+from .validation import validate_text
 
 
 @dataclass
 class StepOutcome:
+    """What firing one step did."""
+
     step: Step
     due_at: datetime
     fired: bool
     condition_result: bool | None = None
     tally: StepTally | None = None
     note: str = ""
+    waiting_for_approval: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def incident_context(
+    playbook: Playbook, incident: Incident, regimes: Mapping[str, Regime]
+) -> IncidentContext:
+    """What every message of the incident shares, from its ledger row."""
+    due = deadlines(playbook, incident.aware_at, dict(regimes))
+    regulators = {
+        r.id: {**r.model_dump(mode="json"),
+               "regime_name": regimes[r.regime].name if r.regime in regimes else r.regime}
+        for r in playbook.regulators
+    }  # fmt: skip
+    return IncidentContext(
+        incident_id=incident.id, playbook_id=playbook.id,
+        playbook_version=str(playbook.version), title=playbook.title,
+        severity=playbook.severity, aware_at=incident.aware_at, facts=dict(incident.facts),
+        organisation=playbook.organisation.model_dump(), mode=incident.mode,  # type: ignore[arg-type]
+        regulators=regulators, deadlines=due,
+    )  # fmt: skip
+
+
 class Campaign:
-    """Runs the steps of one incident (dry-run for now: time compressed)."""
+    """One incident, loaded from its ledger row: fires steps and rebuilds messages."""
 
     def __init__(
         self,
         *,
         host: PluginHost,
         ledger: Ledger,
-        playbook: Playbook,
-        incident: IncidentContext,
-        incident_vars: dict[str, Any],
-        audience: AudienceSource,
-        outbox: Outbox | None,
+        incident: Incident,
+        regimes: Mapping[str, Regime],
+        outbox: Outbox | None = None,
+        audience: AudienceSource | None = None,
     ) -> None:
         self.host = host
         self.ledger = ledger
+        self.row = incident
+        playbook, problems = validate_text(incident.playbook_text, f"{incident.id}:playbook",
+                                           host=host, regimes=dict(regimes))  # fmt: skip
+        if playbook is None or problems:
+            detail = "; ".join(str(p) for p in problems[:3])
+            raise LedgerError(f"incident {incident.id}: its recorded playbook is invalid: {detail}")
         self.playbook = playbook
-        self.incident = incident
-        self.audience = audience
+        self.incident = incident_context(playbook, incident, regimes)
         self.renderer = NoticeRenderer(playbook)
-        self.fanout = FanOut(
-            host=host,
-            ledger=ledger,
-            playbook=playbook,
-            renderer=self.renderer,
-            incident=incident,
-            incident_vars=incident_vars,
-            outbox=outbox,
+        self.audience = audience or open_audience(
+            incident.audience_spec, incident.audience_options, host.source_factory
         )
-        self.audience_total: int | None = None
+        self.incident_vars = {"id": incident.id, "aware_at": incident.aware_at,
+                              "notice_date": now(), "title": playbook.title}  # fmt: skip
+        self.fanout = FanOut(
+            host=host, ledger=ledger, playbook=playbook, renderer=self.renderer,
+            incident=self.incident, incident_vars=self.incident_vars, outbox=outbox,
+            redirect=_redirect_table(incident.redirect_to),
+        )  # fmt: skip
+        self.audience_total: int | None = incident.audience_total
+
+    @property
+    def facts_version(self) -> int:
+        return self.row.facts_version
 
     def emit(self, kind: str, step_id: str | None = None, **detail: Any) -> None:
         event = IncidentEvent(self.incident.incident_id, kind, step_id, detail)
@@ -71,7 +109,7 @@ class Campaign:
         self.host.emit(event)
 
     def counts(self) -> dict[str, Any]:
-        """What conditions may read: audience size, people reached so far, per channel sent."""
+        """What conditions may read: audience size, people reached so far, skipped rows."""
         if self.audience_total is None:
             self.audience_total = sum(1 for _ in self.audience)
         total = self.audience_total
@@ -81,10 +119,24 @@ class Campaign:
         return {"total": total, "reached": reached, "unreachable": total - reached,
                 "skipped": skipped}  # fmt: skip
 
-    def run_step(self, step: Step, due: datetime) -> StepOutcome:
+    def run_step(
+        self,
+        step: Step,
+        due: datetime,
+        *,
+        approved_by: str | None = None,
+        resume_after: int = 0,
+        evaluated: bool | None = None,
+    ) -> StepOutcome:
+        """Fire ``step``: condition, approval gate, fan-out.
+
+        ``evaluated`` carries a condition result recorded before a restart (a fan-out that was
+        interrupted resumes without re-deciding on later counts).
+        """
         incident_id = self.incident.incident_id
-        outcome = StepOutcome(step, due, fired=True)
-        if step.condition:
+        dry_run = self.incident.mode == "dry-run"
+        outcome = StepOutcome(step, due, fired=True, condition_result=evaluated)
+        if step.condition and evaluated is None:
             scope = {"facts": self.incident.facts, "counts": self.counts(),
                      "severity": self.playbook.severity, "mode": self.incident.mode,
                      "jurisdictions": self.playbook.jurisdictions}  # fmt: skip
@@ -92,20 +144,23 @@ class Campaign:
             outcome.extra["counts"] = scope["counts"]
             if not outcome.condition_result:
                 outcome.fired = False
-                self.ledger.update_step(
-                    incident_id,
-                    step.id,
-                    state=StepState.NOT_FIRED.value,
-                    condition_result=False,
-                    finished_at=now(),
-                )
-                self.emit(
-                    "step.not_fired", step.id, condition=step.condition, counts=scope["counts"]
-                )
+                self.ledger.update_step(incident_id, step.id, state=StepState.NOT_FIRED.value,
+                                        condition_result=False, finished_at=now())  # fmt: skip
+                self.emit("step.not_fired", step.id, condition=step.condition,
+                          counts=scope["counts"])  # fmt: skip
                 return outcome
         if step.approval is not None:
-            outcome.note = f"needs approval by {step.approval.role} (simulated in dry-run)"
-            self.emit("step.approval_simulated", step.id, role=step.approval.role)
+            if dry_run:
+                outcome.note = f"needs approval by {step.approval.role} (simulated in dry-run)"
+                self.emit("step.approval_simulated", step.id, role=step.approval.role)
+            elif approved_by is None:
+                outcome.fired = False
+                outcome.waiting_for_approval = True
+                self.ledger.update_step(incident_id, step.id,
+                                        state=StepState.AWAITING_APPROVAL.value,
+                                        condition_result=outcome.condition_result)  # fmt: skip
+                self.emit("step.awaiting_approval", step.id, role=step.approval.role)
+                return outcome
         self.ledger.update_step(
             incident_id,
             step.id,
@@ -113,16 +168,75 @@ class Campaign:
             condition_result=outcome.condition_result,
             started_at=now(),
         )
-        self.emit("step.fired", step.id, channel=step.channel)
-        outcome.tally = self.fanout.run(step, self.audience)
+        if resume_after:
+            self.emit("step.resumed", step.id, after_row=resume_after)
+        else:
+            self.emit("step.fired", step.id, channel=step.channel)
+        outcome.tally = self.fanout.run(step, self.audience, resume_after=resume_after)
         if self.host.notifier(step.channel, step.notifier).contact is not None:
-            self.audience_total = outcome.tally.people
-        self.ledger.update_step(
-            incident_id,
-            step.id,
-            state=StepState.DONE.value,
-            finished_at=now(),
-            detail=outcome.tally.as_dict(),
-        )
-        self.emit("step.done", step.id, states=dict(outcome.tally.states))
+            people = max(outcome.tally.people, resume_after)
+            if self.audience_total != people:
+                self.audience_total = people
+                self.ledger.update_incident(incident_id, audience_total=people)
+        detail = outcome.tally.as_dict()
+        if dry_run:
+            self.ledger.update_step(incident_id, step.id, state=StepState.DONE.value,
+                                    finished_at=now(), detail=detail)  # fmt: skip
+            self.emit("step.done", step.id, states=dict(outcome.tally.states))
+        else:
+            # Done once every delivery settled; the engine's housekeeping marks it.
+            self.ledger.update_step(incident_id, step.id, detail=detail)
         return outcome
+
+    # -- rebuilding a message from its ledger row (dispatch) ------------------------------------
+
+    def message_for(self, row: Mapping[str, Any]) -> Message:
+        """The exact message of a delivery row, rendered again from what the row kept."""
+        locale = row["locale"] or self.playbook.default_locale
+        if row["recipient_id"].startswith(("regulator:", "public")):
+            notices = {loc: self.renderer.render_public(loc, self._shared())
+                       for loc in self.playbook.notice}  # fmt: skip
+            step = self.playbook.step(row["step_id"])
+            return Message(
+                delivery_id=row["key"], step_id=row["step_id"], channel=row["channel"],
+                incident=self.incident, notice=notices[self.playbook.default_locale],
+                notices=notices, regulator=step.regulator if step else None,
+            )  # fmt: skip
+        data = row.get("recipient_data") or {}
+        person = Recipient(
+            id=row["recipient_id"], row=row["recipient_row"], name=data.get("name"),
+            locale=data.get("locale") or locale, region=data.get("region"),
+            attrs=dict(data.get("attrs") or {}),
+        )  # fmt: skip
+        contact = self.host.notifier_classes[row["notifier"]][1].contact
+        if contact is not None:
+            setattr(person, contact, row["contact"])
+        context = self._shared()
+        if data:
+            context = {**context, "recipient": {**data, "id": person.id}}
+        notice = self.renderer.render(locale, context)
+        return Message(
+            delivery_id=row["key"], step_id=row["step_id"], channel=row["channel"],
+            incident=self.incident, notice=notice, recipient=person, address=row["contact"],
+        )  # fmt: skip
+
+    def _shared(self) -> dict[str, Any]:
+        return self.fanout.shared_context
+
+
+def read_redirect_file(path: Path) -> dict[str, list[str]]:
+    """Test recipients for staging, one per line: phone numbers, e-mails, push tokens."""
+    table: dict[str, list[str]] = {"phone": [], "email": [], "push_token": []}
+    for line in path.read_text("utf-8").splitlines():
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        kind = "email" if "@" in value else "phone" if value.startswith("+") else "push_token"
+        table[kind].append(value)
+    return table
+
+
+def _redirect_table(stored: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
+    if not stored:
+        return None
+    return {k: list(v) for k, v in stored.items()}

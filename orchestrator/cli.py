@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -20,6 +20,7 @@ from rich.table import Table
 from . import __version__, api
 from . import facts as facts_mod
 from .errors import BreachError, ValidationFailed
+from .notifier import Mode
 from .pluginhost import PluginHost
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,7 +153,26 @@ def regimes(state: State, as_json: bool) -> None:
     default=None,
     help="When the organisation became aware (UTC).",
 )
-@click.option("--dry-run", is_flag=True, help="Render everything into --outbox; send nothing.")
+@click.option(
+    "--dry-run",
+    "mode",
+    flag_value="dry-run",
+    help="Render everything into --outbox at once; send nothing.",
+)
+@click.option(
+    "--sandbox",
+    "mode",
+    flag_value="sandbox",
+    help="Schedule for delivery through the providers' validate-only modes.",
+)
+@click.option("--live", "mode", flag_value="live", help="Schedule for real delivery.")
+@click.option(
+    "--redirect-to",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Staging: send every message to one of these test recipients "
+    "(one phone number, e-mail or push token per line).",
+)
 @click.option(
     "--outbox",
     type=click.Path(path_type=Path),
@@ -164,10 +184,12 @@ def regimes(state: State, as_json: bool) -> None:
 @click.pass_obj
 def trigger(
     state: State, playbook: Path, audience: str, query: str | None, params: tuple[str, ...],
-    fact_pairs: tuple[str, ...], aware_at: datetime | None, dry_run: bool, outbox: Path | None,
-    db: str | None, as_json: bool,
+    fact_pairs: tuple[str, ...], aware_at: datetime | None, mode: str | None,
+    redirect_to: Path | None, outbox: Path | None, db: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Declare an incident from PLAYBOOK and notify its audience."""
+    if mode is None:
+        raise click.UsageError("choose how to notify: --dry-run, --sandbox or --live")
     options: dict[str, Any] = {}
     if query:
         options["query"] = query
@@ -175,17 +197,22 @@ def trigger(
         options["params"] = facts_mod.parse_assignments(list(params))
     given = facts_mod.parse_assignments(list(fact_pairs))
     if aware_at is not None and aware_at.tzinfo is None:
-        from datetime import UTC
-
         aware_at = aware_at.replace(tzinfo=UTC)
     result = api.trigger(
         playbook, audience=audience, audience_options=options, facts=given, aware_at=aware_at,
-        dry_run=dry_run, outbox=outbox, db=db, host=state.host, regimes_file=state.regimes,
+        mode=cast(Mode, mode), outbox=outbox, redirect_to=redirect_to, db=db, host=state.host,
+        regimes_file=state.regimes,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False, default=str))
         return
-    print_summary(result.summary)
+    if mode == "dry-run":
+        print_summary(result.summary)
+        return
+    print_status(result.summary)
+    err.print(
+        f"{result.incident_id} scheduled ({mode}); `breach run` delivers it as steps fall due"
+    )
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -244,7 +271,7 @@ def _eta(seconds: float) -> str:
 @json_option
 def status(incident: str | None, db: str | None, as_json: bool) -> None:
     """Show one incident (steps, deliveries by state) or list recent incidents."""
-    data = api.status(incident, db=db)
+    data = api.status(incident, db=db, host=PluginHost() if incident else None)
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
         return
@@ -255,14 +282,35 @@ def status(incident: str | None, db: str | None, as_json: bool) -> None:
                           f"{i['people'] or 0:,}", i["title"])  # fmt: skip
         out.print(table)
         return
+    print_status(data)
+
+
+def print_status(data: dict[str, Any]) -> None:
+    """One incident: header, steps with delivery counts and ETA, regulator deadlines."""
     out.print(f"[bold]{data['id']}[/bold] {data['title']}  mode: {data['mode']}  "
               f"state: {data['state']}  people: {data['people'] or 0:,}  "
               f"aware {data['elapsed_hours']}h ago")  # fmt: skip
-    table = Table("step", "channel", "state", "due", "deliveries")
+    if data.get("redirected"):
+        out.print("[yellow]staging: every message goes to the --redirect-to test recipients[/]")
+    table = Table("step", "channel", "state", "due", "deliveries", "ETA")
     for s in data["steps"]:
         counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(s["deliveries"].items()))
-        table.add_row(s["step"], s["channel"], s["state"], s["due_at"] or "", counts)
+        eta = _eta(s["eta_seconds"]) if s.get("eta_seconds") else ""
+        table.add_row(s["step"], s["channel"], s["state"], s["due_at"] or "", counts, eta)
     out.print(table)
+    if data.get("deadlines"):
+        deadlines = Table("regulator", "regime", "due (UTC)", "time left")
+        for d in data["deadlines"]:
+            left = d.get("hours_left")
+            text = (
+                "no fixed clock"
+                if left is None
+                else (f"{left:.1f}h" if left >= 0 else f"[red]overdue {-left:.1f}h[/red]")
+            )
+            deadlines.add_row(d["name"], d["regime"], d["due_at"] or "", text)
+        out.print(deadlines)
+    if data.get("possible_duplicates"):
+        out.print(f"possible duplicates (lease expired mid-send): {data['possible_duplicates']:,}")
 
 
 @cli.command("gen-audience")

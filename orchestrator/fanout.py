@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -102,8 +102,10 @@ class FanOut:
         incident: IncidentContext,
         incident_vars: dict[str, Any],
         outbox: Outbox | None,
+        redirect: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.host = host
+        self.redirect = redirect
         self.ledger = ledger
         self.playbook = playbook
         self.renderer = renderer
@@ -111,31 +113,37 @@ class FanOut:
         self.incident_vars = incident_vars
         self.outbox = outbox
         self.dry_run = incident.mode == "dry-run"
-        self._shared_context = template_context(
+        self.shared_context = template_context(
             playbook=playbook, incident=incident_vars, facts=incident.facts
         )
 
-    def run(self, step: Step, audience: AudienceSource) -> StepTally:
+    def run(self, step: Step, audience: AudienceSource, *, resume_after: int = 0) -> StepTally:
+        """Fan ``step`` out over the audience; rows up to ``resume_after`` are already recorded."""
         notifier = self.host.notifier(step.channel, step.notifier)
         tally = StepTally(step.id, step.channel)
         planned = (
             self._incident_rows(step, notifier, tally)
             if notifier.contact is None
-            else self._recipient_rows(step, notifier, audience, tally)
+            else self._recipient_rows(step, notifier, audience, tally, resume_after)
         )
         batch: list[Planned] = []
+        last_row = resume_after
         for item in planned:
             batch.append(item)
             if len(batch) >= BATCH:
-                self._record(batch, tally)
+                last_row = self._record(step, batch, tally, last_row, final=False)
                 batch = []
-        if batch:
-            self._record(batch, tally)
+        self._record(step, batch, tally, last_row, final=True)
         return tally
 
-    def _record(self, batch: list[Planned], tally: StepTally) -> None:
+    def _record(
+        self, step: Step, batch: list[Planned], tally: StepTally, last_row: int, *, final: bool
+    ) -> int:
         """Ledger first, outbox second: the outbox never shows what the ledger refused."""
-        duplicates = set(self.ledger.insert_deliveries([p.row for p in batch]))
+        last_row = max([last_row, *(p.row["recipient_row"] for p in batch)])
+        progress = (self.incident.incident_id, step.id, last_row, final)
+        rows = [p.row for p in batch]
+        duplicates = set(self.ledger.insert_deliveries(rows, progress=progress))
         for position, item in enumerate(batch):
             if position in duplicates:
                 tally.states[item.row["state"]] -= 1
@@ -146,12 +154,13 @@ class FanOut:
                     tally.fallback -= int(item.row.get("via_fallback", False))
             elif item.output is not None:
                 item.output()
+        return last_row
 
     # -- one message per step (public notice, regulator report) ---------------------------------
 
     def _incident_rows(self, step: Step, notifier: Notifier, tally: StepTally) -> Iterator[Planned]:
         notices = {
-            loc: self.renderer.render_public(loc, self._shared_context)
+            loc: self.renderer.render_public(loc, self.shared_context)
             for loc in self.playbook.notice
         }
         target = f"regulator:{step.regulator}" if step.regulator else PUBLIC
@@ -166,7 +175,12 @@ class FanOut:
     # -- one message per person -----------------------------------------------------------------
 
     def _recipient_rows(
-        self, step: Step, notifier: Notifier, audience: AudienceSource, tally: StepTally
+        self,
+        step: Step,
+        notifier: Notifier,
+        audience: AudienceSource,
+        tally: StepTally,
+        resume_after: int,
     ) -> Iterator[Planned]:
         fallback = None
         if step.fallback is not None and "unreachable" in step.fallback.on:
@@ -175,6 +189,8 @@ class FanOut:
         facts = self.incident.facts
         for person in audience:
             tally.people += 1
+            if person.row <= resume_after:
+                continue  # recorded before a restart
             view = recipient_view(person)
             if rule is not None and not rule(
                 {"recipient": view, "facts": facts, "severity": self.playbook.severity}
@@ -190,6 +206,8 @@ class FanOut:
                     chosen, via_fallback = fallback, True
                 else:
                     why = f"{why}; fallback {fallback.channel}: {why_fb}"
+            if address is not None and self.redirect is not None:
+                address, why = self._redirected(chosen, person.id)
             if address is None:
                 yield self._skip(step, person, why or "unreachable", tally)
                 continue
@@ -208,10 +226,19 @@ class FanOut:
             yield self._finish(step, chosen, message, person.id, person.row, personal, tally,
                                via_fallback=via_fallback)  # fmt: skip
 
+    def _redirected(self, notifier: Notifier, recipient_id: str) -> tuple[str | None, str | None]:
+        """Staging: the same person always gets the same test address of the right kind."""
+        assert self.redirect is not None and notifier.contact is not None
+        choices = self.redirect.get(notifier.contact) or []
+        if not choices:
+            return None, f"--redirect-to has no test {notifier.contact.replace('_', ' ')}"
+        digest = hashlib.sha256(recipient_id.encode()).digest()
+        return choices[int.from_bytes(digest[:4], "big") % len(choices)], None
+
     def _render(self, locale: str, view: dict[str, Any]) -> RenderedNotice:
         if not self.renderer.is_personal(locale):
-            return self.renderer.render(locale, self._shared_context)
-        context = {**self._shared_context, "recipient": view}
+            return self.renderer.render(locale, self.shared_context)
+        context = {**self.shared_context, "recipient": view}
         return self.renderer.render(locale, context)
 
     def _skip(self, step: Step, person: Recipient, reason: str, tally: StepTally) -> Planned:
@@ -242,7 +269,7 @@ class FanOut:
         base = {
             "key": message.delivery_id, "incident_id": self.incident.incident_id,
             "step_id": step.id, "recipient_id": recipient_id, "recipient_row": row,
-            "channel": notifier.channel, "via_fallback": via_fallback,
+            "channel": notifier.channel, "notifier": notifier.name, "via_fallback": via_fallback,
             "locale": message.notice.locale, "contact": message.address,
             "recipient_data": _snapshot(personal), "created_at": stamp, "updated_at": stamp,
         }  # fmt: skip

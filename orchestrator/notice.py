@@ -22,7 +22,9 @@ BASE_FIELDS = ("subject", "greeting", "impact", "measures", "advice", "contact",
                "what_happened", "data_involved")  # fmt: skip
 DERIVED_FIELDS = ("sms", "push", "call")
 #: who "recipient" is on a public notice or a regulator report
-PUBLIC_RECIPIENT: dict[str, Any] = {"id": "public", "name": "", "locale": None, "region": None, "attrs": {}}
+PUBLIC_RECIPIENT: dict[str, Any] = {
+    "id": "public", "name": "", "locale": None, "region": None, "attrs": {}
+}  # fmt: skip
 #: used when a locale does not write its own channel text; they read the rendered base fields
 DEFAULTS = {
     "subject": "{{ playbook.title }}",

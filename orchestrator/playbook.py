@@ -115,7 +115,7 @@ class Fallback(_Strict):
 
     channel: str
     after: Duration = timedelta(0)
-    on: list[FallbackTrigger] = Field(default_factory=lambda: list[FallbackTrigger](["unreachable"]))
+    on: list[FallbackTrigger] = Field(default_factory=lambda: ["unreachable"])  # type: ignore[arg-type]
 
     @model_validator(mode="before")
     @classmethod

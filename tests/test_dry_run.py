@@ -112,7 +112,7 @@ def test_counts_and_messages_in_detail(audience: Path, tmp_path: Path) -> None:
     result = api.trigger(
         PLAYBOOKS / "credential-leak.yaml", audience=str(audience),
         facts={"affected_count": "3000", "reset_url": "{{ 7 * 7 }} <b>x</b>"},
-        dry_run=True, outbox=tmp_path / "out", db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
+        outbox=tmp_path / "out", db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
     )  # fmt: skip
     steps = {s["step"]: s for s in result.summary["steps"]}
     sms = read_jsonl(tmp_path / "out/sms.jsonl")
@@ -145,7 +145,7 @@ def test_observers_and_vetoes_from_plugins_dir(audience: Path, tmp_path: Path) -
     host = PluginHost(plugins_dir=Path(__file__).parent / "plugins")
     result = api.trigger(
         PLAYBOOKS / "ransomware-unknown-scope.yaml", audience=str(audience), facts={},
-        dry_run=True, outbox=tmp_path / "out", db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
+        outbox=tmp_path / "out", db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
     )  # fmt: skip
     observer = sys.modules["breach_local_observer"]
     kinds = [e.kind for e in observer.seen if e.incident_id == result.incident_id]
@@ -162,7 +162,7 @@ def test_veto_skips_with_reason(audience: Path, tmp_path: Path) -> None:
     host = PluginHost(plugins_dir=Path(__file__).parent / "plugins")
     result = api.trigger(
         PLAYBOOKS / "credential-leak.yaml", audience=str(audience),
-        facts={"affected_count": "3000"}, dry_run=True, outbox=tmp_path / "out",
+        facts={"affected_count": "3000"}, outbox=tmp_path / "out",
         db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
     )  # fmt: skip
     sms = {s["step"]: s for s in result.summary["steps"]}["sms-now"]
@@ -186,7 +186,7 @@ def test_bad_rows_are_kept_and_reported(tmp_path: Path) -> None:
     )
     result = api.trigger(
         ROOT / "tests/fixtures/playbooks/minimal.yaml", audience=str(audience),
-        facts={"affected_count": "6"}, dry_run=True, outbox=tmp_path / "out",
+        facts={"affected_count": "6"}, outbox=tmp_path / "out",
         db=f"sqlite:///{tmp_path / 'l.db'}",
     )  # fmt: skip
     step = {s["step"]: s for s in result.summary["steps"]}["sms-all"]

@@ -7,15 +7,26 @@ campaign. Opening a ledger brings its schema to the latest Alembic revision.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -46,7 +57,9 @@ _DELIVERY_DEFAULTS: dict[str, Any] = {
     "via_fallback": False, "locale": None, "contact": None, "recipient_data": None,
     "reason": None, "attempts": 0, "next_attempt_at": None, "lease_until": None,
     "provider_message_id": None, "content_hash": None, "error": None, "recipient_row": 0,
+    "notifier": None, "reclaims": 0, "sent_at": None,
 }  # fmt: skip
+ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
 
 
 def default_url() -> str:
@@ -159,23 +172,34 @@ class Ledger:
 
     # -- deliveries ----------------------------------------------------------------------------
 
-    def insert_deliveries(self, rows: list[Mapping[str, Any]]) -> list[int]:
+    def insert_deliveries(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        progress: tuple[str, str, int, bool] | None = None,
+    ) -> list[int]:
         """Insert one batch of delivery rows (dicts of Delivery columns) in one transaction.
 
         Returns the positions of rows whose (incident, step, recipient) already existed — a
         duplicate id in the audience. Those are recorded as ``skipped`` rows of their own (the
         recipient id suffixed with the source row) so that nothing is lost or silently merged.
+
+        ``progress`` = (incident, step, last audience row, finished) is written in the same
+        transaction, so a fan-out killed at any moment resumes exactly after its last batch.
         """
         full = [{**_DELIVERY_DEFAULTS, **row} for row in rows]
         try:
             # Core insert (not ORM bulk): one executemany, several times faster.
             with self.engine.begin() as connection:
-                connection.execute(insert(DELIVERIES), full)
+                if full:
+                    connection.execute(insert(DELIVERIES), full)
+                self._progress(connection, progress)
             return []
         except IntegrityError:
             pass  # somewhere in the batch is a duplicate: go row by row to find it
         duplicates: list[int] = []
         with self.engine.begin() as connection:
+            self._progress(connection, progress)
             for position, row in enumerate(full):
                 if connection.execute(self._insert_new(row)).rowcount == 1:
                     continue
@@ -188,6 +212,17 @@ class Ledger:
                     "contact": None, "content_hash": None, "next_attempt_at": None,
                 }))  # fmt: skip
         return duplicates
+
+    @staticmethod
+    def _progress(connection: Any, progress: tuple[str, str, int, bool] | None) -> None:
+        if progress is None:
+            return
+        incident_id, step_id, last_row, finished = progress
+        connection.execute(
+            update(Step)
+            .where(Step.incident_id == incident_id, Step.step_id == step_id)
+            .values(fanout_rows=last_row, fanout_done=finished)
+        )
 
     def _insert_new(self, row: Mapping[str, Any]) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this ledger's dialect."""
@@ -240,6 +275,216 @@ class Ledger:
                 )
                 or 0
             )
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def claim(self, notifier: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        """Lease up to ``limit`` due deliveries of ``notifier`` for sending.
+
+        Due means pending with its next attempt time passed, or ``sending`` with an expired
+        lease (its worker died): the latter counts a reclaim, since the provider may already
+        have the message. PostgreSQL workers skip rows another worker holds (SKIP LOCKED).
+        """
+        current = now()
+        table = DELIVERIES
+        due = (
+            (table.c.state == DeliveryState.PENDING.value) & (table.c.next_attempt_at <= current)
+        ) | ((table.c.state == DeliveryState.SENDING.value) & (table.c.lease_until < current))
+        pick = (
+            select(table.c.id)
+            .where(table.c.notifier == notifier, due)
+            .order_by(table.c.next_attempt_at, table.c.id)
+            .limit(limit)
+        )
+        if self.engine.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        was_sending = case((table.c.state == DeliveryState.SENDING.value, 1), else_=0)
+        stmt = (
+            update(table)
+            .where(table.c.id.in_(pick.scalar_subquery()))
+            .values(
+                state=DeliveryState.SENDING.value,
+                lease_until=current + timedelta(seconds=lease_seconds),
+                attempts=table.c.attempts + 1,
+                reclaims=table.c.reclaims + was_sending,
+                updated_at=current,
+            )
+            .returning(*table.c)
+        )
+        with self.engine.begin() as connection:
+            return [dict(row._mapping) for row in connection.execute(stmt)]
+
+    def settle(self, outcomes: list[Mapping[str, Any]]) -> int:
+        """Record send outcomes: dicts with key, state, and provider_message_id, error, reason,
+        next_attempt_at, sent_at. Only rows still ``sending`` change (a cancelled or reclaimed
+        row keeps what happened to it since)."""
+        if not outcomes:
+            return 0
+        current = now()
+        table = DELIVERIES
+        rows = [
+            {"k": o["key"], "state": o["state"], "pid": o.get("provider_message_id"),
+             "error": o.get("error"), "reason": o.get("reason"),
+             "nxt": o.get("next_attempt_at"), "sent": o.get("sent_at"), "now": current}
+            for o in outcomes
+        ]  # fmt: skip
+        stmt = (
+            update(table)
+            .where(table.c.key == bindparam("k"), table.c.state == DeliveryState.SENDING.value)
+            .values(
+                state=bindparam("state"), provider_message_id=func.coalesce(
+                    bindparam("pid"), table.c.provider_message_id),
+                error=bindparam("error"), reason=bindparam("reason"),
+                next_attempt_at=bindparam("nxt"), sent_at=bindparam("sent"),
+                lease_until=None, updated_at=bindparam("now"),
+            )
+        )  # fmt: skip
+        with self.engine.begin() as connection:
+            result = connection.execute(stmt, rows)
+        return int(result.rowcount)
+
+    def apply_receipts(self, updates: Iterable[Any]) -> int:
+        """Apply provider receipts (``ReceiptUpdate``s): sent -> delivered or failed.
+
+        A receipt is matched by delivery key, else by provider message id; it never moves a
+        delivery backwards (a late "delivered" does not undo a "failed" the provider sent first).
+        Returns how many deliveries changed.
+        """
+        table = DELIVERIES
+        changed = 0
+        current = now()
+        movable = (DeliveryState.SENDING.value, DeliveryState.SENT.value)
+        with self.engine.begin() as connection:
+            for receipt in updates:
+                if receipt.delivery_key:
+                    match = table.c.key == receipt.delivery_key
+                elif receipt.provider_id:
+                    match = table.c.provider_message_id == receipt.provider_id
+                else:
+                    continue
+                values: dict[str, Any] = {"state": receipt.state, "updated_at": current}
+                if receipt.state == DeliveryState.FAILED.value:
+                    values["reason"] = receipt.reason or receipt.event or "failed"
+                changed += connection.execute(
+                    update(table).where(match, table.c.state.in_(movable)).values(**values)
+                ).rowcount
+        return changed
+
+    def pending_counts(self) -> dict[str, int]:
+        """notifier -> deliveries pending or sending (what dispatch still has to do)."""
+        table = DELIVERIES
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                select(table.c.notifier, func.count())
+                .where(table.c.state.in_(ACTIVE))
+                .group_by(table.c.notifier)
+            )
+            return {str(n): int(c) for n, c in rows}
+
+    def next_retry_at(self) -> datetime | None:
+        """When the earliest pending delivery becomes due (None: nothing pending)."""
+        table = DELIVERIES
+        with self.engine.begin() as connection:
+            return cast(datetime | None, connection.execute(
+                select(func.min(table.c.next_attempt_at))
+                .where(table.c.state == DeliveryState.PENDING.value)
+            ).scalar())  # fmt: skip
+
+    def open_steps(self) -> list[Step]:
+        """Steps of open incidents that still have to fire, wait for approval, or finish."""
+        waiting = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value,
+                   StepState.RUNNING.value)  # fmt: skip
+        with self.session() as s:
+            return list(s.scalars(
+                select(Step).join(Incident, Incident.id == Step.incident_id)
+                .where(Step.state.in_(waiting), Incident.state.in_(("open", "running")),
+                       Incident.mode != "dry-run")
+                .order_by(Step.due_at, Step.position)))  # fmt: skip
+
+    def finish_steps(self) -> list[tuple[str, str]]:
+        """Mark running steps whose fan-out ended and whose deliveries all settled as done."""
+        table = DELIVERIES
+        busy = (
+            select(table.c.id)
+            .where(table.c.incident_id == Step.incident_id, table.c.step_id == Step.step_id,
+                   table.c.state.in_(ACTIVE))
+            .exists()
+        )  # fmt: skip
+        with self.session() as s:
+            done = list(
+                s.execute(
+                    select(Step.incident_id, Step.step_id).where(
+                        Step.state == StepState.RUNNING.value, Step.fanout_done, ~busy
+                    )
+                )
+            )
+            for incident_id, step_id in done:
+                s.execute(
+                    update(Step)
+                    .where(
+                        Step.incident_id == incident_id,
+                        Step.step_id == step_id,
+                        Step.state == StepState.RUNNING.value,
+                    )
+                    .values(state=StepState.DONE.value, finished_at=now())
+                )
+            return [(i, st) for i, st in done]  # fmt: skip
+
+    def finish_incidents(self) -> list[str]:
+        """Mark running incidents whose steps are all settled as finished."""
+        open_states = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value,
+                       StepState.RUNNING.value)  # fmt: skip
+        unsettled = (
+            select(Step.id)
+            .where(Step.incident_id == Incident.id, Step.state.in_(open_states))
+            .exists()
+        )
+        with self.session() as s:
+            ids = list(
+                s.scalars(
+                    select(Incident.id).where(
+                        Incident.state.in_(("open", "running")),
+                        Incident.mode != "dry-run",
+                        ~unsettled,
+                    )
+                )
+            )
+            if ids:
+                s.execute(update(Incident).where(Incident.id.in_(ids)).values(state="finished"))
+            return ids
+
+    def cancel(self, incident_id: str, reason: str) -> int:
+        """Stop an incident: unfired steps cancelled, pending deliveries skipped with ``reason``.
+
+        Deliveries already handed to a provider (``sending``) finish normally. Returns how many
+        pending deliveries were skipped.
+        """
+        self.incident(incident_id)  # NotFound for an unknown id
+        current = now()
+        with self.session() as s:
+            s.execute(update(Incident).where(Incident.id == incident_id).values(state="cancelled"))
+            s.execute(
+                update(Step)
+                .where(
+                    Step.incident_id == incident_id,
+                    Step.state.in_((StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)),
+                )
+                .values(state=StepState.CANCELLED.value, finished_at=current)
+            )
+            result = s.connection().execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.incident_id == incident_id,
+                       DELIVERIES.c.state == DeliveryState.PENDING.value)
+                .values(state=DeliveryState.SKIPPED.value, reason=reason,
+                        next_attempt_at=None, updated_at=current))  # fmt: skip
+            return int(result.rowcount)
+
+    def reclaimed(self, incident_id: str) -> int:
+        """Deliveries whose lease expired mid-send at least once: the possible duplicates."""
+        with self.session() as s:
+            return int(s.scalar(
+                select(func.count()).where(Delivery.incident_id == incident_id,
+                                           Delivery.reclaims > 0)) or 0)  # fmt: skip
 
     # -- audit ---------------------------------------------------------------------------------
 

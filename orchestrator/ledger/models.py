@@ -90,6 +90,8 @@ class Incident(Base):
     audience_spec: Mapped[str] = mapped_column(Text)
     audience_options: Mapped[dict[str, Any]]
     audience_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: staging: every address replaced by one of these test recipients (see --redirect-to)
+    redirect_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     outbox: Mapped[str | None] = mapped_column(Text, default=None)
     source: Mapped[str] = mapped_column(String(32), default="cli")
     dedupe_key: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
@@ -112,6 +114,9 @@ class Step(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: audience rows already recorded by the fan-out, so a crashed fan-out resumes where it was
+    fanout_rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    fanout_done: Mapped[bool] = mapped_column(default=False)
 
 
 class Delivery(Base):
@@ -124,9 +129,10 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("incident_id", "step_id", "recipient_id", name="uq_delivery"),
-        Index("ix_delivery_dispatch", "state", "next_attempt_at"),
+        Index("ix_delivery_dispatch", "notifier", "state", "next_attempt_at"),
         Index("ix_delivery_step_state", "incident_id", "step_id", "state"),
         Index("ix_delivery_recipient", "incident_id", "recipient_id"),
+        Index("ix_delivery_provider_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -138,6 +144,8 @@ class Delivery(Base):
     recipient_id: Mapped[str] = mapped_column(String(200))
     recipient_row: Mapped[int] = mapped_column(BigInteger, default=0)
     channel: Mapped[str] = mapped_column(String(32))
+    #: the notifier that sends it (several may serve one channel)
+    notifier: Mapped[str | None] = mapped_column(String(64), default=None)
     via_fallback: Mapped[bool] = mapped_column(default=False)
     locale: Mapped[str | None] = mapped_column(String(16), default=None)
     contact: Mapped[str | None] = mapped_column(String(320), default=None)
@@ -148,6 +156,9 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    #: times a lease expired while sending (a crash): each may have reached the provider twice
+    reclaims: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
     provider_message_id: Mapped[str | None] = mapped_column(String(200), default=None)
     content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
