@@ -6,10 +6,12 @@ Each function takes plain values, returns plain data (dataclasses / dicts), and 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+import signal
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,9 @@ from typing import Any
 from . import facts as facts_mod
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
+from .dispatch import DispatchSettings
 from .durations import format_duration
+from .engine import Engine, EngineReport
 from .errors import BreachError, ConfigurationError, Problem
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
@@ -267,6 +271,60 @@ def _rates(playbook: Playbook | None, host: PluginHost | None) -> dict[str, floa
         with contextlib.suppress(BreachError):
             out[step.id] = host.notifier(step.channel, step.notifier).default_rate
     return out
+
+
+def run(
+    *,
+    db: str | None = None,
+    host: PluginHost | None = None,
+    settings: DispatchSettings | None = None,
+    until_idle: bool = False,
+    regimes_file: Path | None = None,
+    on_tick: Callable[[Engine], None] | None = None,
+) -> EngineReport:
+    """Carry out every live incident in the ledger: fire due steps, deliver, settle receipts.
+
+    Runs until SIGINT/SIGTERM, or with ``until_idle`` until nothing can happen without a future
+    step falling due or someone approving a gated step. Safe to kill at any moment.
+    """
+    engine = Engine(db=db, host=host, settings=settings, regimes_file=regimes_file,
+                    on_tick=on_tick)  # fmt: skip
+
+    async def main() -> EngineReport:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, engine.request_stop)
+        return await engine.run(until_idle=until_idle)
+
+    return asyncio.run(main())
+
+
+def approve(incident_id: str, step_id: str, *, by: str, db: str | None = None) -> dict[str, Any]:
+    """Open an approval gate (before or after the step falls due); recorded with who did it."""
+    if not by.strip():
+        raise BreachError("say who approves: --by NAME")
+    ledger = Ledger(db)
+    step = ledger.step(incident_id, step_id)
+    if step.state not in (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value):
+        raise BreachError(f"step {step_id!r} of {incident_id} is {step.state}: nothing to approve")
+    if step.approved_by:
+        raise BreachError(f"step {step_id!r} was already approved by {step.approved_by}")
+    ledger.update_step(incident_id, step_id, approved_by=by, approved_at=now())
+    ledger.record(IncidentEvent(incident_id, "step.approved", step_id, {}, actor=by))
+    return {"incident": incident_id, "step": step_id, "approved_by": by, "state": step.state}
+
+
+def cancel(
+    incident_id: str, *, by: str, reason: str | None = None, db: str | None = None
+) -> dict[str, Any]:
+    """Stop an incident cleanly: unfired steps cancelled, pending deliveries skipped."""
+    ledger = Ledger(db)
+    why = f"cancelled by {by}" + (f": {reason}" if reason else "")
+    skipped = ledger.cancel(incident_id, why)
+    ledger.record(IncidentEvent(incident_id, "incident.cancelled", None,
+                                {"reason": reason, "skipped": skipped}, actor=by))  # fmt: skip
+    return {"incident": incident_id, "skipped": skipped, "reason": why}
 
 
 def find_open_incident(dedupe_key: str, *, db: str | None = None) -> str | None:

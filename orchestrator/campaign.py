@@ -87,9 +87,7 @@ class Campaign:
         self.playbook = playbook
         self.incident = incident_context(playbook, incident, regimes)
         self.renderer = NoticeRenderer(playbook)
-        self.audience = audience or open_audience(
-            incident.audience_spec, incident.audience_options, host.source_factory
-        )
+        self._audience = audience
         self.incident_vars = {"id": incident.id, "aware_at": incident.aware_at,
                               "notice_date": now(), "title": playbook.title}  # fmt: skip
         self.fanout = FanOut(
@@ -98,6 +96,15 @@ class Campaign:
             redirect=_redirect_table(incident.redirect_to),
         )  # fmt: skip
         self.audience_total: int | None = incident.audience_total
+
+    @property
+    def audience(self) -> AudienceSource:
+        """Opened on first use: dispatch rebuilds messages without reading the audience."""
+        if self._audience is None:
+            self._audience = open_audience(
+                self.row.audience_spec, self.row.audience_options, self.host.source_factory
+            )
+        return self._audience
 
     @property
     def facts_version(self) -> int:

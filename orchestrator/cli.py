@@ -313,6 +313,111 @@ def print_status(data: dict[str, Any]) -> None:
         out.print(f"possible duplicates (lease expired mid-send): {data['possible_duplicates']:,}")
 
 
+@cli.command()
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Exit once nothing is left to do without waiting for a future step.",
+)
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    metavar="NOTIFIER=PER_SECOND",
+    help="Override a notifier's rate limit (repeatable).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Batches in flight per notifier.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a claimed delivery stays reserved for its worker (plus the timeout).",
+)
+@click.option(
+    "--send-timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a notifier may take for one batch.",
+)
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=8, show_default=True)
+@click.option(
+    "--retry-base",
+    type=click.FloatRange(0.0),
+    default=1.0,
+    show_default=True,
+    help="First backoff in seconds (doubles per attempt, full jitter).",
+)
+@click.option("--log-json", is_flag=True, help="Log JSON lines (phone numbers, e-mails masked).")
+@db_option
+@click.pass_obj
+def run(
+    state: State, until_idle: bool, rates: tuple[str, ...], concurrency: int, lease: float,
+    send_timeout: float, max_attempts: int, retry_base: float, log_json: bool, db: str | None,
+) -> None:  # fmt: skip
+    """Deliver live incidents: fire due steps, send, retry; safe to kill and start again."""
+    from .dispatch import DispatchSettings
+    from .logs import configure
+    from .progress import ProgressView
+    from .retry import RetryPolicy
+
+    configure(json=log_json)
+    overrides = {}
+    for name, value in facts_mod.parse_assignments(list(rates)).items():
+        try:
+            overrides[name] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{name}={value}: a rate is a number", param_hint="--rate")
+    settings = DispatchSettings(
+        rates=overrides, concurrency=concurrency, lease_seconds=lease, send_timeout=send_timeout,
+        policy=RetryPolicy(max_attempts=max_attempts, base=retry_base),
+    )  # fmt: skip
+    view = ProgressView(err)
+    try:
+        report = api.run(db=db, host=state.host, settings=settings, until_idle=until_idle,
+                         regimes_file=state.regimes, on_tick=view)  # fmt: skip
+    finally:
+        view.close()
+    err.print("run ended: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.counts.items())))
+
+
+@cli.command()
+@click.argument("incident")
+@click.argument("step")
+@click.option("--by", required=True, help="Who approves (recorded in the audit trail).")
+@db_option
+@json_option
+def approve(incident: str, step: str, by: str, db: str | None, as_json: bool) -> None:
+    """Open the approval gate of STEP so it fires when due."""
+    result = api.approve(incident, step, by=by, db=db)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    err.print(f"{incident} {step}: approved by {by}")
+
+
+@cli.command()
+@click.argument("incident")
+@click.option("--by", required=True, help="Who cancels (recorded in the audit trail).")
+@click.option("--reason", default=None)
+@db_option
+@json_option
+def cancel(incident: str, by: str, reason: str | None, db: str | None, as_json: bool) -> None:
+    """Stop INCIDENT: unfired steps cancelled, pending deliveries skipped."""
+    result = api.cancel(incident, by=by, reason=reason, db=db)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    err.print(f"{incident} cancelled; {result['skipped']:,} pending deliveries skipped")
+
+
 @cli.command("gen-audience")
 @click.option("--rows", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

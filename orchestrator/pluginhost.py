@@ -223,6 +223,10 @@ class PluginHost:
             self._notifiers[chosen] = cls(settings=resolve_settings(cls, self.settings))
         return self._notifiers[chosen]
 
+    def active_notifiers(self) -> list[Notifier]:
+        """The notifiers instantiated so far (to close their connections)."""
+        return list(self._notifiers.values())
+
     def source_factory(self, scheme: str) -> AudienceSourceFactory:
         if scheme not in self.sources:
             known = ", ".join(sorted(self.sources))

@@ -26,6 +26,7 @@ from factories import HOSTILE, make_message, make_notice, make_recipient, record
 
 from orchestrator.notifier import Notifier
 from orchestrator.pluginhost import PluginHost
+from orchestrator.segments import count_segments as core_count_segments
 
 SID = "AC" + "0" * 32
 SETTINGS = {
@@ -77,8 +78,9 @@ def test_class_attributes() -> None:
     assert TwilioSms.max_batch == 1 and TwilioCall.max_batch == 1
     assert TwilioSms.default_rate == 10.0
     assert 0 < TwilioCall.default_rate < TwilioSms.default_rate
-    secret = {s.name for s in TwilioSms.settings_spec if s.secret}
-    assert secret == {"TWILIO_AUTH_TOKEN"}
+    for notifier in (TwilioSms, TwilioCall):
+        secret = {s.name for s in notifier.settings_spec if s.secret}
+        assert secret == {"TWILIO_AUTH_TOKEN", "TWILIO_TEST_AUTH_TOKEN"}
 
 
 def test_sms_payload_is_the_exact_messages_request() -> None:
@@ -90,7 +92,7 @@ def test_sms_payload_is_the_exact_messages_request() -> None:
             "To": "+447700900123",
             "From": "+15005550006",
             "Body": make_notice().sms,
-            "StatusCallback": "https://breach.example/receipts/twilio",
+            "StatusCallback": "https://breach.example/receipts/twilio?delivery_id=d-0001",
         },
     }
     assert "secret-token" not in repr(payload)
@@ -106,7 +108,7 @@ def test_sms_prefers_the_messaging_service_and_omits_from() -> None:
 def test_status_callback_comes_from_the_message_then_the_base_url_then_nowhere() -> None:
     message = make_message("sms", status_callback="https://hooks.example/twilio?d=1")
     assert TwilioSms(SETTINGS).build_payload(message)["form"]["StatusCallback"] == (
-        "https://hooks.example/twilio?d=1"
+        "https://hooks.example/twilio?d=1&delivery_id=d-0001"
     )
     settings = {k: v for k, v in SETTINGS.items() if k != "BREACH_RECEIPT_BASE_URL"}
     sms = TwilioSms(settings).build_payload(make_message("sms"))["form"]
@@ -152,7 +154,7 @@ def test_sms_preview_shows_segments_and_direction() -> None:
     page = TwilioSms(SETTINGS).preview_html(message)
     segments = count_segments(message.notice.sms)
     assert segments.encoding == "UCS-2"
-    assert f"{segments.count} segment" in page
+    assert f"{segments.segments} segment" in page
     assert 'dir="rtl"' in page
 
 
@@ -176,12 +178,17 @@ def test_too_long_sms_is_refused_with_a_clear_error() -> None:
         ("日" * 71, "UCS-2", 2),
         ("😀" * 35, "UCS-2", 1),  # each emoji is two UTF-16 units
         ("😀" * 36, "UCS-2", 2),
-        ("", "GSM-7", 0),
+        ("", "GSM-7", 1),  # carriers bill an empty body as one SMS
+        # an escape pair never straddles two parts: 152 + (2 + 151) + 1 septets
+        ("a" * 152 + "€" + "a" * 152, "GSM-7", 3),
+        # nor does a surrogate pair: 33 emoji (66 units) per 67-unit part
+        ("😀" * 67, "UCS-2", 3),
     ],
 )
-def test_segment_counting(text: str, encoding: str, count: int) -> None:
+def test_segment_counting_is_the_cores_exact_count(text: str, encoding: str, count: int) -> None:
     seg = count_segments(text)
-    assert (seg.encoding, seg.count) == (encoding, count)
+    assert (seg.encoding, seg.segments) == (encoding, count)
+    assert count_segments is core_count_segments
 
 
 def test_call_payload_fields_and_events() -> None:
@@ -191,7 +198,7 @@ def test_call_payload_fields_and_events() -> None:
     form = payload["form"]
     assert list(form) == ["To", "From", "Twiml", "StatusCallback", "StatusCallbackEvent"]
     assert form["To"] == "+447700900123" and form["From"] == "+15005550006"
-    assert form["StatusCallback"] == "https://breach.example/receipts/twilio"
+    assert form["StatusCallback"] == "https://breach.example/receipts/twilio?delivery_id=d-0001"
     assert form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
 
 

@@ -314,7 +314,7 @@ class Ledger:
         with self.engine.begin() as connection:
             return [dict(row._mapping) for row in connection.execute(stmt)]
 
-    def settle(self, outcomes: list[Mapping[str, Any]]) -> int:
+    def settle(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
         """Record send outcomes: dicts with key, state, and provider_message_id, error, reason,
         next_attempt_at, sent_at. Only rows still ``sending`` change (a cancelled or reclaimed
         row keeps what happened to it since)."""

@@ -1,6 +1,8 @@
 """Twilio notifiers for breach-orchestrator: SMS (``twilio-sms``) and voice calls (``twilio-call``).
 
-Payload building needs no Twilio SDK; the SDK is imported only where live sending happens.
+Payload building needs no Twilio SDK; the SDK is imported only where live sending happens and
+where a status callback's signature is checked. Status callbacks are handled by the ``twilio``
+receipt handler (mounted by the server at ``/receipts/twilio``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from collections.abc import Callable
 
 from orchestrator import hookimpl
 from orchestrator.notifier import Notifier
+from orchestrator.receipts import ReceiptHandler
 
+from . import receipts
 from .notifiers import TwilioCall, TwilioSms
 from .sms import SmsTooLong, count_segments
 from .twiml import TwimlTooLong, build_twiml, voice_for
@@ -30,3 +34,9 @@ def register_notifiers(register: Callable[[type[Notifier]], None]) -> None:
     """Register the SMS and call notifiers."""
     register(TwilioSms)
     register(TwilioCall)
+
+
+@hookimpl
+def register_receipts(register: Callable[[str, ReceiptHandler], None]) -> None:
+    """Register the status-callback handler for both notifiers."""
+    register("twilio", receipts.handle)

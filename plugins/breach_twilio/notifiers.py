@@ -3,22 +3,45 @@
 ``build_payload`` returns the exact request (method, path, form fields) the Twilio REST API
 receives; the auth token never appears in it (it is HTTP Basic auth at send time). Settings that
 are not configured show as ``<NAME>`` placeholders so a dry run still shows the request's shape.
+
+``send`` hands those same form fields to the SDK (``messages.create_async`` /
+``calls.create_async`` on an ``AsyncTwilioHttpClient``), one request per message, and classifies
+each answer (see :mod:`.outcomes`). Sandbox mode sends with Twilio's test credentials, which
+validate the request and never deliver; Twilio accepts only its magic sender number with them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
-from typing import Any, ClassVar
+import logging
+import math
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator.errors import BreachError, ConfigurationError
 from orchestrator.message import Message
-from orchestrator.notifier import Contact, Notifier, Setting
+from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
 
+from .callbacks import with_delivery
+from .outcomes import classify_rest_error
+from .redact import redact
 from .sms import MAX_BODY_CHARS, SmsTooLong, count_segments
 from .twiml import TWIML_MAX_CHARS, Twiml, Voice, build_twiml, voice_for
+
+if TYPE_CHECKING:
+    from .live import TwilioSession
+
+log = logging.getLogger(__name__)
 
 API_VERSION_PATH = "/2010-04-01/Accounts/{sid}"
 RECEIPT_PATH = "/receipts/twilio"
 CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
+#: Seconds to wait for one answer when TWILIO_TIMEOUT is not set.
+DEFAULT_TIMEOUT = 30.0
+#: Twilio's magic sender for test credentials: "passes all validation".
+TEST_FROM = "+15005550006"
 _RTL = frozenset({"ar", "he", "fa", "ur", "yi", "ps", "dv", "ckb", "sd", "ug"})
 
 _SID = Setting("TWILIO_ACCOUNT_SID", "Twilio account SID (AC...)")
@@ -29,6 +52,31 @@ _RECEIPTS = Setting(
     "<base>/receipts/twilio",
     required=False,
 )
+_BASE_URL = Setting(
+    "TWILIO_API_BASE_URL",
+    "Base URL replacing https://api.twilio.com (a simulator or a recording proxy); "
+    "leave unset in production",
+    required=False,
+)
+_TIMEOUT = Setting(
+    "TWILIO_TIMEOUT",
+    f"Seconds to wait for Twilio's answer to one request (default {DEFAULT_TIMEOUT:g})",
+    required=False,
+)
+_TEST_SID = Setting(
+    "TWILIO_TEST_ACCOUNT_SID",
+    "Test account SID used in sandbox mode (Console > Account > API keys > Test credentials)",
+    required=False,
+)
+_TEST_TOKEN = Setting(
+    "TWILIO_TEST_AUTH_TOKEN", "Test auth token used in sandbox mode", required=False, secret=True
+)
+_TEST_FROM = Setting(
+    "TWILIO_TEST_FROM",
+    f"Sender in sandbox mode (default {TEST_FROM}, the number Twilio's test credentials accept)",
+    required=False,
+)
+_LIVE_SETTINGS = (_RECEIPTS, _BASE_URL, _TIMEOUT, _TEST_SID, _TEST_TOKEN, _TEST_FROM)
 
 
 def _placeholder(name: str) -> str:
@@ -44,6 +92,11 @@ class _TwilioNotifier(Notifier):
 
     endpoint: ClassVar[str]
 
+    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings)
+        # one SDK client (and its aiohttp session) per mode, reused across batches
+        self._sessions: dict[str, TwilioSession] = {}
+
     def _setting(self, name: str) -> str:
         return self.settings.get(name) or _placeholder(name)
 
@@ -53,17 +106,145 @@ class _TwilioNotifier(Notifier):
         return f"{API_VERSION_PATH.format(sid=sid)}/{self.endpoint}"
 
     def status_callback(self, message: Message) -> str | None:
-        """Where Twilio reports delivery status: the core's URL, else the configured base."""
+        """Where Twilio reports delivery status: the core's URL, else the configured base.
+
+        The delivery id rides in the query string (``?delivery_id=...``): Twilio's callbacks
+        carry no field of ours, and the receipt handler finds the delivery by it.
+        """
         if message.status_callback:
-            return message.status_callback
-        base = self.settings.get("BREACH_RECEIPT_BASE_URL")
-        return base.rstrip("/") + RECEIPT_PATH if base else None
+            url = message.status_callback
+        else:
+            base = self.settings.get("BREACH_RECEIPT_BASE_URL")
+            if not base:
+                return None
+            url = base.rstrip("/") + RECEIPT_PATH
+        return with_delivery(url, message.delivery_id)
 
     @staticmethod
     def _to(message: Message) -> str:
         if not message.address:
             raise ValueError(f"delivery {message.delivery_id} has no phone number to send to")
         return message.address
+
+    # -- live sending ------------------------------------------------------------------------
+
+    def sandboxed(self) -> _TwilioNotifier:
+        """The same notifier with Twilio's test credentials and sender (sandbox mode).
+
+        Test credentials cannot use a Messaging Service, so the magic sender replaces it.
+        """
+        missing = [
+            name
+            for name in ("TWILIO_TEST_ACCOUNT_SID", "TWILIO_TEST_AUTH_TOKEN")
+            if not self.settings.get(name)
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"{self.name}: sandbox mode sends with Twilio's test credentials; set "
+                + " and ".join(missing)
+            )
+        settings = {k: v for k, v in self.settings.items() if k != "TWILIO_MESSAGING_SERVICE_SID"}
+        settings["TWILIO_ACCOUNT_SID"] = self.settings["TWILIO_TEST_ACCOUNT_SID"]
+        settings["TWILIO_AUTH_TOKEN"] = self.settings["TWILIO_TEST_AUTH_TOKEN"]
+        settings["TWILIO_FROM"] = self.settings.get("TWILIO_TEST_FROM") or TEST_FROM
+        return type(self)(settings)
+
+    def timeout(self) -> float:
+        """Seconds to wait for one answer (TWILIO_TIMEOUT, default 30)."""
+        raw = self.settings.get("TWILIO_TIMEOUT")
+        if not raw:
+            return DEFAULT_TIMEOUT
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigurationError(f"TWILIO_TIMEOUT must be a number of seconds > 0, not {raw!r}")
+        return value
+
+    def _session(self, mode: Mode, source: _TwilioNotifier) -> TwilioSession:
+        from .live import TwilioSession  # the SDK loads only when something is really sent
+
+        session = self._sessions.get(mode)
+        if session is not None and session.usable():
+            return session
+        missing = [
+            name
+            for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+            if not source.settings.get(name)
+        ]
+        if missing:
+            raise ConfigurationError(f"{self.name}: set {' and '.join(missing)} to send")
+        # A session made on an earlier event loop cannot be used (nor closed) from this one.
+        session = TwilioSession(
+            source.settings["TWILIO_ACCOUNT_SID"],
+            source.settings["TWILIO_AUTH_TOKEN"],
+            self.settings.get("TWILIO_API_BASE_URL") or None,
+        )
+        self._sessions[mode] = session
+        return session
+
+    @abstractmethod
+    async def _create(self, session: TwilioSession, form: Mapping[str, Any]) -> str:
+        """Send one request of this notifier's kind; returns the new resource's SID."""
+
+    async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
+        """One request per message; one receipt per message, in the batch's order.
+
+        Provider answers never raise: they become transient or permanent receipts. A missing
+        credential raises :class:`ConfigurationError` before anything is sent.
+        """
+        source = self.sandboxed() if mode == "sandbox" else self
+        timeout = self.timeout()
+        session = None if mode == "dry-run" else self._session(mode, source)
+        receipts = []
+        for message in batch:
+            try:
+                payload = source.build_payload(message)
+            except (BreachError, ValueError) as exc:
+                receipts.append(Receipt(message.delivery_id, Outcome.PERMANENT, error=str(exc)))
+                continue
+            if session is None:  # dry-run: built and checked, nothing leaves the machine
+                receipts.append(Receipt(message.delivery_id, Outcome.SENT))
+                continue
+            receipts.append(await self._deliver(session, message, payload["form"], timeout))
+        return receipts
+
+    async def _deliver(
+        self, session: TwilioSession, message: Message, form: Mapping[str, Any], timeout: float
+    ) -> Receipt:
+        import aiohttp
+        from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+
+        key = message.delivery_id
+        try:
+            # The async client ignores its own timeout setting (create_async passes none on),
+            # so the deadline is kept here.
+            async with asyncio.timeout(timeout):
+                sid = await self._create(session, form)
+        except TwilioRestException as exc:
+            outcome, reason = classify_rest_error(int(exc.status), exc.code, str(exc.msg or ""))
+            return Receipt(key, outcome, error=reason)
+        except TwilioServiceException as exc:
+            text = str(exc.detail or exc.title or "")
+            outcome, reason = classify_rest_error(int(exc.status), exc.code, text)
+            return Receipt(key, outcome, error=reason)
+        except TimeoutError:
+            error = f"twilio: no answer within {timeout:g} s (TWILIO_TIMEOUT)"
+            return Receipt(key, Outcome.TRANSIENT, error=error)
+        except (aiohttp.ClientError, OSError) as exc:
+            error = redact(f"twilio: connection failed: {type(exc).__name__}: {exc}")
+            return Receipt(key, Outcome.TRANSIENT, error=error)
+        return Receipt(key, Outcome.SENT, provider_id=sid)
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP sessions made on the running event loop."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            if session.usable():
+                await session.aclose()
+            else:
+                log.debug("twilio session of an earlier event loop left to the garbage collector")
 
 
 class TwilioSms(_TwilioNotifier):
@@ -89,7 +270,7 @@ class TwilioSms(_TwilioNotifier):
             "Messaging Service (MG...) that picks the sender; used instead of TWILIO_FROM",
             required=False,
         ),
-        _RECEIPTS,
+        *_LIVE_SETTINGS,
     )
 
     def missing_settings(self) -> list[str]:
@@ -122,17 +303,20 @@ class TwilioSms(_TwilioNotifier):
             form["StatusCallback"] = callback
         return {"method": "POST", "path": self.path(), "form": form}
 
+    async def _create(self, session: TwilioSession, form: Mapping[str, Any]) -> str:
+        return await session.create_message(form)
+
     def preview_html(self, message: Message) -> str:
         """The SMS as a phone bubble, with its encoding and segment count."""
         n = message.notice
         seg = count_segments(n.sms)
         unit = "septets" if seg.encoding == "GSM-7" else "UTF-16 units"
-        plural = "" if seg.count == 1 else "s"
+        plural = "" if seg.segments == 1 else "s"
         return _page(
             n.locale,
             f"SMS to {message.address or '?'}",
             f'<p class="bubble" lang="{_esc(n.locale)}" dir="{_dir(n.locale)}">{_esc(n.sms)}</p>'
-            f'<p class="meta">{seg.count} segment{plural} · {seg.encoding} · '
+            f'<p class="meta">{seg.segments} segment{plural} · {seg.encoding} · '
             f"{seg.units} {unit} · {len(n.sms)} characters</p>",
         )
 
@@ -153,7 +337,7 @@ class TwilioCall(_TwilioNotifier):
         _TOKEN,
         # a Messaging Service cannot place calls: a caller-ID number is required
         Setting("TWILIO_FROM", "Caller ID: an E.164 number on the Twilio account"),
-        _RECEIPTS,
+        *_LIVE_SETTINGS,
     )
 
     def voice(self, message: Message) -> Voice:
@@ -178,6 +362,9 @@ class TwilioCall(_TwilioNotifier):
             # sent as repeated form fields, one per event
             form["StatusCallbackEvent"] = list(CALL_EVENTS)
         return {"method": "POST", "path": self.path(), "form": form}
+
+    async def _create(self, session: TwilioSession, form: Mapping[str, Any]) -> str:
+        return await session.create_call(form)
 
     def preview_html(self, message: Message) -> str:
         """The call as a reader hears it, then the raw TwiML."""

@@ -1,0 +1,232 @@
+"""Dispatch: pending deliveries out through their notifiers, at a pace, with retries.
+
+One worker per notifier claims due rows from the ledger under a lease, rebuilds each message from
+its row, paces batches so the notifier's rate is never exceeded, keeps a bounded number of batches
+in flight, and settles every receipt: sent, failed (permanent), pending again after a jittered
+backoff that honours Retry-After, or dead with the reason once attempts run out. A notifier whose
+whole batches keep failing opens a circuit: its worker stops claiming until the cooldown ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from jinja2 import TemplateError
+
+from .campaign import Campaign
+from .circuit import CircuitBreaker
+from .errors import BreachError
+from .ledger import DeliveryState, Ledger, now
+from .message import Message
+from .notifier import Mode, Notifier, Outcome, Receipt
+from .pacing import Pacer, max_batch_for
+from .pluginhost import PluginHost
+from .retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchSettings:
+    """How hard to push. Rates are messages per second per notifier (default: its own)."""
+
+    rates: Mapping[str, float] = field(default_factory=dict)
+    concurrency: int = 4
+    lease_seconds: float = 60.0
+    send_timeout: float = 30.0
+    poll_interval: float = 0.25
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    circuit_threshold: int = 5
+    circuit_cooldown: float = 30.0
+
+
+class Dispatcher:
+    """Runs one worker per notifier that has deliveries pending, until ``stop`` is set."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        host: PluginHost,
+        campaign_for: Callable[[str], Campaign],
+        settings: DispatchSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.host = host
+        self.campaign_for = campaign_for
+        self.settings = settings or DispatchSettings()
+        self.rng = rng or random.Random()
+        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.counts: Counter[str] = Counter()
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start workers as notifiers get work; return when ``stop`` is set and sends settled."""
+        try:
+            while not stop.is_set():
+                pending = await asyncio.to_thread(self.ledger.pending_counts)
+                for name in pending:
+                    if name not in self.workers and name in self.host.notifier_classes:
+                        self.workers[name] = asyncio.create_task(self._worker(name, stop))
+                await sleep_unless(stop, 1.0)
+        finally:
+            for task in self.workers.values():
+                task.cancel()
+            await asyncio.gather(*self.workers.values(), return_exceptions=True)
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    def circuit_states(self) -> dict[str, dict[str, Any]]:
+        return {name: breaker.snapshot() for name, breaker in self.breakers.items()}
+
+    async def _worker(self, name: str, stop: asyncio.Event) -> None:
+        cls = self.host.notifier_classes[name][1]
+        notifier = self.host.notifier(cls.channel, name)
+        rate = self.settings.rates.get(name, notifier.default_rate)
+        pacer = Pacer(rate)
+        batch_size = max_batch_for(rate, notifier.max_batch)
+        breaker = self.breakers.setdefault(name, CircuitBreaker(
+            failure_threshold=self.settings.circuit_threshold,
+            cooldown=self.settings.circuit_cooldown))  # fmt: skip
+        slots = asyncio.Semaphore(self.settings.concurrency)
+        # One claim feeds every free slot, so small batches (SMS: one message a request) do not
+        # cost one database round trip each. The lease covers pacing the chunk plus the send;
+        # otherwise a slow batch would be reclaimed, and sent twice, while still in flight.
+        chunk = batch_size * self.settings.concurrency
+        lease = self.settings.lease_seconds + self.settings.send_timeout
+        while not stop.is_set():
+            if not breaker.allow():
+                await sleep_unless(stop, self.settings.poll_interval)
+                continue
+            rows = await asyncio.to_thread(self.ledger.claim, name, chunk, lease)
+            if not rows:
+                await sleep_unless(stop, self.settings.poll_interval)
+                continue
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                await slots.acquire()
+                await pacer.acquire(len(batch))
+                task = asyncio.create_task(self._send(notifier, batch, breaker))
+                self._inflight.add(task)
+                task.add_done_callback(self._finished(slots))
+
+    def _finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            self._inflight.discard(task)
+            slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("dispatch batch failed", extra={"error": repr(task.exception())})
+
+        return done
+
+    async def _send(
+        self, notifier: Notifier, rows: Sequence[dict[str, Any]], breaker: CircuitBreaker
+    ) -> None:
+        messages: dict[str, tuple[Mode, Message]] = {}
+        receipts: list[Receipt] = []
+        for row in rows:
+            try:
+                campaign = self.campaign_for(row["incident_id"])
+                messages[row["key"]] = (campaign.incident.mode, campaign.message_for(row))
+            except (BreachError, TemplateError, KeyError, ValueError) as exc:
+                receipts.append(Receipt(row["key"], Outcome.PERMANENT,
+                                        error=f"cannot rebuild the message: {exc}"))  # fmt: skip
+        by_mode: dict[Mode, list[Message]] = {}
+        for mode, message in messages.values():
+            by_mode.setdefault(mode, []).append(message)
+        whole_batch_failed = bool(messages)
+        for mode, batch in by_mode.items():
+            got = await self._call(notifier, batch, mode)
+            if any(r.outcome is not Outcome.TRANSIENT for r in got):
+                whole_batch_failed = False
+            receipts += got
+        if whole_batch_failed:
+            breaker.record_failure()
+        elif messages:
+            breaker.record_success()
+        await asyncio.to_thread(self.ledger.settle, self._settlements(rows, receipts))
+
+    async def _call(self, notifier: Notifier, batch: list[Message], mode: Mode) -> list[Receipt]:
+        """The notifier's receipts, one per message whatever happens inside the plugin."""
+        try:
+            got = list(await asyncio.wait_for(notifier.send(batch, mode),
+                                              self.settings.send_timeout))  # fmt: skip
+        except TimeoutError:
+            error = f"no answer within {self.settings.send_timeout:g}s"
+            return [Receipt(m.delivery_id, Outcome.TRANSIENT, error=error) for m in batch]
+        except Exception as exc:  # a plugin bug must not lose the batch: retry it, loudly
+            log.error(
+                "notifier failed",
+                extra={"notifier": notifier.name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            error = f"{notifier.name} raised {type(exc).__name__}: {exc}"
+            return [Receipt(m.delivery_id, Outcome.TRANSIENT, error=error) for m in batch]
+        answered = {r.delivery_id for r in got}
+        missing = [m for m in batch if m.delivery_id not in answered]
+        return got + [
+            Receipt(m.delivery_id, Outcome.TRANSIENT, error=f"{notifier.name} gave no receipt")
+            for m in missing
+        ]
+
+    def _settlements(
+        self, rows: Sequence[dict[str, Any]], receipts: Sequence[Receipt]
+    ) -> list[dict[str, Any]]:
+        attempts = {row["key"]: row["attempts"] for row in rows}
+        policy = self.settings.policy
+        current = now()
+        out = []
+        for receipt in receipts:
+            if receipt.delivery_id not in attempts:
+                continue  # a receipt for a message that was not in this batch
+            base: dict[str, Any] = {"key": receipt.delivery_id, "error": receipt.error}
+            if receipt.outcome is Outcome.SENT:
+                self.counts["sent"] += 1
+                out.append(
+                    {
+                        **base,
+                        "state": DeliveryState.SENT.value,
+                        "provider_message_id": receipt.provider_id,
+                        "sent_at": current,
+                    }
+                )
+            elif receipt.outcome is Outcome.PERMANENT:
+                self.counts["failed"] += 1
+                out.append(
+                    {
+                        **base,
+                        "state": DeliveryState.FAILED.value,
+                        "reason": receipt.error or "rejected by the provider",
+                    }
+                )
+            elif policy.exhausted(attempts[receipt.delivery_id]):
+                self.counts["dead"] += 1
+                out.append({**base, "state": DeliveryState.DEAD.value, "reason":
+                            f"gave up after {attempts[receipt.delivery_id]} attempts: "
+                            f"{receipt.error or 'transient failure'}"})  # fmt: skip
+            else:
+                self.counts["retried"] += 1
+                delay = policy.delay(attempts[receipt.delivery_id], receipt.retry_after, self.rng)
+                out.append(
+                    {
+                        **base,
+                        "state": DeliveryState.PENDING.value,
+                        "next_attempt_at": current + timedelta(seconds=delay),
+                    }
+                )
+        return out
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

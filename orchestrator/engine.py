@@ -1,0 +1,240 @@
+"""The engine: the process that carries live incidents out over time.
+
+APScheduler is the alarm clock: each scheduled step becomes a job at its due time, and a short
+interval job re-reads the ledger (new incidents, approvals, restarts). The ledger is the source of
+truth: a restart re-arms every pending step, fires the ones whose time passed (or records them
+missed when the playbook says ``misfire: skip``), resumes interrupted fan-outs after their last
+recorded row, and reclaims deliveries whose lease expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .campaign import Campaign
+from .dispatch import Dispatcher, DispatchSettings, sleep_unless
+from .errors import BreachError
+from .ledger import Ledger, Step, StepState, now
+from .pluginhost import PluginHost
+from .regimes import load_regimes
+
+log = logging.getLogger(__name__)
+
+FACTS_RECHECK_SECONDS = 5.0
+#: a failed fan-out (audience unreadable...) is tried again after this long, not every tick
+FANOUT_RETRY_SECONDS = 60.0
+#: a step that came due longer ago than this while nothing ran is "missed" under misfire: skip
+MISFIRE_GRACE = timedelta(minutes=5)
+
+
+@dataclass
+class EngineReport:
+    """What one ``run`` did."""
+
+    fired: list[str] = field(default_factory=list)
+    finished_incidents: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Engine:
+    """Fires due steps and dispatches their deliveries until stopped (or idle)."""
+
+    def __init__(
+        self,
+        *,
+        db: str | None = None,
+        host: PluginHost | None = None,
+        settings: DispatchSettings | None = None,
+        regimes_file: Path | None = None,
+        rescan_seconds: float = 1.0,
+        rng: random.Random | None = None,
+        on_tick: Callable[[Engine], None] | None = None,
+    ) -> None:
+        self.ledger = Ledger(db)
+        self.host = host or PluginHost()
+        self.regimes = load_regimes(regimes_file)
+        self.rescan_seconds = rescan_seconds
+        self.dispatcher = Dispatcher(
+            ledger=self.ledger,
+            host=self.host,
+            campaign_for=self.campaign,
+            settings=settings,
+            rng=rng,
+        )
+        self.report = EngineReport()
+        self.on_tick = on_tick
+        self._campaigns: dict[str, Campaign] = {}
+        self._checked: dict[str, float] = {}
+        self._failed: dict[tuple[str, str], float] = {}
+        self._fanouts: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._armed: set[tuple[str, str]] = set()
+        self._stop = asyncio.Event()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- campaigns ----------------------------------------------------------------------------
+
+    def campaign(self, incident_id: str) -> Campaign:
+        """The loaded incident; reloaded when its facts changed (checked every few seconds:
+        dispatch asks for every message it sends)."""
+        cached = self._campaigns.get(incident_id)
+        checked = self._checked.get(incident_id, 0.0)
+        clock = time.monotonic()
+        if cached is not None and clock - checked < FACTS_RECHECK_SECONDS:
+            return cached
+        row = self.ledger.incident(incident_id)
+        if cached is None or cached.facts_version != row.facts_version:
+            cached = Campaign(host=self.host, ledger=self.ledger, incident=row,
+                              regimes=self.regimes)  # fmt: skip
+            self._campaigns[incident_id] = cached
+        self._checked[incident_id] = clock
+        return cached
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the clock and the dispatcher in the running event loop."""
+        self._stop.clear()
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._scheduler.start()
+        self._tasks = [asyncio.create_task(self.dispatcher.run(self._stop)),
+                       asyncio.create_task(self._housekeeping())]  # fmt: skip
+        await self.rescan()
+
+    async def stop(self) -> None:
+        """Stop claiming work; let batches in flight settle."""
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._fanouts:
+            await asyncio.gather(*self._fanouts.values(), return_exceptions=True)
+        for notifier in self.host.active_notifiers():
+            await notifier.aclose()
+
+    async def run(self, *, until_idle: bool = False) -> EngineReport:
+        """Run until stopped, or (``until_idle``) until nothing is left to do without waiting
+        for a future step or a human approval."""
+        await self.start()
+        try:
+            while not self._stop.is_set():
+                await asyncio.sleep(0.25)
+                if until_idle and await asyncio.to_thread(self.idle):
+                    break
+        finally:
+            await self.stop()
+        self.report.counts = dict(self.dispatcher.counts)
+        return self.report
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def idle(self) -> bool:
+        if any(not t.done() for t in self._fanouts.values()):
+            return False
+        if self.ledger.pending_counts():
+            return False
+        current = now()
+        for step in self.ledger.open_steps():
+            if step.state == StepState.RUNNING.value:
+                return False
+            if step.state == StepState.SCHEDULED.value and (step.due_at or current) <= current:
+                return False
+        self.ledger.finish_steps()
+        self.report.finished_incidents += self.ledger.finish_incidents()
+        return True
+
+    # -- the clock ----------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.rescan()
+                done = await asyncio.to_thread(self.ledger.finish_steps)
+                for incident_id, step_id in done:
+                    self.campaign(incident_id).emit("step.done", step_id)
+                finished = await asyncio.to_thread(self.ledger.finish_incidents)
+                for incident_id in finished:
+                    self.campaign(incident_id).emit("incident.finished")
+                self.report.finished_incidents += finished
+                if self.on_tick is not None:
+                    self.on_tick(self)
+            except BreachError as exc:
+                log.error("housekeeping failed", extra={"error": str(exc)})
+            await sleep_unless(self._stop, self.rescan_seconds)
+
+    async def rescan(self) -> None:
+        """Arm, fire or resume every open step the ledger knows."""
+        current = now()
+        for step in await asyncio.to_thread(self.ledger.open_steps):
+            key = (step.incident_id, step.step_id)
+            if key in self._fanouts and not self._fanouts[key].done():
+                continue
+            if step.state == StepState.RUNNING.value and not step.fanout_done:
+                self._start_fanout(step)  # interrupted by a crash: resume after its last row
+            elif step.state == StepState.SCHEDULED.value:
+                due = step.due_at or current
+                if due <= current:
+                    self._due(step, current)
+                elif key not in self._armed and self._scheduler is not None:
+                    self._armed.add(key)
+                    self._scheduler.add_job(self.rescan, "date", run_date=due,
+                                            id=f"{key[0]}:{key[1]}", replace_existing=True,
+                                            misfire_grace_time=None)  # fmt: skip
+            elif step.state == StepState.AWAITING_APPROVAL.value and step.approved_by:
+                self._start_fanout(step)
+
+    def _due(self, step: Step, current: Any) -> None:
+        campaign = self.campaign(step.incident_id)
+        spec = campaign.playbook.step(step.step_id)
+        late = current - (step.due_at or current)
+        if spec is not None and spec.misfire == "skip" and late > MISFIRE_GRACE:
+            self.ledger.update_step(step.incident_id, step.step_id, state=StepState.MISSED.value,
+                                    finished_at=current)  # fmt: skip
+            campaign.emit("step.missed", step.step_id, late_seconds=int(late.total_seconds()))
+            return
+        self._start_fanout(step)
+
+    def _start_fanout(self, step: Step) -> None:
+        key = (step.incident_id, step.step_id)
+        if time.monotonic() - self._failed.get(key, -FANOUT_RETRY_SECONDS) < FANOUT_RETRY_SECONDS:
+            return
+        self.report.fired.append(f"{key[0]}/{key[1]}")
+        task = asyncio.create_task(asyncio.to_thread(self._fire, step))
+        task.add_done_callback(lambda t: self._fanout_done(key, t))
+        self._fanouts[key] = task
+
+    def _fanout_done(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self._failed[key] = time.monotonic()
+        message = str(error) if isinstance(error, BreachError) else repr(error)
+        log.error("fan-out failed", extra={"incident": key[0], "step": key[1], "error": message})
+        with contextlib.suppress(BreachError):  # the incident itself may be what broke
+            self.campaign(key[0]).emit("step.failed", key[1], error=message,
+                                       retry_in_seconds=FANOUT_RETRY_SECONDS)  # fmt: skip
+
+    def _fire(self, step: Step) -> None:
+        campaign = self.campaign(step.incident_id)
+        spec = campaign.playbook.step(step.step_id)
+        if spec is None:
+            raise BreachError(f"incident {step.incident_id}: playbook has no step {step.step_id}")
+        resuming = step.state == StepState.RUNNING.value
+        campaign.run_step(
+            spec, step.due_at or now(), approved_by=step.approved_by,
+            resume_after=step.fanout_rows if resuming else 0,
+            evaluated=step.condition_result if resuming else None,
+        )  # fmt: skip
