@@ -7,6 +7,7 @@ Every command that prints data takes ``--json``; every command that touches the 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -466,6 +467,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line; the traceback on request
+        if os.environ.get("BREACH_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
+                  "(set BREACH_DEBUG=1 to see the traceback, and please report it)",
+                  highlight=False)  # fmt: skip
+        sys.exit(70)
 
 
 if __name__ == "__main__":

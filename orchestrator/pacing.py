@@ -5,12 +5,14 @@ one-second windows: one message too many and they answer 429, or worse, drop it.
 therefore gives two promises:
 
 - **never more than the budget in a window**: in any one-second window at most ``floor(rate)``
-  messages start (at least one, so rates below 1/s still send). This is checked against the
-  moments callers were actually released, so a stalled event loop that wakes several callers late
-  cannot make up for lost time with a burst;
+  messages start (at least one, so rates below 1/s still send). It is checked against the
+  moments callers were actually released, over windows slightly longer than a second (see the
+  headroom below), so callers woken late by a stalled event loop catch up only as far as that
+  budget allows;
 - **close to the rate in the long run**: reservations are spaced evenly (GCRA with no burst
   tolerance): a reservation of ``n`` messages is followed by a gap of ``n / pace`` seconds before
-  the next one, where ``pace = min(rate, floor(rate)) * (1 - headroom)``.
+  the next one, where ``pace = rate * (1 - headroom)``, the rate first rounded down to a whole
+  number when above 1/s (a window never holds a fraction of a message).
 
 The headroom exists because the provider counts arrivals, not departures. Two messages that leave
 exactly one window apart can arrive less than a second apart when the first one is delayed by the

@@ -47,8 +47,8 @@ def _sms(to: str = "+447700900123", delivery_id: str = "d-0001", **kw: Any) -> M
     return make_message("sms", delivery_id=delivery_id, address=to, **kw)
 
 
-def _call(to: str = "+447700900123", delivery_id: str = "d-0001") -> Message:
-    return make_message("call", delivery_id=delivery_id, address=to)
+def _call(to: str = "+447700900123", delivery_id: str = "d-0001", **kw: Any) -> Message:
+    return make_message("call", delivery_id=delivery_id, address=to, **kw)
 
 
 def _as_recorded(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def test_call_sends_the_twiml_and_every_status_event(
     simulator: Simulator, settings: dict[str, str]
 ) -> None:
     notifier = TwilioCall(settings)
-    message = _call()
+    message = _call(status_callback=simulator.sink_url("twilio-call"))
     payload = notifier.build_payload(message)
 
     [receipt] = _send(notifier, [message])
@@ -136,7 +136,7 @@ def test_a_batch_gets_one_receipt_per_message_in_order(
     assert "1601 characters" in (receipts[3].error or "")
     # the two messages that could not be built never reached Twilio
     assert len(simulator.requests("twilio")) == 3
-    assert sorted(m.delivery_id or "" for m in simulator.accepted("twilio")) == ["d-1", "d-5"]
+    assert [m.recipient for m in simulator.accepted("twilio")] == ["+447700900001", "+447700900005"]
 
 
 def test_the_sdk_client_is_reused_and_closed(settings: dict[str, str]) -> None:
@@ -206,9 +206,7 @@ def test_recipient_errors_are_permanent_with_the_code_and_no_full_number(
     ("to", "code"),
     [("+15005550001", 21217), ("+15005550002", 21214), ("+15005550003", 21215)],
 )
-def test_call_recipient_errors_are_permanent(
-    settings: dict[str, str], to: str, code: int
-) -> None:
+def test_call_recipient_errors_are_permanent(settings: dict[str, str], to: str, code: int) -> None:
     [receipt] = _send(TwilioCall(settings), [_call(to)])
     assert receipt.outcome is Outcome.PERMANENT
     assert f"twilio {code}" in (receipt.error or "")
@@ -218,9 +216,7 @@ def test_call_recipient_errors_are_permanent(
     ("sender", "outcome", "code"),
     [("+15005550008", Outcome.TRANSIENT, 21611), ("+15005550001", Outcome.PERMANENT, 21212)],
 )
-def test_sender_errors(
-    settings: dict[str, str], sender: str, outcome: Outcome, code: int
-) -> None:
+def test_sender_errors(settings: dict[str, str], sender: str, outcome: Outcome, code: int) -> None:
     [receipt] = _send(TwilioSms({**settings, "TWILIO_FROM": sender}), [_sms()])
     assert (receipt.outcome, f"twilio {code}" in (receipt.error or "")) == (outcome, True)
 
@@ -336,7 +332,9 @@ def test_sandbox_without_test_credentials_names_the_settings(settings: dict[str,
 
 
 def test_dry_run_builds_and_sends_nothing(simulator: Simulator) -> None:
-    receipts = _send(TwilioCall({}), [_call(delivery_id="d-1"), _call(delivery_id="d-2")], "dry-run")
+    receipts = _send(
+        TwilioCall({}), [_call(delivery_id="d-1"), _call(delivery_id="d-2")], "dry-run"
+    )
     assert [(r.delivery_id, r.outcome) for r in receipts] == [
         ("d-1", Outcome.SENT),
         ("d-2", Outcome.SENT),

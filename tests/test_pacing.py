@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import math
 import time
 from collections.abc import Coroutine, Sequence
@@ -66,7 +67,7 @@ def test_single_messages_are_spaced_exactly_one_over_rate() -> None:
 def test_headroom_paces_slightly_below_the_rate() -> None:
     fake = FakeTime()
     starts = run(sequential(fake.pacer(100, headroom=DEFAULT_HEADROOM), [1] * 300))
-    gaps = {round(b[0] - a[0], 12) for a, b in zip(starts, starts[1:], strict=False)}
+    gaps = {round(b[0] - a[0], 12) for a, b in itertools.pairwise(starts)}
     assert gaps == {round(1 / (100 * (1 - DEFAULT_HEADROOM)), 12)}
     # 101 consecutive starts span 1/(1-h) seconds: 15 ms of jitter cannot squeeze them into 1 s.
     assert starts[100][0] - starts[0][0] == pytest.approx(1 / (1 - DEFAULT_HEADROOM))

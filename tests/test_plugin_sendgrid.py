@@ -112,7 +112,13 @@ def test_plugin_registers_the_email_notifier() -> None:
         "email",
     )
     assert SendGridEmail.max_batch == MAX_PERSONALIZATIONS == 1000
-    assert {s.name for s in SendGridEmail.settings_spec if s.secret} == {"SENDGRID_API_KEY"}
+    assert {s.name for s in SendGridEmail.settings_spec if s.secret} == {
+        "SENDGRID_API_KEY",
+        "SENDGRID_WEBHOOK_SECRET",
+    }
+    handlers: dict[str, object] = {}
+    breach_sendgrid.register_receipts(register=handlers.__setitem__)
+    assert handlers == {"sendgrid": breach_sendgrid.receipts.handle}
 
 
 def test_missing_settings_name_what_is_missing() -> None:

@@ -77,8 +77,11 @@ def check_alertmanager(authorization: str | None, creds: AlertmanagerCredentials
         if sep and user_ok & password_ok:
             return "basic"
         raise Unauthorized("wrong basic-auth username or password", challenge)
-    accepted = " or ".join(s for s, ok in (("Bearer", creds.token is not None),
-                                            ("Basic", creds.password is not None)) if ok)
+    accepted = " or ".join(
+        s
+        for s, ok in (("Bearer", creds.token is not None), ("Basic", creds.password is not None))
+        if ok
+    )
     raise Unauthorized(f"unsupported Authorization scheme {scheme[:20]!r}; this server accepts "
                        f"{accepted}", challenge)  # fmt: skip
 

@@ -208,7 +208,15 @@ class ServerConfig:
         return self.force_mode or route.mode
 
     def routes_for(self, hook: str) -> list[Route]:
+        """The routes of one hook, in config order."""
         return [r for r in self.routes if r.hook == hook]
+
+    def secrets(self) -> list[str]:
+        """Every secret of this config, for the log redactor (never for display)."""
+        found = [self.generic_secret]
+        if self.alertmanager is not None:
+            found += [self.alertmanager.token, self.alertmanager.password]
+        return [s.reveal().decode("utf-8") for s in found if s is not None]
 
 
 def load_config(
@@ -441,8 +449,9 @@ class _Checker:
                 parent = _value_at(data, loc[:-1])
                 known = _known_keys(loc[:-1])
                 hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
-                message = f"unknown key {loc[-1]!r}" + (f"; did you mean {hint[0]!r}?" if hint
-                                                           else f" (known: {', '.join(known)})")
+                message = f"unknown key {loc[-1]!r}" + (
+                    f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
+                )
                 if not isinstance(parent, dict):  # pragma: no cover - pydantic reports the parent
                     message = "unexpected value"
                 self.add(loc, message)
@@ -474,24 +483,30 @@ class _Checker:
         names: dict[str, int] = {}
         for index, section in enumerate(parsed.routes):
             if section.name in names:
-                self.add(("routes", index, "name"),
-                         f"route name {section.name!r} is also used by routes[{names[section.name]}]"
-                         )  # fmt: skip
+                first = names[section.name]
+                message = f"route name {section.name!r} is also used by routes[{first}]"
+                self.add(("routes", index, "name"), message)
             names.setdefault(section.name, index)
             route = self._route(index, section, audiences, order, host, regimes)
             if route is not None:
                 routes.append(route)
         hooks = {r.hook for r in parsed.routes}
         if "alertmanager" in hooks and parsed.auth.alertmanager is None:
-            self.add(("auth",), "routes use the alertmanager hook but [auth.alertmanager] is "
-                                "missing: set token_file (bearer) or username and password_file")
+            self.add(
+                ("auth",),
+                "routes use the alertmanager hook but [auth.alertmanager] is "
+                "missing: set token_file (bearer) or username and password_file",
+            )
         if "generic" in hooks and parsed.auth.generic is None:
-            self.add(("auth",), "routes use the generic hook but [auth.generic] is missing: set "
-                                "secret_file (the HMAC-SHA256 key senders sign with)")
+            self.add(
+                ("auth",),
+                "routes use the generic hook but [auth.generic] is missing: set "
+                "secret_file (the HMAC-SHA256 key senders sign with)",
+            )
         if self.problems:
             raise ConfigInvalid(self.problems)
         notes = tuple(
-            f"route {r.name!r} is live but force_mode = \"dry-run\": it runs as a dry run here"
+            f'route {r.name!r} is live but force_mode = "dry-run": it runs as a dry run here'
             for r in routes
             if server.force_mode and r.mode == "live"
         )
@@ -550,8 +565,11 @@ class _Checker:
         has_basic = section.username is not None or password is not None
         if token is None and not has_basic:
             if len(self.problems) == before:  # else the secret's own problem says it better
-                self.add(path, "set token_file (bearer token) or username and password_file "
-                               "(basic auth), as the receiver's http_config sends them")
+                self.add(
+                    path,
+                    "set token_file (bearer token) or username and password_file "
+                    "(basic auth), as the receiver's http_config sends them",
+                )
             return None
         if has_basic and (not section.username or password is None):
             self.add(path, "basic auth needs both username and password (or password_file)")
@@ -621,8 +639,11 @@ class _Checker:
         if section.hook == "alertmanager":
             for key in ("dedupe", "resolved"):
                 if getattr(section, key) is not None:
-                    self.add((*path, key), f"{key} applies to generic routes only; Alertmanager "
-                                           "routes dedupe by groupKey and fingerprints")
+                    self.add(
+                        (*path, key),
+                        f"{key} applies to generic routes only; Alertmanager "
+                        "routes dedupe by groupKey and fingerprints",
+                    )
                     ok = False
         elif resolved_rules is None:
             resolved_rules = DEFAULT_RESOLVED
@@ -654,19 +675,27 @@ class _Checker:
                 ok = False
             if fact not in declared and fact not in bound:
                 hint = difflib.get_close_matches(fact, sorted(declared), n=1)
-                self.add((*path, "facts", fact),
-                         f"playbook {playbook.id!r} declares no fact {fact!r} and the audience "
-                         "does not bind it" + (f"; did you mean {hint[0]!r}?" if hint else
-                                               f" (declared: {', '.join(sorted(declared))})"))
+                self.add(
+                    (*path, "facts", fact),
+                    f"playbook {playbook.id!r} declares no fact {fact!r} and the audience "
+                    "does not bind it"
+                    + (
+                        f"; did you mean {hint[0]!r}?"
+                        if hint
+                        else f" (declared: {', '.join(sorted(declared))})"
+                    ),
+                )
                 ok = False  # fmt: skip
         if audience is not None:
             for param, fact in audience.bind.items():
                 spec = playbook.facts.get(fact)
                 if fact not in section.facts and (spec is None or spec.default is None):
-                    self.add((*path, "facts"),
-                             f"audience {audience.name!r} binds :{param} to fact {fact!r}, which "
-                             "this route does not map from the payload; add "
-                             f"{fact} = \"labels.{fact}\" (or the field that carries it)")
+                    self.add(
+                        (*path, "facts"),
+                        f"audience {audience.name!r} binds :{param} to fact {fact!r}, which "
+                        "this route does not map from the payload; add "
+                        f'{fact} = "labels.{fact}" (or the field that carries it)',
+                    )
                     ok = False  # fmt: skip
         if not ok or audience is None or matchers is None or resolved is None:
             return None
@@ -716,10 +745,13 @@ def _clean_loc(loc: Sequence[int | str]) -> tuple[int | str, ...]:
     return tuple(p for p in loc if isinstance(p, int) or not _is_tag(p))
 
 
+_TAGS = {"str", "int", "float", "bool", "list[str]", "dict[str,any]", "none"}
+
+
 def _is_tag(part: str) -> bool:
-    return part.startswith(("function-", "literal[", "lax-or-strict", "json-or-python")) or part in {
-        "str", "int", "float", "bool", "list[str]", "dict[str,any]", "none",
-    }  # fmt: skip
+    return part in _TAGS or part.startswith(
+        ("function-", "literal[", "lax-or-strict", "json-or-python")
+    )
 
 
 def _value_at(data: Any, path: Sequence[int | str]) -> Any:

@@ -157,9 +157,7 @@ class Selection:
     view: int
 
 
-def select(
-    routes: Sequence[Route], views: Sequence[Any]
-) -> tuple[Selection | None, list[str]]:
+def select(routes: Sequence[Route], views: Sequence[Any]) -> tuple[Selection | None, list[str]]:
     """The first route (in config order) that matches any view; else None and why each failed."""
     tried: list[str] = []
     for route in routes:

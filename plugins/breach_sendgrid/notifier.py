@@ -1,16 +1,36 @@
-"""The SendGrid e-mail notifier: one accessible e-mail per person, sent in batches of 1,000."""
+"""The SendGrid e-mail notifier: one accessible e-mail per person, sent in batches of 1,000.
+
+``send`` posts the bodies ``build_batch_payload`` makes (at most 1,000 personalizations each,
+every one carrying its delivery id in ``custom_args``) through the SDK, one request at a time in a
+worker thread, and gives every message the outcome of its request (see :mod:`.outcomes`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator.errors import BreachError, ConfigurationError
 from orchestrator.message import Message
-from orchestrator.notifier import Contact, Notifier, Setting
+from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
 
 from .document import EmailDocument, render_html
+from .outcomes import Answer
 from .payload import MAX_PERSONALIZATIONS, MailConfig, batch_bodies, single_body
+from .redact import redact
+
+if TYPE_CHECKING:
+    from .live import SendGridSession
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for one answer when SENDGRID_TIMEOUT is not set.
+DEFAULT_TIMEOUT = 30.0
+_BLAMED_OTHERS = "not sent: SendGrid refused the request because of other recipients in it"
 
 
 def _utcnow() -> datetime:
@@ -41,6 +61,30 @@ class SendGridEmail(Notifier):
             "Dynamic template (d-...) to lay out the notice instead of the built-in e-mail",
             required=False,
         ),
+        Setting(
+            "SENDGRID_API_BASE_URL",
+            "Base URL replacing https://api.sendgrid.com (EU residency: https://api.eu.sendgrid.com;"
+            " a simulator in tests)",
+            required=False,
+        ),
+        Setting(
+            "SENDGRID_TIMEOUT",
+            f"Seconds to wait for SendGrid's answer to one request (default {DEFAULT_TIMEOUT:g})",
+            required=False,
+        ),
+        Setting(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            "Verification key of the signed Event Webhook (base64, as the SendGrid console shows "
+            "it): receipts must carry a valid ECDSA signature",
+            required=False,
+        ),
+        Setting(
+            "SENDGRID_WEBHOOK_SECRET",
+            "Shared secret the Event Webhook URL carries (?token=... or as the basic-auth "
+            "password); needed when no public key is set",
+            required=False,
+            secret=True,
+        ),
     )
 
     def __init__(
@@ -51,6 +95,7 @@ class SendGridEmail(Notifier):
     ) -> None:
         super().__init__(settings)
         self.clock = clock
+        self._session: SendGridSession | None = None
 
     @property
     def config(self) -> MailConfig:
@@ -72,3 +117,125 @@ class SendGridEmail(Notifier):
     def preview_html(self, message: Message) -> str:
         """The HTML part of the e-mail, exactly as sent without a dynamic template."""
         return render_html(EmailDocument.from_message(message, self.clock().date()))
+
+    # -- live sending ------------------------------------------------------------------------
+
+    def timeout(self) -> float:
+        """Seconds to wait for one answer (SENDGRID_TIMEOUT, default 30)."""
+        raw = self.settings.get("SENDGRID_TIMEOUT")
+        if not raw:
+            return DEFAULT_TIMEOUT
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigurationError(
+                f"SENDGRID_TIMEOUT must be a number of seconds > 0, not {raw!r}"
+            )
+        return value
+
+    def session(self) -> SendGridSession:
+        """The SDK client, made on first use and kept (it holds no connection between calls)."""
+        if self._session is None:
+            from .live import SendGridSession  # the SDK loads only when something is really sent
+
+            missing = [
+                n for n in ("SENDGRID_API_KEY", "BREACH_EMAIL_FROM") if not self.settings.get(n)
+            ]
+            if missing:
+                raise ConfigurationError(f"{self.name}: set {' and '.join(missing)} to send")
+            self._session = SendGridSession(
+                self.settings["SENDGRID_API_KEY"],
+                self.settings.get("SENDGRID_API_BASE_URL") or None,
+                self.timeout(),
+            )
+        return self._session
+
+    def _bodies(
+        self, batch: Sequence[Message], receipts: dict[str, Receipt]
+    ) -> list[dict[str, Any]]:
+        """The request bodies for ``batch``; a message that cannot be built gets a permanent
+        receipt in ``receipts`` and stays out of every body."""
+        try:
+            return self.build_batch_payload(batch)
+        except (BreachError, ValueError):
+            pass
+        # Find the culprits one by one (the slow path runs only when something is wrong).
+        good = []
+        for message in batch:
+            try:
+                self.build_payload(message)
+            except (BreachError, ValueError) as exc:
+                error = redact(str(exc))
+                receipts[message.delivery_id] = Receipt(
+                    message.delivery_id, Outcome.PERMANENT, error=error
+                )
+            else:
+                good.append(message)
+        return self.build_batch_payload(good) if good else []
+
+    async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
+        """Post the batch's bodies one after the other; one receipt per message, batch order.
+
+        A batch-level failure (refused connection, timeout, 429, 5xx) gives every message of
+        that request a transient receipt; after a 429 or an unreachable endpoint the remaining
+        requests are not tried now and get the same transient receipt. A 400 that names single
+        personalizations fails only those, and the request is sent again without them.
+        Provider answers never raise; a missing setting raises :class:`ConfigurationError`.
+        """
+        receipts: dict[str, Receipt] = {}
+        session = None if mode == "dry-run" else self.session()
+        # rendering 1,000 e-mails takes a while: keep the event loop free meanwhile
+        bodies = await asyncio.to_thread(self._bodies, batch, receipts)
+        stopped: Answer | None = None
+        for body in bodies:
+            # the mode the core sends in decides, whatever the incident's own mode says
+            body["mail_settings"]["sandbox_mode"]["enable"] = mode == "sandbox"
+            keys = _keys(body)
+            if session is None:
+                receipts.update((k, Receipt(k, Outcome.SENT)) for k in keys)
+                continue
+            if stopped is not None:
+                error = f"not sent: an earlier request of this batch failed: {stopped.error}"
+                for k in keys:
+                    receipts[k] = Receipt(
+                        k, Outcome.TRANSIENT, error=error, retry_after=stopped.retry_after
+                    )
+                continue
+            answer = await asyncio.to_thread(session.post, body)
+            if 0 < len(answer.rejected) < len(keys):
+                # A 400 refuses the whole request for a few bad addresses: fail those, and send
+                # the others once more without them.
+                for index, reason in answer.rejected.items():
+                    receipts[keys[index]] = Receipt(keys[index], Outcome.PERMANENT, error=reason)
+                kept = [
+                    p for i, p in enumerate(body["personalizations"]) if i not in answer.rejected
+                ]
+                body = {**body, "personalizations": kept}
+                keys = _keys(body)
+                answer = await asyncio.to_thread(session.post, body)
+            for index, k in enumerate(keys):
+                if index in answer.rejected:
+                    receipts[k] = Receipt(k, Outcome.PERMANENT, error=answer.rejected[index])
+                elif answer.rejected:  # blamed others again: no third try, the core retries
+                    receipts[k] = Receipt(k, Outcome.TRANSIENT, error=_BLAMED_OTHERS)
+                else:
+                    receipts[k] = Receipt(
+                        k, answer.outcome, answer.message_id, answer.error, answer.retry_after
+                    )
+            if answer.stop:
+                stopped = answer
+        return [receipts.get(m.delivery_id) or _lost(m) for m in batch]
+
+
+def _lost(message: Message) -> Receipt:
+    # Every buildable message is in exactly one body; this guards the one-receipt-per-message
+    # promise should the batch builder ever drop one.
+    log.error("message in no request body", extra={"delivery": message.delivery_id})
+    return Receipt(message.delivery_id, Outcome.PERMANENT, error="internal error: not sent")
+
+
+def _keys(body: Mapping[str, Any]) -> list[str]:
+    """The delivery ids of a body's personalizations, in order."""
+    return [str(p["custom_args"]["delivery_id"]) for p in body["personalizations"]]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 
-# A run of at least 7 digits, optionally with a leading + and the separators people type.
-_PHONE = re.compile(r"\+?\d(?:[\d\s().-]{5,}\d)")
+# Digits with the separators people type; masked from 9 digits on, so SMTP status codes
+# ("550 5.1.1"), dates and error codes stay readable.
+_PHONE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+_PHONE_MIN_DIGITS = 9
 _EMAIL = re.compile(r"([\w.+-])[\w.+-]*@([\w-]+(?:\.[\w-]+)+)")
 
 #: The longest error text kept in a receipt: enough to act on, short enough for a status table.
@@ -18,6 +20,8 @@ MAX_REASON = 300
 
 def _phone(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group(0))
+    if len(digits) < _PHONE_MIN_DIGITS:
+        return match.group(0)
     plus = "+" if match.group(0).startswith("+") else ""
     return f"{plus}{digits[:2]}…{digits[-2:]}"
 

@@ -1,0 +1,364 @@
+"""The HTTP application of ``breach serve`` (FastAPI).
+
+- ``POST /hooks/alertmanager`` — Alertmanager's webhook (payload version "4"), bearer or basic.
+- ``POST /hooks/generic`` — any JSON object, signed with HMAC-SHA256 (see :mod:`.auth`).
+- ``POST /receipts/<name>`` — each receipt handler a plugin registers.
+- ``GET /healthz``.
+
+Refusals are ``application/problem+json`` (RFC 9457): 401 credentials or signature, 409 replay,
+400 malformed or wrong-shaped payload, 413 body over the cap (counted while reading, so a huge
+body is never buffered), 415 not JSON. A refused request creates nothing. Work that touches the
+ledger runs in worker threads, so the event loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, Protocol, TypeVar
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import AudienceError, BreachError, FactError, LedgerError, ValidationFailed
+from ..logs import mask_text
+from ..pluginhost import PluginHost
+from ..receipts import ReceiptRejected, ReceiptUpdate
+from . import alertmanager as am
+from .auth import ReplayCache, Replayed, Unauthorized, check_alertmanager, check_signature
+from .config import ServerConfig
+from .intake import Decision, Intake, LiveUnavailable, PayloadInvalid
+from .logs import RequestLog
+from .receipts import (
+    ReceiptsUnsupported,
+    apply_receipts,
+    build_request,
+    called_url,
+    plugin_settings,
+)
+
+log = logging.getLogger("orchestrator.server")
+T = TypeVar("T")
+PROBLEM = "application/problem+json"
+_STATUS = {"create": 201, "join": 200, "no-route": 202, "ignore": 202}
+_WORDS = {"create": "created", "join": "joined", "no-route": "no route", "ignore": "ignored"}
+
+
+class DeliveryEngine(Protocol):
+    """What the live delivery engine offers the server: started and stopped with it."""
+
+    async def start(self) -> None:
+        """Start scheduling and dispatching (called once the server is up)."""
+
+    async def stop(self) -> None:
+        """Stop gracefully (called when the server shuts down)."""
+
+
+class Refusal(Exception):
+    """A request the server will not carry out: answered as a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def problem(status: int, slug: str, title: str, detail: str, **headers: str) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    body = {"type": f"urn:breach:problem:{slug}", "title": title, "status": status,
+            "detail": detail}  # fmt: skip
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
+
+
+def note(request: Request, **fields: Any) -> None:
+    """Add fields to this request's log line."""
+    request.state.log = {**getattr(request.state, "log", {}), **fields}
+
+
+def refuse(status: int, slug: str, title: str, detail: str, **headers: str) -> NoReturn:
+    raise Refusal(status, slug, title, detail, headers)
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON (``application/json`` or ``application/*+json``)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and
+                                       media.endswith("+json")):  # fmt: skip
+        return
+    refuse(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        f"send the body as application/json (got {media[:60] or 'no Content-Type'})",
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            refuse(400, "bad-request", "Bad request", "Content-Length is not a number")
+        if int(declared) > limit:
+            refuse(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"the body is {int(declared)} bytes; this server accepts at most {limit}",
+            )
+    buffer = bytearray()
+    async for chunk in request.stream():
+        buffer += chunk
+        if len(buffer) > limit:
+            refuse(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"the body exceeds {limit} bytes, the most this server accepts",
+            )
+    return bytes(buffer)
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Parsed JSON, or a 400 that says where it is malformed."""
+    try:
+        return json.loads(body, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        detail = f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    except UnicodeDecodeError:
+        detail = "the body is not UTF-8 text"
+    except RecursionError:
+        detail = "the JSON is nested too deeply"
+    except ValueError as exc:
+        detail = str(exc)
+    refuse(400, "malformed-json", "Malformed JSON", detail)
+
+
+async def in_thread(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """Run ledger work in a worker thread; expected failures become problems."""
+    try:
+        return await anyio.to_thread.run_sync(work, *args)
+    except (FactError, PayloadInvalid) as exc:
+        refuse(400, "payload-does-not-fit", "Payload does not fit the route", str(exc))
+    except LiveUnavailable as exc:
+        refuse(503, "live-delivery-unavailable", "Live delivery engine not running", str(exc),
+               **{"Retry-After": "60"})  # fmt: skip
+    except (AudienceError, LedgerError) as exc:
+        refuse(503, "dependency-unavailable", "Ledger or audience unavailable", str(exc),
+               **{"Retry-After": "30"})  # fmt: skip
+    except ValidationFailed as exc:
+        refuse(500, "playbook-invalid", "A route's playbook is no longer valid",
+               f"{len(exc.problems)} problem(s), first: {exc.problems[0] if exc.problems else ''}"
+               "; fix the playbook (breach validate) and retry")  # fmt: skip
+    except BreachError as exc:
+        refuse(500, "not-carried-out", "Not carried out", str(exc))
+
+
+def decided(request: Request, decision: Decision, stats: Counter[str]) -> JSONResponse:
+    """The response to a carried-out decision, and its log fields."""
+    stats[decision.action] += 1
+    note(request, outcome=decision.action, route=decision.route.name if decision.route else None,
+         incident=decision.incident, mode=decision.mode)  # fmt: skip
+    body = {"status": _WORDS[decision.action], **decision.summary()}
+    return JSONResponse(body, status_code=_STATUS[decision.action])
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    host: PluginHost,
+    engine: DeliveryEngine | None = None,
+    db: str | None = None,
+) -> FastAPI:
+    """The server for ``config``. ``engine``, when given, is started and stopped with it and
+    makes live routes available; without it, live routes answer 503."""
+    intake = Intake(config, host=host, db=db, live_available=engine is not None)
+    replays = ReplayCache()
+    stats: Counter[str] = Counter()
+    settings = {name: plugin_settings(host, plugin)
+                for name, (plugin, _) in host.receipt_handlers.items()}  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for line in config.notes:
+            log.warning("config note", extra={"note": line})
+        if engine is not None:
+            await engine.start()
+        elif any(config.mode_for(r) == "live" for r in config.routes):
+            log.warning("live routes without a live delivery engine: they answer 503",
+                        extra={"routes": [r.name for r in config.routes
+                                          if config.mode_for(r) == "live"]})  # fmt: skip
+        try:
+            yield
+        finally:
+            if engine is not None:
+                await engine.stop()
+
+    app = FastAPI(title="breach-orchestrator", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+    app.add_middleware(RequestLog, behind_proxy=config.behind_proxy)
+    app.state.intake = intake
+    app.state.replays = replays
+
+    @app.exception_handler(Refusal)
+    async def refused(request: Request, exc: Refusal) -> Response:
+        stats["refused"] += 1
+        note(request, outcome="refused", problem=exc.slug, detail=mask_text(exc.detail))
+        return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        note(request, outcome="refused")
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        detail = {
+            404: "no such endpoint: POST /hooks/alertmanager, /hooks/generic, "
+            "/receipts/<name>, GET /healthz",
+            405: "wrong method for this endpoint",
+        }.get(exc.status_code, str(exc.detail))
+        return problem(exc.status_code, title.lower().replace(" ", "-"), title, detail,
+                       **(exc.headers or {}))  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
+        return problem(
+            500,
+            "internal-error",
+            "Internal error",
+            "the server failed unexpectedly; the error is in its log",
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness, and what this server is set up to do."""
+        return {
+            "status": "ok", "version": __version__, "routes": len(config.routes),
+            "force_mode": config.force_mode, "live_delivery": engine is not None,
+            "receipts": sorted(host.receipt_handlers), "decisions": dict(stats),
+        }  # fmt: skip
+
+    @app.post("/hooks/alertmanager")
+    async def alertmanager_hook(request: Request) -> Response:
+        """An Alertmanager notification: authenticate, parse, route, create or join."""
+        note(request, hook="alertmanager")
+        try:
+            note(request, auth=check_alertmanager(request.headers.get("authorization"),
+                                                  config.alertmanager))  # fmt: skip
+        except Unauthorized as exc:
+            headers = {"WWW-Authenticate": exc.challenge} if exc.challenge else {}
+            refuse(401, "unauthorized", "Unauthorized", str(exc), **headers)
+        require_json(request)
+        document = parse_json(await read_body(request, config.max_body_bytes))
+        try:
+            notification = am.parse(document)
+        except ValueError as exc:
+            refuse(400, "wrong-shape", "Not an Alertmanager notification (version 4)", str(exc))
+        note(request, alerts=len(notification.alerts), status_of_group=notification.status)
+        decision = await in_thread(request, intake.alertmanager, notification)
+        return decided(request, decision, stats)
+
+    @app.post("/hooks/generic")
+    async def generic_hook(request: Request) -> Response:
+        """A signed JSON object: verify signature and freshness, refuse replays, route."""
+        note(request, hook="generic")
+        require_json(request)
+        body = await read_body(request, config.max_body_bytes)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            signature, timestamp = check_signature(headers, body, config.generic_secret)
+        except Unauthorized as exc:
+            refuse(401, "unauthorized", "Unauthorized", str(exc))
+        try:
+            replays.reserve(signature, timestamp)
+        except Replayed as exc:
+            refuse(409, "replay", "Replayed request", str(exc))
+        try:
+            document = parse_json(body)
+            if not isinstance(document, dict):
+                refuse(
+                    400,
+                    "wrong-shape",
+                    "Not a JSON object",
+                    f"the body must be a JSON object, not a {type(document).__name__}",
+                )
+            decision = await in_thread(request, intake.generic, document)
+        except BaseException:
+            replays.release(signature)  # not carried out: the sender may retry this request
+            raise
+        return decided(request, decision, stats)
+
+    @app.post("/receipts/{name}")
+    async def receipt_hook(name: str, request: Request) -> Response:
+        """A provider's delivery receipt, checked by its plugin's handler."""
+        note(request, hook="receipts", handler=name)
+        entry = host.receipt_handlers.get(name)
+        if entry is None:
+            known = ", ".join(sorted(host.receipt_handlers)) or "none installed"
+            refuse(
+                404,
+                "no-receipt-handler",
+                "No such receipt handler",
+                f"no plugin handles receipts named {name!r} ({known})",
+            )
+        plugin, handler = entry
+        body = await read_body(request, config.max_body_bytes)
+        scope = request.scope
+        url = called_url(
+            scope.get("scheme", "http"), request.headers, scope.get("raw_path") or
+            scope["path"].encode(), scope.get("query_string", b""),
+            behind_proxy=config.behind_proxy, fallback_host=f"{config.host}:{config.port}",
+        )  # fmt: skip
+        receipt = build_request(url=url, method=request.method, headers=request.headers.items(),
+                                body=body, content_type=request.headers.get("content-type", ""),
+                                settings=settings[name])  # fmt: skip
+        try:
+            updates = list(await handler(receipt))
+        except ReceiptRejected as exc:
+            status = exc.status if 400 <= exc.status < 500 else 401
+            refuse(status, "receipt-rejected", "Receipt rejected", str(exc))
+        except Exception as exc:
+            log.error(
+                "receipt handler failed",
+                extra={"plugin": plugin, "handler": name, "error": type(exc).__name__},
+            )
+            refuse(500, "receipt-handler-failed", "Receipt handler failed",
+                   f"plugin {plugin!r} failed on this receipt ({type(exc).__name__}); "
+                   "see the server log")  # fmt: skip
+        if not all(isinstance(u, ReceiptUpdate) for u in updates):
+            refuse(
+                500,
+                "receipt-handler-failed",
+                "Receipt handler failed",
+                f"plugin {plugin!r} returned something other than ReceiptUpdate objects",
+            )
+        note(request, updates=len(updates))
+        if updates:
+            try:
+                await anyio.to_thread.run_sync(apply_receipts, updates, db)
+            except ReceiptsUnsupported as exc:
+                refuse(501, "receipts-unsupported", "Receipts not supported yet", str(exc))
+            except LedgerError as exc:
+                refuse(503, "dependency-unavailable", "Ledger unavailable", str(exc))
+        return JSONResponse({"status": "accepted", "updates": len(updates)})
+
+    return app

@@ -1,0 +1,401 @@
+"""From an accepted payload to an incident: route, dedupe, create or join, record.
+
+Deciding (:meth:`Intake.decide_alertmanager`, :meth:`Intake.decide_generic`) only reads the
+ledger, so ``breach routes test`` shows exactly what the server would do; carrying out
+(:meth:`Intake.carry_out`) writes. Both run under a lock per dedupe key, so two notifications of
+the same group arriving together open one incident, not two (the lock is per process).
+
+Timeline events written here: ``alert.received`` (the alerts that opened the incident),
+``alert.joined`` (a new alert of the group, with the facts it changed), ``alert.repeated``
+(alerts already known, re-sent), ``alert.updated`` (a generic payload changing facts),
+``alert.resolved`` and ``alert.refired``. A resolution is recorded, never a cancellation:
+notices already owed are still sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import api
+from ..errors import BreachError
+from ..ledger import Ledger
+from ..pluginhost import PluginHost
+from . import alertmanager as am
+from .config import Route, ServerConfig
+from .routing import MISSING, first_failure, lookup, mapped_facts, resolve_facts, select
+from .routing import awareness as awareness_of
+
+Action = Literal["create", "join", "no-route", "ignore"]
+_STRIPES = 64
+
+
+class LiveUnavailable(BreachError):
+    """A live route fired but no delivery engine runs in this server (HTTP 503)."""
+
+
+class PayloadInvalid(BreachError):
+    """The payload lacks what its route needs (HTTP 400)."""
+
+
+@dataclass
+class Decision:
+    """What a payload leads to; ``breach routes test`` prints it, the server carries it out."""
+
+    hook: str
+    action: Action
+    reason: str = ""
+    route: Route | None = None
+    mode: str | None = None
+    dedupe_key: str | None = None
+    incident: str | None = None
+    #: a new incident's facts (resolved, typed), or the facts a join changes
+    facts: dict[str, Any] = field(default_factory=dict)
+    aware_at: datetime | None = None
+    #: why each route did not match (no-route), in config order
+    tried: list[str] = field(default_factory=list)
+    #: alert.received detail of a new incident
+    received: dict[str, Any] = field(default_factory=dict)
+    joined: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    refired: list[str] = field(default_factory=list)
+    updated: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able account of the decision (response bodies, ``routes test --json``)."""
+        out: dict[str, Any] = {"hook": self.hook, "action": self.action}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.route is not None:
+            out["route"] = self.route.name
+            out["playbook"] = self.route.playbook.id
+            out["audience"] = self.route.audience.name
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.incident is not None:
+            out["incident"] = self.incident
+        if self.dedupe_key is not None:
+            out["dedupe_key"] = self.dedupe_key
+        if self.action == "create":
+            out["facts"] = _jsonable(self.facts)
+            out["aware_at"] = self.aware_at.isoformat() if self.aware_at else None
+        if self.action == "join":
+            out["alerts"] = {"new": [fp for fp, _ in self.joined], "repeated": self.repeated,
+                             "resolved": self.resolved, "refired": self.refired}  # fmt: skip
+            out["facts_changed"] = _jsonable(
+                {k: v for _, changed in self.joined for k, v in changed.items()} | self.facts
+            )
+        if self.tried:
+            out["tried"] = self.tried
+        return out
+
+
+class Intake:
+    """Turns accepted payloads into incidents, per the config's routes."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        host: PluginHost,
+        db: str | None = None,
+        live_available: bool = False,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.db = db
+        self.live_available = live_available
+        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._ledger: Ledger | None = None
+
+    @contextmanager
+    def locked(self, *keys: str) -> Iterator[None]:
+        """Serialise decisions on these dedupe keys (striped locks: bounded memory; taken in
+        one order, so two callers cannot deadlock)."""
+        stripes = sorted({zlib.crc32(k.encode("utf-8")) % _STRIPES for k in keys})
+        with ExitStack() as stack:
+            for stripe in stripes:
+                stack.enter_context(self._locks[stripe])
+            yield
+
+    # -- Alertmanager ------------------------------------------------------------------------
+
+    def alertmanager(self, notification: am.Notification) -> Decision:
+        """Decide and carry out one Alertmanager notification."""
+        with self.locked(am.dedupe_key(notification.groupKey)):
+            decision = self.decide_alertmanager(notification)
+            self.carry_out(decision)
+        return decision
+
+    def decide_alertmanager(
+        self, notification: am.Notification, *, received: datetime | None = None
+    ) -> Decision:
+        """What this notification would do: create, join, or nothing (and why)."""
+        moment = received or datetime.now(UTC)
+        key = am.dedupe_key(notification.groupKey)
+        open_id = self._open(key)
+        if open_id is not None:
+            return self._join_alertmanager(open_id, key, notification)
+        firing = [a for a in notification.alerts if a.status == "firing"]
+        if not firing:
+            return Decision(
+                "alertmanager",
+                "ignore",
+                dedupe_key=key,
+                reason="only resolved alerts, and no open incident for this group",
+            )
+        views = [am.alert_view(notification, a) for a in firing]
+        selection, tried = select(self.config.routes_for("alertmanager"), views)
+        if selection is None:
+            return Decision("alertmanager", "no-route", dedupe_key=key, tried=tried,
+                            reason="no route matched this notification")  # fmt: skip
+        route, view = selection.route, views[selection.view]
+        facts = resolve_facts(route, mapped_facts(route, view))
+        received_detail: dict[str, Any] = {
+            "hook": "alertmanager", "route": route.name, "group_key": notification.groupKey,
+            "receiver": notification.receiver, "fingerprints": [a.fingerprint for a in firing],
+            "lead": firing[selection.view].fingerprint,
+        }  # fmt: skip
+        if notification.truncatedAlerts:
+            received_detail["truncated_alerts"] = notification.truncatedAlerts
+        return Decision(
+            "alertmanager", "create", route=route, mode=self.config.mode_for(route),
+            dedupe_key=key, facts=facts, aware_at=awareness_of(route, view, moment),
+            received=received_detail,
+        )  # fmt: skip
+
+    def _join_alertmanager(
+        self, incident_id: str, key: str, notification: am.Notification
+    ) -> Decision:
+        events = api.timeline(incident_id, db=self.db)
+        states = _alert_states(events)
+        route = self._route_of(events)
+        current: dict[str, Any] | None = None
+        decision = Decision("alertmanager", "join", route=route, dedupe_key=key,
+                            incident=incident_id)  # fmt: skip
+        repeated = []
+        for alert in notification.alerts:
+            known = states.get(alert.fingerprint)
+            if alert.status == "resolved":
+                if known != "resolved":
+                    decision.resolved.append(alert.fingerprint)
+                    states[alert.fingerprint] = "resolved"
+                continue
+            if known is None:
+                changed: dict[str, Any] = {}
+                if route is not None:
+                    if current is None:
+                        current = self._facts(incident_id)
+                    facts = mapped_facts(route, am.alert_view(notification, alert))
+                    changed = _changed(facts, current)
+                    current.update(_jsonable(changed))
+                decision.joined.append((alert.fingerprint, changed))
+                states[alert.fingerprint] = "firing"
+            elif known == "resolved":
+                decision.refired.append(alert.fingerprint)
+                states[alert.fingerprint] = "firing"
+            else:
+                repeated.append(alert.fingerprint)
+        decision.repeated = repeated
+        return decision
+
+    # -- generic JSON --------------------------------------------------------------------------
+
+    def generic(self, document: Mapping[str, Any]) -> Decision:
+        """Decide and carry out one generic webhook payload."""
+        # every key this payload could concern, whichever route ends up taking it
+        keys = [generic_dedupe_key(r, document) for r in self.config.routes_for("generic")]
+        with self.locked(*(k for k in keys if k is not None)):
+            decision = self.decide_generic(document)
+            self.carry_out(decision)
+        return decision
+
+    def decide_generic(
+        self, document: Mapping[str, Any], *, received: datetime | None = None
+    ) -> Decision:
+        """What this payload would do. A resolution is looked for first, route by route, so it
+        finds its incident even when it no longer matches the route's rules."""
+        moment = received or datetime.now(UTC)
+        routes = self.config.routes_for("generic")
+        for route in routes:
+            if route.resolved and first_failure(route.resolved, document) is None:
+                key = generic_dedupe_key(route, document)
+                open_id = self._open(key) if key else None
+                if open_id is not None:
+                    return Decision(
+                        "generic",
+                        "join",
+                        route=route,
+                        dedupe_key=key,
+                        incident=open_id,
+                        resolved=[_ref(route, document)],
+                    )
+        selection, tried = select(routes, [document])
+        if selection is None:
+            return Decision("generic", "no-route", tried=tried,
+                            reason="no route matched this payload")  # fmt: skip
+        route = selection.route
+        key = generic_dedupe_key(route, document)
+        if key is None:
+            raise PayloadInvalid(f"the payload has no {route.dedupe!r} field, which route "
+                             f"{route.name!r} dedupes on")  # fmt: skip
+        if route.resolved and first_failure(route.resolved, document) is None:
+            return Decision("generic", "ignore", route=route, dedupe_key=key,
+                            reason="a resolution, and no open incident for it")  # fmt: skip
+        facts = mapped_facts(route, document)
+        open_id = self._open(key)
+        if open_id is not None:
+            changed = _changed(facts, self._facts(open_id))
+            return Decision("generic", "join", route=route, dedupe_key=key, incident=open_id,
+                            facts=changed, updated=bool(changed),
+                            repeated=[] if changed else [_ref(route, document)])  # fmt: skip
+        return Decision(
+            "generic", "create", route=route, mode=self.config.mode_for(route), dedupe_key=key,
+            facts=resolve_facts(route, facts), aware_at=awareness_of(route, document, moment),
+            received={"hook": "generic", "route": route.name, "ref": _ref(route, document)},
+        )  # fmt: skip
+
+    # -- carrying out -------------------------------------------------------------------------
+
+    def carry_out(self, decision: Decision) -> None:
+        """Write what ``decision`` says: a new incident, or events on the open one's timeline."""
+        if decision.action == "create":
+            assert decision.route is not None
+            decision.incident = self.start_incident(decision)
+            self._record(decision.incident, "alert.received", decision.received)
+        elif decision.action == "join":
+            assert decision.incident is not None
+            self._record_join(decision.incident, decision)
+
+    def start_incident(self, decision: Decision) -> str:
+        """Open the incident a route asks for. The one place the server triggers playbooks."""
+        route = decision.route
+        assert route is not None
+        live = decision.mode == "live"
+        if live and not self.live_available:
+            raise LiveUnavailable(
+                f"route {route.name!r} is live but the live delivery engine is not running in "
+                "this server; nothing was created (Alertmanager will retry). Run a dry-run route "
+                'or set force_mode = "dry-run" until live delivery is available'
+            )
+        audience = route.audience
+        options = dict(audience.options)
+        if audience.bind:
+            params = dict(options.get("params", {}))
+            for param, fact in audience.bind.items():
+                params[param] = decision.facts.get(fact)
+            options["params"] = params
+        result = api.trigger(
+            route.playbook_path, audience=audience.spec, audience_options=options,
+            facts=decision.facts, aware_at=decision.aware_at, mode="live" if live else "dry-run",
+            outbox=None if live else self._outbox(route), db=self.db, host=self.host,
+            regimes_file=self.config.regimes_file, source=decision.hook,
+            dedupe_key=decision.dedupe_key,
+        )  # fmt: skip
+        return result.incident_id
+
+    def _outbox(self, route: Route) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        return self.config.outbox / f"{route.name}-{stamp}"
+
+    def _record_join(self, incident_id: str, d: Decision) -> None:
+        # Alertmanager alerts are named by fingerprint, generic payloads by their dedupe ref
+        name = "fingerprint" if d.hook == "alertmanager" else "ref"
+        for ref, changed in d.joined:
+            self._record(incident_id, "alert.joined", {name: ref}, changed)
+        if d.updated:
+            self._record(incident_id, "alert.updated", {"hook": d.hook}, d.facts)
+        if d.repeated:
+            self._record(incident_id, "alert.repeated", {name + "s": d.repeated})
+        for ref in d.refired:
+            self._record(incident_id, "alert.refired", {name: ref})
+        for ref in d.resolved:
+            self._record(incident_id, "alert.resolved", {name: ref})
+
+    def _record(
+        self,
+        incident_id: str,
+        kind: str,
+        detail: Mapping[str, Any],
+        facts: Mapping[str, Any] | None = None,
+    ) -> None:
+        api.add_to_timeline(incident_id, kind, detail=detail, facts=facts or None,
+                            actor="webhook", db=self.db, host=self.host)  # fmt: skip
+
+    # -- ledger reads ---------------------------------------------------------------------------
+
+    def _open(self, key: str) -> str | None:
+        return api.find_open_incident(key, db=self.db)
+
+    def _facts(self, incident_id: str) -> dict[str, Any]:
+        if self._ledger is None:
+            self._ledger = Ledger(self.db)
+        return dict(self._ledger.incident(incident_id).facts)
+
+    def _route_of(self, events: Sequence[Mapping[str, Any]]) -> Route | None:
+        """The route that opened an incident (from its alert.received event), if still there."""
+        for event in events:
+            if event["kind"] == "alert.received":
+                name = event["detail"].get("route")
+                for route in self.config.routes:
+                    if route.name == name:
+                        return route
+        return None
+
+
+def generic_dedupe_key(route: Route, document: Mapping[str, Any]) -> str | None:
+    """``generic:<route>:<digest>`` of the route's dedupe field (None when it is absent), or of
+    the whole document when the route names no field."""
+    if route.dedupe is not None:
+        value = lookup(document, route.dedupe)
+        if value is MISSING or value is None or value == "":
+            return None
+    else:
+        value = document
+    digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    return f"generic:{route.name}:{digest}"
+
+
+def _ref(route: Route, document: Mapping[str, Any]) -> str:
+    """How timeline events name a generic payload: its dedupe field's value, or a digest."""
+    if route.dedupe is not None:
+        value = lookup(document, route.dedupe)
+        if value is not MISSING and value is not None:
+            return str(value)[:200]
+    blob = json.dumps(document, sort_keys=True, default=str).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _alert_states(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """fingerprint -> "firing" | "resolved", as the timeline last recorded it."""
+    states: dict[str, str] = {}
+    for event in events:
+        detail = event.get("detail") or {}
+        kind = event["kind"]
+        if kind == "alert.received":
+            for fingerprint in detail.get("fingerprints", []):
+                states[fingerprint] = "firing"
+        elif kind in ("alert.joined", "alert.refired"):
+            states[detail.get("fingerprint", "")] = "firing"
+        elif kind == "alert.resolved":
+            states[detail.get("fingerprint", "")] = "resolved"
+    return states
+
+
+def _changed(facts: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts whose value differs from the incident's (compared as stored: JSON)."""
+    stored = _jsonable(facts)
+    return {k: v for k, v in facts.items() if stored[k] != current.get(k)}
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
