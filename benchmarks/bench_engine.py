@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +31,8 @@ text = Path(playbook).read_text().replace("notifier: standin-sms", f"notifier: {
 pb = Path(db.split("///")[1]).with_suffix(".yaml"); pb.write_text(text)
 start = time.perf_counter()
 incident = api.trigger(pb, audience=audience, mode="live", db=db, host=host).incident_id
-report = api.run(db=db, host=host, until_idle=True,
-                 settings=DispatchSettings(concurrency=int(os.environ.get("BENCH_CONCURRENCY", "8"))))
+concurrency = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+api.run(db=db, host=host, until_idle=True, settings=DispatchSettings(concurrency=concurrency))
 seconds = time.perf_counter() - start
 status = api.status(incident, db=db)
 print(json.dumps({"seconds": seconds, "sent": status["steps"][0]["deliveries"].get("sent", 0),
@@ -65,7 +64,6 @@ def main() -> None:
                 "BENCH_CONCURRENCY": str(args.concurrency),
                 "PATH": "/usr/bin:/bin",
             }
-            started = time.perf_counter()
             done = subprocess.run(
                 [sys.executable, "-c", CHILD, str(PLAYBOOK), str(audience), db, notifier],
                 capture_output=True, text=True, check=False, env=env,
@@ -80,7 +78,6 @@ def main() -> None:
                 f"{args.rows / r['seconds']:>10,.0f}{r['rss_mb']:>13.1f}",
                 flush=True,
             )
-            del started
         ratio = results["standin-sms"]["seconds"] / results["null-sms"]["seconds"]
         print(f"stand-in over null: {ratio:.2f}x the time")
 

@@ -375,7 +375,9 @@ def run(
         try:
             overrides[name] = float(value)
         except ValueError:
-            raise click.BadParameter(f"{name}={value}: a rate is a number", param_hint="--rate")
+            raise click.BadParameter(
+                f"{name}={value}: a rate is a number", param_hint="--rate"
+            ) from None
     settings = DispatchSettings(
         rates=overrides, concurrency=concurrency, lease_seconds=lease, send_timeout=send_timeout,
         policy=RetryPolicy(max_attempts=max_attempts, base=retry_base),

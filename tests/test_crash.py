@@ -1,4 +1,4 @@
-"""Crash safety: SIGKILL `breach run` at random moments; the campaign still finishes, no one lost."""
+"""Crash safety: SIGKILL `breach run` at random moments; the campaign finishes, no one lost."""
 
 from __future__ import annotations
 

@@ -210,8 +210,14 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
             break
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, rest
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))  # fmt: skip
+    while len(rest) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        rest += chunk
+    return int(head.split(b" ", 2)[1]), rest
 
 
 def test_declared_body_over_the_cap_is_413_before_it_is_sent(server: LiveServer, db: str) -> None:
