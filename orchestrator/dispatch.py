@@ -22,7 +22,7 @@ from typing import Any
 from jinja2 import TemplateError
 
 from .campaign import Campaign
-from .circuit import CircuitBreaker
+from .circuit import CircuitBreaker, CircuitState
 from .errors import BreachError
 from .ledger import DeliveryState, Ledger, now
 from .message import Message
@@ -46,6 +46,7 @@ class DispatchSettings:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     circuit_threshold: int = 5
     circuit_cooldown: float = 30.0
+    circuit_max_cooldown: float = 300.0
 
 
 class Dispatcher:
@@ -97,7 +98,8 @@ class Dispatcher:
         batch_size = max_batch_for(rate, notifier.max_batch)
         breaker = self.breakers.setdefault(name, CircuitBreaker(
             failure_threshold=self.settings.circuit_threshold,
-            cooldown=self.settings.circuit_cooldown))  # fmt: skip
+            cooldown=self.settings.circuit_cooldown,
+            max_cooldown=self.settings.circuit_max_cooldown))  # fmt: skip
         slots = asyncio.Semaphore(self.settings.concurrency)
         # One claim feeds every free slot, so small batches (SMS: one message a request) do not
         # cost one database round trip each. The lease covers pacing the chunk plus the send;
@@ -108,7 +110,9 @@ class Dispatcher:
             if not breaker.allow():
                 await sleep_unless(stop, self.settings.poll_interval)
                 continue
-            rows = await asyncio.to_thread(self.ledger.claim, name, chunk, lease)
+            # A half-open breaker allows one probe: claim one batch, not a chunk.
+            size = chunk if breaker.state is CircuitState.CLOSED else batch_size
+            rows = await asyncio.to_thread(self.ledger.claim, name, size, lease)
             if not rows:
                 await sleep_unless(stop, self.settings.poll_interval)
                 continue
@@ -151,7 +155,13 @@ class Dispatcher:
                 whole_batch_failed = False
             receipts += got
         if whole_batch_failed:
+            was = breaker.state
             breaker.record_failure()
+            if breaker.state != was and breaker.state.value == "open":
+                log.warning(
+                    "circuit opened: provider failing, pausing sends",
+                    extra={"notifier": notifier.name, **breaker.snapshot()},
+                )
         elif messages:
             breaker.record_success()
         await asyncio.to_thread(self.ledger.settle, self._settlements(rows, receipts))

@@ -106,7 +106,7 @@ _EMAIL = re.compile(r"([\w.!#$%+^`{|}~-]+)(@|%40)((?:[\w-]+\.)+[\w-]*[A-Za-z][\w
 _SEPARATOR = r"(?:[ .\-]|\)[ .\-]?|[ \-]?\()"
 _PHONE = re.compile(
     r"(?:(?<![\w+])\(?(?P<intl>\+|%2[Bb])|(?<![\w+/.:#@\-]))"
-    r"\(?\d(?:" + _SEPARATOR + r"?\d)*+\)?"
+    r"\(?\d(?:" + _SEPARATOR + r"?\d)*+"
     r"(?![\w\-/:@+]|\.\d)"
 )
 _DATE = re.compile(
@@ -174,14 +174,18 @@ def _phone_match(match: re.Match[str]) -> str:
     if not 7 <= len(_phone_digits(text)[1]) <= 15:
         return text
     if match.group("intl"):
-        return mask_phone(text)
-    if text.isdigit():
+        is_phone = True
+    elif text.isdigit():
         # A bare run is a count, an epoch or an id unless a trunk or international prefix says
         # otherwise; "000..." is zero padding, as no country code starts with 0.
         is_phone = text.startswith("0") and not text.startswith("000")
     else:
         is_phone = not (_DATE.search(text) or _IPV4_OR_DECIMAL.fullmatch(text))
-    return mask_phone(text) if is_phone else text
+    if not is_phone:
+        return text
+    # "(+14155550101)": the "(" was taken as part of a "(+44) 20 ..." prefix; give it back.
+    unbalanced = text.startswith("(") and text.count("(") > text.count(")")
+    return ("(" if unbalanced else "") + mask_phone(text)
 
 
 def mask_text(text: str) -> str:

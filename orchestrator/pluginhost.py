@@ -26,6 +26,7 @@ from . import hookspecs
 from .audience import AudienceSourceFactory
 from .errors import PluginError
 from .events import IncidentEvent
+from .logs import register_secret
 from .message import Message
 from .notifier import Notifier
 from .receipts import ReceiptHandler
@@ -288,6 +289,8 @@ def resolve_settings(cls: type[Notifier], env: Mapping[str, str]) -> dict[str, s
             # An unreadable file is reported as a missing setting, by name only.
             with contextlib.suppress(OSError):
                 out[spec.name] = Path(env[spec.name + "_FILE"]).read_text("utf-8").strip()
+        if spec.secret and spec.name in out:
+            register_secret(out[spec.name])  # never printed, whatever logs it by mistake
     return out
 
 

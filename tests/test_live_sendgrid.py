@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections import Counter
@@ -335,3 +336,13 @@ def test_every_message_of_a_batch_gets_exactly_one_receipt_under_random_faults(
     assert Counter(r.delivery_id for r in receipts) == Counter(m.delivery_id for m in batch)
     sent = {r.delivery_id for r in receipts if r.outcome is Outcome.SENT}
     assert sent == {m.delivery_id for m in simulator.accepted("sendgrid")}
+
+
+def test_neither_the_api_key_nor_addresses_reach_the_logs(
+    settings: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receipts = _send(_notifier(settings), _people(2, domain="secret-domain.test"))
+    assert {r.outcome for r in receipts} == {Outcome.SENT}
+    assert settings["SENDGRID_API_KEY"] not in caplog.text
+    assert "secret-domain.test" not in caplog.text

@@ -349,3 +349,9 @@ def test_no_secret_or_number_reaches_the_logs(
     _send(TwilioSms(settings), [_sms("+447700900999"), _sms("+15005550001", "d-2")])
     assert settings["TWILIO_AUTH_TOKEN"] not in caplog.text
     assert "+447700900999" not in caplog.text and "+15005550001" not in caplog.text
+
+
+def test_a_call_without_a_caller_id_is_a_configuration_error(settings: dict[str, str]) -> None:
+    del settings["TWILIO_FROM"]
+    with pytest.raises(ConfigurationError, match="TWILIO_FROM"):
+        _send(TwilioCall({**settings, "TWILIO_MESSAGING_SERVICE_SID": "MG1"}), [_call()])

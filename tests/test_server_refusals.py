@@ -35,8 +35,9 @@ def db(tmp_path: Path) -> str:
 @pytest.fixture
 def server(tmp_path: Path, db: str) -> Iterator[LiveServer]:
     path = write_config(tmp_path, ALERTMANAGER_ROUTE, GENERIC_ROUTE)
-    path.write_text(path.read_text().replace('outbox = "outbox"',
-                                             f'outbox = "outbox"\nmax_body_bytes = {CAP}'))  # fmt: skip
+    path.write_text(
+        path.read_text().replace('outbox = "outbox"', f'outbox = "outbox"\nmax_body_bytes = {CAP}')
+    )
     with LiveServer(load(path), db=db) as live:
         yield live
 
@@ -65,8 +66,11 @@ def generic_body(**changes: object) -> bytes:
 
 
 def test_alertmanager_without_credentials_is_401(server: LiveServer, db: str) -> None:
-    response = httpx.post(f"{server.url}/hooks/alertmanager", content=alertmanager_body(),
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/alertmanager",
+        content=alertmanager_body(),
+        headers={"Content-Type": "application/json"},
+    )
     body = assert_problem(response, 401, "unauthorized")
     assert "Authorization" in str(body["detail"])
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -74,8 +78,11 @@ def test_alertmanager_without_credentials_is_401(server: LiveServer, db: str) ->
 
 
 def test_alertmanager_with_wrong_token_is_401(server: LiveServer, db: str) -> None:
-    response = httpx.post(f"{server.url}/hooks/alertmanager", content=alertmanager_body(),
-                          headers=bearer("not-the-token"))  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/alertmanager",
+        content=alertmanager_body(),
+        headers=bearer("not-the-token"),
+    )
     assert_problem(response, 401, "unauthorized")
     assert incidents(db) == []
 
@@ -90,15 +97,19 @@ def test_generic_with_wrong_signature_is_401(server: LiveServer, db: str) -> Non
 
 def test_generic_with_tampered_body_is_401(server: LiveServer, db: str) -> None:
     headers = signed_headers(generic_body())
-    response = httpx.post(f"{server.url}/hooks/generic", headers=headers,
-                          content=generic_body(severity="low"))  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/generic", headers=headers, content=generic_body(severity="low")
+    )
     assert_problem(response, 401, "unauthorized")
     assert incidents(db) == []
 
 
 def test_generic_without_signature_headers_is_401(server: LiveServer, db: str) -> None:
-    response = httpx.post(f"{server.url}/hooks/generic", content=generic_body(),
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/generic",
+        content=generic_body(),
+        headers={"Content-Type": "application/json"},
+    )
     detail = str(assert_problem(response, 401, "unauthorized")["detail"])
     assert "X-Breach-Timestamp" in detail and "X-Breach-Signature" in detail
     assert incidents(db) == []
@@ -146,8 +157,9 @@ def test_a_refused_signed_request_can_be_retried(server: LiveServer, db: str) ->
 
 
 def test_malformed_json_is_400(server: LiveServer, db: str) -> None:
-    response = httpx.post(f"{server.url}/hooks/alertmanager", content=b'{"version": "4",',
-                          headers=bearer())  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/alertmanager", content=b'{"version": "4",', headers=bearer()
+    )
     detail = str(assert_problem(response, 400, "malformed-json")["detail"])
     assert "line 1" in detail
     assert incidents(db) == []
@@ -155,8 +167,7 @@ def test_malformed_json_is_400(server: LiveServer, db: str) -> None:
 
 def test_malformed_signed_json_is_400(server: LiveServer, db: str) -> None:
     body = b'{"source": "dlp", }'
-    response = httpx.post(f"{server.url}/hooks/generic", content=body,
-                          headers=signed_headers(body))  # fmt: skip
+    response = httpx.post(f"{server.url}/hooks/generic", content=body, headers=signed_headers(body))
     assert_problem(response, 400, "malformed-json")
     assert incidents(db) == []
 
@@ -172,8 +183,9 @@ def test_label_that_is_not_a_string_is_400(server: LiveServer, db: str) -> None:
     document = alertmanager_payload()
     document["alerts"][0]["labels"]["severity"] = 5
     del document["alerts"][0]["fingerprint"]
-    response = httpx.post(f"{server.url}/hooks/alertmanager", content=json.dumps(document),
-                          headers=bearer())  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/alertmanager", content=json.dumps(document), headers=bearer()
+    )
     detail = str(assert_problem(response, 400, "wrong-shape")["detail"])
     assert "alerts[0].labels.severity" in detail
     assert "alerts[0].fingerprint: required field is missing" in detail
@@ -182,8 +194,7 @@ def test_label_that_is_not_a_string_is_400(server: LiveServer, db: str) -> None:
 
 def test_generic_array_is_400(server: LiveServer, db: str) -> None:
     body = b'[{"source": "dlp"}]'
-    response = httpx.post(f"{server.url}/hooks/generic", content=body,
-                          headers=signed_headers(body))  # fmt: skip
+    response = httpx.post(f"{server.url}/hooks/generic", content=body, headers=signed_headers(body))
     assert "JSON object" in str(assert_problem(response, 400, "wrong-shape")["detail"])
     assert incidents(db) == []
 
@@ -191,8 +202,9 @@ def test_generic_array_is_400(server: LiveServer, db: str) -> None:
 def test_fact_that_does_not_convert_is_400(server: LiveServer, db: str) -> None:
     document = alertmanager_payload()
     document["alerts"][0]["annotations"]["affected_count"] = "twelve hundred"
-    response = httpx.post(f"{server.url}/hooks/alertmanager", content=json.dumps(document),
-                          headers=bearer())  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/alertmanager", content=json.dumps(document), headers=bearer()
+    )
     detail = str(assert_problem(response, 400, "payload-does-not-fit")["detail"])
     assert "affected_count" in detail and "annotations.affected_count" in detail
     assert incidents(db) == []
@@ -210,8 +222,11 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
             break
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))  # fmt: skip
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     while len(rest) < length:
         chunk = sock.recv(4096)
         if not chunk:
@@ -256,8 +271,7 @@ def test_body_at_the_cap_is_read(server: LiveServer, db: str) -> None:
     body = generic_body()
     body = body[:-1] + b" " * (CAP - len(body)) + b"}"
     assert len(body) == CAP
-    response = httpx.post(f"{server.url}/hooks/generic", content=body,
-                          headers=signed_headers(body))  # fmt: skip
+    response = httpx.post(f"{server.url}/hooks/generic", content=body, headers=signed_headers(body))
     assert response.status_code == 201
     assert len(incidents(db)) == 1
 
@@ -267,8 +281,9 @@ def test_body_at_the_cap_is_read(server: LiveServer, db: str) -> None:
 
 def test_wrong_content_type_is_415(server: LiveServer, db: str) -> None:
     headers = {**bearer(), "Content-Type": "text/plain"}
-    response = httpx.post(f"{server.url}/hooks/alertmanager", content=alertmanager_body(),
-                          headers=headers)  # fmt: skip
+    response = httpx.post(
+        f"{server.url}/hooks/alertmanager", content=alertmanager_body(), headers=headers
+    )
     assert "text/plain" in str(assert_problem(response, 415, "unsupported-media-type")["detail"])
     assert incidents(db) == []
 

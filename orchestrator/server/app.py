@@ -92,6 +92,7 @@ def note(request: Request, **fields: Any) -> None:
 
 
 def refuse(status: int, slug: str, title: str, detail: str, **headers: str) -> NoReturn:
+    """Stop handling this request: answer with a problem (see :class:`Refusal`)."""
     raise Refusal(status, slug, title, detail, headers)
 
 
@@ -200,6 +201,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        """Start the engine (if any) with the server, stop it after the last request."""
         for line in config.notes:
             log.warning("config note", extra={"note": line})
         if engine is not None:
@@ -222,12 +224,14 @@ def create_app(
 
     @app.exception_handler(Refusal)
     async def refused(request: Request, exc: Refusal) -> Response:
+        """A refusal as a problem document, noted in the request's log line."""
         stats["refused"] += 1
         note(request, outcome="refused", problem=exc.slug, detail=mask_text(exc.detail))
         return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """404, 405 and other routing errors as problem documents."""
         note(request, outcome="refused")
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         detail = {
@@ -240,6 +244,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> Response:
+        """A bug: logged with its traceback; the caller gets a problem, never the traceback."""
         log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
         return problem(
             500,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,15 +72,23 @@ def _listen(address: str, port: int) -> socket.socket:
     help="Port to listen on (default: [server] port, else 8080; 0 picks a free one).",
 )
 @click.option("--log-json", is_flag=True, help="Log JSON lines (phone numbers, e-mails masked).")
+@click.option(
+    "--engine/--no-engine",
+    "with_engine",
+    default=True,
+    show_default=True,
+    help="Run the delivery engine in this process (live routes need it).",
+)
 @db_option
 @click.pass_context
 def serve(
     ctx: click.Context, config_path: Path, address: str | None, port: int | None,
-    log_json: bool, db: str | None,
+    log_json: bool, with_engine: bool, db: str | None,
 ) -> None:  # fmt: skip
     """Serve webhooks (Alertmanager, signed JSON), provider receipts and /healthz."""
     import uvicorn
 
+    from ..engine import Engine
     from ..ledger import Ledger
     from ..logs import configure, register_secret
     from .app import create_app
@@ -89,7 +99,8 @@ def serve(
     configure(json=log_json)
     for secret in config.secrets():
         register_secret(secret)
-    app = create_app(config, host=host, db=db)
+    engine = Engine(db=db, host=host, regimes_file=_regimes(ctx)) if with_engine else None
+    app = create_app(config, host=host, db=db, engine=engine)
     address = address or config.host
     sock = _listen(address, config.port if port is None else port)
     bound = sock.getsockname()[1]
@@ -100,9 +111,26 @@ def serve(
     log.info("listening", extra={"url": f"http://{address}:{bound}", "config": str(config_path),
                                  "routes": [r.name for r in config.routes],
                                  "force_mode": config.force_mode})  # fmt: skip
-    server.run(sockets=[sock])
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; after a
+    # graceful stop that is a normal exit (0), not "aborted"
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        server.run(sockets=[sock])
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not server.started:
         raise BreachError("the server did not start; the reason is in the log above")
+    log.info("stopped")
+
+
+class _Stopped(Exception):
+    """SIGTERM, after uvicorn's graceful shutdown."""
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    raise _Stopped
 
 
 @click.group()
@@ -161,7 +189,7 @@ def routes_test(
     else:
         _print_decision(summary, config)
     if decision.action == "no-route":
-        ctx.exit(1)
+        sys.exit(1)  # not ctx.exit: `breach` runs click without standalone mode
 
 
 _EMPTY_LEDGER = "sqlite://"  # in memory: nothing to find, nothing left behind

@@ -102,6 +102,8 @@ class GenericAuthSection(_Strict):
 
 
 class AuthSection(_Strict):
+    """``[auth]``: credentials per hook; a hook without them refuses every request."""
+
     alertmanager: AlertmanagerAuthSection | None = None
     generic: GenericAuthSection | None = None
 
@@ -133,6 +135,8 @@ class RouteSection(_Strict):
 
 
 class ConfigFile(_Strict):
+    """The whole file, as written."""
+
     server: ServerSection = Field(default_factory=ServerSection)
     auth: AuthSection = Field(default_factory=AuthSection)
     audiences: dict[str, AudienceSection] = Field(default_factory=dict)
@@ -181,6 +185,7 @@ class Route:
 
     @property
     def label(self) -> str:
+        """``routes[2] ('ransomware')``, for messages."""
         return f"routes[{self.index}] ({self.name!r})"
 
 
@@ -333,7 +338,8 @@ class Locator:
             if stripped.startswith("[["):
                 parsed = _split_key(stripped, 2)
                 if parsed:
-                    base = self._resolve(parsed[0], arrays)
+                    # the last part is the array itself; only its parents take their index
+                    base = (*self._resolve(parsed[0][:-1], arrays), parsed[0][-1])
                     arrays[base] = arrays.get(base, -1) + 1
                     table = (*base, str(arrays[base]))
                     self.positions.setdefault(table, (number, column))
@@ -382,6 +388,7 @@ class Locator:
     def problem(
         self, path: Sequence[str | int], message: str, names: Mapping[int, str] | None = None
     ) -> Problem:
+        """A problem located at ``path``, its message prefixed with the dotted key."""
         line, column = self.locate(path)
         return Problem(self.file, line, column, f"{describe(path, names)}: {message}")
 
@@ -412,9 +419,11 @@ class _Checker:
         self.route_names: dict[int, str] = {}
 
     def add(self, path: Sequence[str | int], message: str) -> None:
+        """Record a problem at ``path``."""
         self.problems.append(self.locator.problem(path, message, self.route_names))
 
     def resolve_path(self, value: str) -> Path:
+        """``value`` as a path, relative ones taken from the config file's folder."""
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base / path
 
@@ -438,6 +447,7 @@ class _Checker:
         return {**data, "routes": fixed}
 
     def model_problems(self, exc: ValidationError, data: dict[str, Any]) -> list[Problem]:
+        """pydantic's errors as located problems (unknown keys with a "did you mean")."""
         seen: set[tuple[Any, ...]] = set()
         for error in exc.errors():
             loc = _clean_loc(error["loc"])
@@ -466,6 +476,7 @@ class _Checker:
     def build(
         self, parsed: ConfigFile, *, host: PluginHost, regimes_file: Path | None
     ) -> ServerConfig:
+        """Check what the shape cannot (secrets, audiences, routes, playbooks) and resolve."""
         server = parsed.server
         order = tuple(s.lower() for s in server.severity_order)
         if not order:
@@ -520,6 +531,7 @@ class _Checker:
         )  # fmt: skip
 
     def locator_path(self) -> Path:
+        """The config file's path, as given."""
         return Path(self.locator.file)
 
     def _secret(self, path: tuple[str, ...], section: BaseModel, name: str) -> Secret | None:
@@ -572,7 +584,8 @@ class _Checker:
                 )
             return None
         if has_basic and (not section.username or password is None):
-            self.add(path, "basic auth needs both username and password (or password_file)")
+            if len(self.problems) == before:
+                self.add(path, "basic auth needs both username and password (or password_file)")
             return None
         return AlertmanagerCredentials(token=token, username=section.username, password=password)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import api
-from ..errors import BreachError
+from ..errors import BreachError, FactError
 from ..ledger import Ledger
 from ..pluginhost import PluginHost
 from . import alertmanager as am
@@ -69,6 +69,8 @@ class Decision:
     resolved: list[str] = field(default_factory=list)
     refired: list[str] = field(default_factory=list)
     updated: bool = False
+    #: fingerprint -> why a joining alert's facts were not taken
+    fact_errors: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able account of the decision (response bodies, ``routes test --json``)."""
@@ -91,6 +93,8 @@ class Decision:
         if self.action == "join":
             out["alerts"] = {"new": [fp for fp, _ in self.joined], "repeated": self.repeated,
                              "resolved": self.resolved, "refired": self.refired}  # fmt: skip
+            if self.fact_errors:
+                out["facts_refused"] = self.fact_errors
             out["facts_changed"] = _jsonable(
                 {k: v for _, changed in self.joined for k, v in changed.items()} | self.facts
             )
@@ -195,7 +199,13 @@ class Intake:
                 if route is not None:
                     if current is None:
                         current = self._facts(incident_id)
-                    facts = mapped_facts(route, am.alert_view(notification, alert))
+                    try:
+                        facts = mapped_facts(route, am.alert_view(notification, alert))
+                    except FactError as exc:
+                        # the group's incident still learns of the alert; refusing the whole
+                        # notification would lose its repeats and resolution too
+                        decision.fact_errors[alert.fingerprint] = str(exc)
+                        facts = {}
                     changed = _changed(facts, current)
                     current.update(_jsonable(changed))
                 decision.joined.append((alert.fingerprint, changed))
@@ -311,7 +321,10 @@ class Intake:
         # Alertmanager alerts are named by fingerprint, generic payloads by their dedupe ref
         name = "fingerprint" if d.hook == "alertmanager" else "ref"
         for ref, changed in d.joined:
-            self._record(incident_id, "alert.joined", {name: ref}, changed)
+            detail = {name: ref}
+            if ref in d.fact_errors:
+                detail["facts_refused"] = d.fact_errors[ref]
+            self._record(incident_id, "alert.joined", detail, changed)
         if d.updated:
             self._record(incident_id, "alert.updated", {"hook": d.hook}, d.facts)
         if d.repeated:

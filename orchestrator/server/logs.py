@@ -36,6 +36,7 @@ class RequestLog:
         state = scope.setdefault("state", {})
 
         async def capture(message: Message) -> None:
+            """Pass the message on, keeping the response status for the log line."""
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

@@ -204,7 +204,15 @@ def resolve_facts(route: Route, given: Mapping[str, Any]) -> dict[str, Any]:
             f"the payload does not carry required fact(s) {', '.join(where)} of playbook "
             f"{route.playbook.id!r}: add them to the alert, or map them in {route.label}.facts"
         )
-    return facts_mod.resolve(route.playbook.facts, given)
+    facts = facts_mod.resolve(route.playbook.facts, given)
+    for param, fact in route.audience.bind.items():
+        if facts.get(fact) is None:
+            origin = f" (from {route.facts[fact]})" if fact in route.facts else ""
+            raise FactError(
+                f"audience {route.audience.name!r} binds :{param} to fact {fact!r}{origin}, which "
+                "this payload does not carry: without it the audience cannot be selected"
+            )
+    return facts
 
 
 def awareness(route: Route, view: Any, received: datetime) -> datetime:

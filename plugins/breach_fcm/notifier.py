@@ -1,14 +1,29 @@
-"""The Firebase Cloud Messaging push notifier."""
+"""The Firebase Cloud Messaging push notifier.
+
+``send`` turns each message's v1 JSON (the same one a dry run shows) into a
+``firebase_admin.messaging.Message`` and sends them with ``send_each_async`` in chunks of 500,
+then classifies each message's own result (see :func:`.live.classify`).
+"""
 
 from __future__ import annotations
 
 import html
-from typing import Any, ClassVar
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator.errors import BreachError, ConfigurationError
 from orchestrator.message import Message
-from orchestrator.notifier import Contact, Notifier, Setting
+from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
 
 from .payload import SEND_PATH, message_json, to_sdk_message
+from .redact import redact
+
+if TYPE_CHECKING:
+    from .live import FcmApp
+
+#: Seconds to wait for one answer when FCM_TIMEOUT is not set (the SDK's own default is 120).
+DEFAULT_TIMEOUT = 30.0
 
 _RTL = frozenset({"ar", "he", "fa", "ur", "yi", "ps", "dv", "ckb", "sd", "ug"})
 # Lock screens cut notifications short; these are typical visible lengths, for the preview only.
@@ -32,7 +47,36 @@ class FcmPush(Notifier):
             "GOOGLE_APPLICATION_CREDENTIALS",
             "Path to a service-account JSON file allowed to send FCM messages",
         ),
+        Setting(
+            "FCM_ACCESS_TOKEN",
+            "A ready OAuth access token used instead of the service-account file (the simulator, "
+            "or a token minted elsewhere); it is never refreshed",
+            required=False,
+            secret=True,
+        ),
+        Setting(
+            "FCM_API_BASE_URL",
+            "Base URL replacing https://fcm.googleapis.com (a simulator); leave unset in "
+            "production",
+            required=False,
+        ),
+        Setting(
+            "FCM_TIMEOUT",
+            f"Seconds to wait for FCM's answer to one message (default {DEFAULT_TIMEOUT:g})",
+            required=False,
+        ),
     )
+
+    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings)
+        self._app: FcmApp | None = None
+
+    def missing_settings(self) -> list[str]:
+        """Required settings not set; an access token stands in for the service-account file."""
+        missing = super().missing_settings()
+        if self.settings.get("FCM_ACCESS_TOKEN"):
+            missing = [m for m in missing if m != "GOOGLE_APPLICATION_CREDENTIALS"]
+        return missing
 
     def path(self) -> str:
         """The send path under https://fcm.googleapis.com."""
@@ -79,3 +123,100 @@ class FcmPush(Notifier):
             f'<p class="title">{html.escape(n.subject)}</p>'
             f'<p class="body">{html.escape(n.push)}</p></section>{warn}</body></html>'
         )
+
+    # -- live sending ------------------------------------------------------------------------
+
+    def timeout(self) -> float:
+        """Seconds to wait for one answer (FCM_TIMEOUT, default 30)."""
+        raw = self.settings.get("FCM_TIMEOUT")
+        if not raw:
+            return DEFAULT_TIMEOUT
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigurationError(f"FCM_TIMEOUT must be a number of seconds > 0, not {raw!r}")
+        return value
+
+    def app(self) -> FcmApp:
+        """This notifier's firebase app, initialised on first use on the running event loop."""
+        from .live import open_app  # the SDK loads only when something is really sent
+
+        if self._app is None or not self._app.usable():
+            # An app whose HTTP client ran on an earlier event loop cannot be used (nor closed)
+            # from this one: a new app takes over.
+            self._app = open_app(self.settings, self.timeout())
+        return self._app
+
+    async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
+        """Send in chunks of 500; one receipt per message, in the batch's order.
+
+        Sandbox mode sends with ``dry_run=True``: FCM validates message and token and delivers
+        nothing. Provider answers never raise; missing or unusable credentials raise
+        :class:`ConfigurationError` before anything is sent.
+        """
+        receipts: dict[int, Receipt] = {}
+        ready: list[tuple[int, Message, Any]] = []
+        app = None if mode == "dry-run" else self.app()
+        for index, message in enumerate(batch):
+            try:
+                body = message_json(message)
+                sdk_message = None if app is None else _checked(to_sdk_message(body))
+            except (BreachError, ValueError) as exc:
+                error = redact(str(exc))
+                receipts[index] = Receipt(message.delivery_id, Outcome.PERMANENT, error=error)
+                continue
+            if app is None:  # dry-run: built and checked, nothing leaves the machine
+                receipts[index] = Receipt(message.delivery_id, Outcome.SENT)
+            else:
+                ready.append((index, message, sdk_message))
+        if app is not None:
+            for start in range(0, len(ready), self.max_batch):
+                chunk = ready[start : start + self.max_batch]
+                receipts.update(await self._send_chunk(app, chunk, dry_run=mode == "sandbox"))
+        return [receipts[i] for i in range(len(batch))]
+
+    async def _send_chunk(
+        self, app: FcmApp, chunk: list[tuple[int, Message, Any]], *, dry_run: bool
+    ) -> dict[int, Receipt]:
+        import firebase_admin.exceptions
+        from firebase_admin import messaging
+
+        from .live import classify
+
+        try:
+            result = await messaging.send_each_async(
+                [m for _, _, m in chunk], dry_run=dry_run, app=app.app
+            )
+        except firebase_admin.exceptions.FirebaseError as exc:
+            # the SDK wraps what broke the whole chunk (credentials that cannot be refreshed...)
+            outcome, reason, delay = classify(exc, self.timeout())
+            return {i: Receipt(m.delivery_id, outcome, None, reason, delay) for i, m, _ in chunk}
+        out = {}
+        for (index, message, _), response in zip(chunk, result.responses, strict=True):
+            if response.success:
+                out[index] = Receipt(message.delivery_id, Outcome.SENT, response.message_id)
+            else:
+                outcome, reason, delay = classify(response.exception, self.timeout())
+                out[index] = Receipt(message.delivery_id, outcome, None, reason, delay)
+        return out
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP client and delete the app (when made on the running loop)."""
+        app, self._app = self._app, None
+        if app is not None and app.usable():
+            await app.aclose()
+
+
+def _checked(sdk_message: Any) -> Any:
+    """``sdk_message`` once the SDK's encoder accepts it.
+
+    ``send_each_async`` encodes every message before sending any and raises on the first it
+    refuses, which would fail the whole chunk for one bad message; encoding each here first
+    keeps the failure to that message.
+    """
+    from firebase_admin import messaging
+
+    messaging._MessagingService.encode_message(sdk_message)
+    return sdk_message

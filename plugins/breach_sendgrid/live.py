@@ -8,6 +8,7 @@ SDK. The SDK is synchronous (urllib, a new connection per request, no retries): 
 from __future__ import annotations
 
 import http.client
+import logging
 import time
 import urllib.error
 from collections.abc import Mapping
@@ -24,10 +25,26 @@ from .redact import redact
 DEFAULT_HOST = "https://api.sendgrid.com"
 
 
+def _no_debug(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.DEBUG
+
+
+def _silence_wire_logs() -> None:
+    """Keep python_http_client's debug lines out of every log.
+
+    At DEBUG it logs each request's headers (the API key in ``Authorization``) and its payload
+    (every recipient's address). A filter on its logger drops them whatever level is set.
+    """
+    wire = logging.getLogger("python_http_client.client")
+    if _no_debug not in wire.filters:
+        wire.addFilter(_no_debug)
+
+
 class SendGridSession:
     """A ``SendGridAPIClient`` with its host and per-request timeout set."""
 
     def __init__(self, api_key: str, host: str | None, timeout: float) -> None:
+        _silence_wire_logs()
         # host goes to the constructor: the data-residency helpers would overwrite a later one
         self.client = SendGridAPIClient(api_key=api_key, host=(host or DEFAULT_HOST).rstrip("/"))
         # python_http_client hands its timeout to every child client it builds for a path

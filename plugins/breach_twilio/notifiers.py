@@ -168,11 +168,8 @@ class _TwilioNotifier(Notifier):
         session = self._sessions.get(mode)
         if session is not None and session.usable():
             return session
-        missing = [
-            name
-            for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
-            if not source.settings.get(name)
-        ]
+        # a placeholder sender or account would reach Twilio and fail every message alike
+        missing = source.missing_settings()
         if missing:
             raise ConfigurationError(f"{self.name}: set {' and '.join(missing)} to send")
         # A session made on an earlier event loop cannot be used (nor closed) from this one.

@@ -1,0 +1,100 @@
+"""Operating the engine: the circuit breaker, sandbox mode, masked JSON logs, status output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine_support import NOTIFIERS, PLAYBOOK, phone_audience, standin_host, states, trigger_live
+
+from orchestrator import api
+from orchestrator.dispatch import DispatchSettings
+from orchestrator.engine import Engine
+from orchestrator.retry import RetryPolicy
+from orchestrator.simulator import Simulator
+
+
+def test_circuit_opens_while_the_provider_is_down(simulator: Simulator, tmp_path: Path) -> None:
+    simulator.configure("standin", error_rate=1.0, error_statuses=(503,))
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    host = standin_host(simulator.url)
+    incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 200), host, db)
+    seen: list[dict[str, Any]] = []
+    settings = DispatchSettings(send_timeout=1.0, concurrency=1, circuit_threshold=2,
+                                circuit_cooldown=0.1, circuit_max_cooldown=0.2,
+                                policy=RetryPolicy(max_attempts=3, base=0.01))  # fmt: skip
+    engine = Engine(db=db, host=host, settings=settings,
+                    on_tick=lambda e: seen.append(e.dispatcher.circuit_states()))  # fmt: skip
+    engine.rescan_seconds = 0.1
+    import asyncio
+
+    asyncio.run(engine.run(until_idle=True))
+    assert any(s.get("standin-sms", {}).get("state") == "open" for s in seen)
+    assert set(states(db, incident)) == {"dead"}
+    # Without the breaker, 10 batches x 3 attempts would hit the provider 30 times in a burst;
+    # with it, each probe waits out the cooldown — the requests are the same, spread out.
+    times = [r.received_monotonic for r in simulator.requests("standin")]
+    assert max(times) - min(times) >= 0.2
+
+
+def test_sandbox_mode_reaches_the_notifier(tmp_path: Path) -> None:
+    from orchestrator.pluginhost import PluginHost
+
+    host = PluginHost(plugins_dir=NOTIFIERS)
+    leaky = host.notifier_classes["leaky-sms"][1]
+    leaky.modes.clear()  # type: ignore[attr-defined]
+    playbook = tmp_path / "leaky.yaml"
+    playbook.write_text(PLAYBOOK.read_text().replace("standin-sms", "leaky-sms"))
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    api.trigger(playbook, audience=str(phone_audience(tmp_path / "p.csv", 3)), mode="sandbox",
+                db=db, host=host)  # fmt: skip
+    api.run(db=db, host=host, until_idle=True,
+            settings=DispatchSettings(policy=RetryPolicy(max_attempts=1)))  # fmt: skip
+    assert leaky.modes == ["sandbox"]  # type: ignore[attr-defined]
+
+
+def test_json_logs_mask_personal_data(tmp_path: Path) -> None:
+    playbook = tmp_path / "leaky.yaml"
+    playbook.write_text(PLAYBOOK.read_text().replace("standin-sms", "leaky-sms"))
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    from orchestrator.pluginhost import PluginHost
+
+    host = PluginHost(plugins_dir=NOTIFIERS)
+    api.trigger(playbook, audience=str(phone_audience(tmp_path / "p.csv", 2)), mode="live",
+                db=db, host=host)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "--plugins-dir", str(NOTIFIERS), "run",
+         "--until-idle", "--db", db, "--log-json", "--max-attempts", "1"],
+        capture_output=True, text=True, check=False, env=os.environ.copy(), timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    failures = [line for line in lines if line.get("event") == "notifier failed"]
+    assert failures, run.stderr
+    text = json.dumps(failures)
+    assert "+14155550100" not in text and "privacy@example.org" not in text
+    assert "+1********00" in text or "+1" in text
+    assert "p***@example.org" in text
+
+
+def test_status_command_shows_deadlines_and_counts(simulator: Simulator, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    host = standin_host(simulator.url)
+    incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 50), host, db)
+    api.run(db=db, host=host, until_idle=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "--plugins-dir", str(NOTIFIERS), "status",
+         incident, "--db", db], capture_output=True, text=True, check=False,
+        env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "sent: 50" in shown.stdout and "done" in shown.stdout
+    as_json = json.loads(subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "status", incident, "--db", db, "--json"],
+        capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert as_json["steps"][0]["deliveries"] == {"sent": 50}
+    assert as_json["possible_duplicates"] == 0

@@ -1,0 +1,281 @@
+"""Provider receipts through the server: handlers from plugins (loaded with --plugins-dir),
+the request they see, rejections, and updates applied to the ledger."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from fixtures.server.harness import PEOPLE, PLAYBOOK, load, serving, write_config
+
+from orchestrator import api, hookimpl
+from orchestrator.ledger import Ledger
+from orchestrator.notifier import Notifier, Setting
+from orchestrator.pluginhost import PluginHost
+from orchestrator.receipts import ReceiptRequest, ReceiptUpdate
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture
+def sent_key(db: str, tmp_path: Path) -> str:
+    """A dry-run incident whose deliveries are `sent`: the key of one e-mail delivery."""
+    result = api.trigger(
+        PLAYBOOK,
+        audience=str(PEOPLE),
+        facts={"exfiltration_confirmed": True},
+        mode="dry-run",
+        outbox=tmp_path / "outbox",
+        db=db,
+    )
+    return f"{result.incident_id}:email-if-confirmed:cust-00000003"
+
+
+def delivery_state(db: str, key: str) -> str:
+    from sqlalchemy import select
+
+    from orchestrator.ledger import Delivery
+
+    ledger = Ledger(db)
+    with ledger.session() as session:
+        state = session.scalar(select(Delivery.state).where(Delivery.key == key))
+    ledger.close()
+    return str(state)
+
+
+# -- the request a handler sees -------------------------------------------------------------------
+
+
+class RecorderNotifier(Notifier):
+    name = "recorder"
+    channel = "recorded"
+    settings_spec: ClassVar[tuple[Setting, ...]] = (
+        Setting("RECORDER_KEY", "signing key", secret=True),
+    )
+
+    def build_payload(self, message: Any) -> dict[str, Any]:
+        return {}
+
+
+def recorder_plugin(seen: list[ReceiptRequest]) -> object:
+    async def handler(request: ReceiptRequest) -> Sequence[ReceiptUpdate]:
+        seen.append(request)
+        return []
+
+    @hookimpl
+    def register_receipts(register: Callable[..., None]) -> None:
+        register("recorder", handler)
+
+    @hookimpl
+    def register_notifiers(register: Callable[..., None]) -> None:
+        register(RecorderNotifier)
+
+    return SimpleNamespace(
+        register_receipts=register_receipts, register_notifiers=register_notifiers
+    )
+
+
+@pytest.mark.parametrize("behind_proxy", [False, True])
+def test_handler_sees_url_headers_form_and_its_settings(
+    tmp_path: Path, db: str, behind_proxy: bool
+) -> None:
+    seen: list[ReceiptRequest] = []
+    host = PluginHost(
+        extra=[("recorder", recorder_plugin(seen))],
+        settings={"RECORDER_KEY": "k-123456", "OTHER_SECRET": "x"},
+    )
+    path = write_config(tmp_path)
+    if behind_proxy:
+        path.write_text(path.read_text().replace("[server]\n", "[server]\nbehind_proxy = true\n"))
+    with serving(load(path, host), db, host=host) as server:
+        response = httpx.post(
+            f"{server.url}/receipts/recorder?token=a%2Fb&x=1",
+            content=b"MessageSid=SM1&MessageStatus=delivered&ErrorCode=",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "hooks.example.org",
+                "X-Twilio-Signature": "abc",
+            },
+        )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "accepted", "updates": 0}
+    (request,) = seen
+    base = "https://hooks.example.org" if behind_proxy else server.url
+    assert request.url == f"{base}/receipts/recorder?token=a%2Fb&x=1"  # exactly as called
+    assert request.method == "POST"
+    assert request.headers["x-twilio-signature"] == "abc"
+    assert request.body == b"MessageSid=SM1&MessageStatus=delivered&ErrorCode="
+    assert request.form == {"MessageSid": "SM1", "MessageStatus": "delivered", "ErrorCode": ""}
+    assert request.settings == {"RECORDER_KEY": "k-123456"}  # its plugin's settings only
+
+
+# -- the fixture plugin, loaded from the plugins folder -------------------------------------------
+
+
+@pytest.fixture
+def echo_host() -> PluginHost:
+    return PluginHost(plugins_dir=PLUGINS)
+
+
+def test_rejected_receipt_is_a_problem_and_changes_nothing(
+    tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost
+) -> None:
+    body = json.dumps([{"state": "delivered", "delivery_key": sent_key}])
+    with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
+        response = httpx.post(
+            f"{server.url}/receipts/echo", content=body, headers={"X-Echo-Secret": "guess"}
+        )
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "missing or wrong X-Echo-Secret"
+    assert delivery_state(db, sent_key) == "sent"
+
+
+def test_genuine_receipt_updates_the_delivery(
+    tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost
+) -> None:
+    body = json.dumps(
+        [
+            {"state": "delivered", "delivery_key": sent_key},
+            {"state": "failed", "provider_id": "unknown-id", "reason": "bounce"},
+        ]
+    )
+    with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
+        response = httpx.post(
+            f"{server.url}/receipts/echo", content=body, headers={"X-Echo-Secret": "s3cret"}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "accepted", "updates": 2}
+    assert delivery_state(db, sent_key) == "delivered"
+
+
+def test_ledger_without_apply_receipts_is_501(
+    tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(Ledger, "apply_receipts", raising=False)
+    body = json.dumps([{"state": "delivered", "delivery_key": sent_key}])
+    with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
+        response = httpx.post(
+            f"{server.url}/receipts/echo", content=body, headers={"X-Echo-Secret": "s3cret"}
+        )
+    assert response.status_code == 501
+    assert "cannot apply delivery receipts" in response.json()["detail"]
+
+
+def test_unknown_handler_and_oversized_receipt(
+    tmp_path: Path, db: str, echo_host: PluginHost
+) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("[server]\n", "[server]\nmax_body_bytes = 100\n"))
+    with serving(load(path, echo_host), db, host=echo_host) as server:
+        unknown = httpx.post(f"{server.url}/receipts/nope", content=b"[]")
+        large = httpx.post(
+            f"{server.url}/receipts/echo",
+            content=b"[" + b" " * 200 + b"]",
+            headers={"X-Echo-Secret": "s3cret"},
+        )
+    assert unknown.status_code == 404
+    assert "no plugin handles receipts named 'nope' (echo" in unknown.json()["detail"]
+    assert large.status_code == 413
+
+
+# -- the real command -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def breach_serve(tmp_path: Path, db: str) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "--plugins-dir",
+            str(PLUGINS),
+            "serve",
+            "--config",
+            str(write_config(tmp_path)),
+            "--port",
+            str(port),
+            "--db",
+            db,
+            "--log-json",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "serve.log").read_text()) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+        log.close()
+    assert process.returncode == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_breach_serve_mounts_plugins_dir_receipt_handlers(
+    breach_serve: str, db: str, sent_key: str, tmp_path: Path
+) -> None:
+    health = httpx.get(f"{breach_serve}/healthz").json()
+    assert "echo" in health["receipts"]
+    body = json.dumps([{"state": "delivered", "delivery_key": sent_key}])
+    forged = httpx.post(
+        f"{breach_serve}/receipts/echo", content=body, headers={"X-Echo-Secret": "nope"}
+    )
+    assert forged.status_code == 401
+    genuine = httpx.post(
+        f"{breach_serve}/receipts/echo", content=body, headers={"X-Echo-Secret": "s3cret"}
+    )
+    assert genuine.status_code == 200
+    assert delivery_state(db, sent_key) == "delivered"
+    deadline = time.monotonic() + 10
+    while True:  # the request line is written just after the response is sent
+        lines = [
+            json.loads(line)
+            for line in (tmp_path / "serve.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        statuses = [
+            r["status"]
+            for r in lines
+            if r.get("event") == "request" and r.get("path") == "/receipts/echo"
+        ]
+        if len(statuses) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert statuses == [401, 200]
+    assert "s3cret" not in json.dumps(lines)  # headers are never logged
