@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from orchestrator import hookimpl
 from orchestrator.message import Message
@@ -16,7 +16,7 @@ class LeakySms(Notifier):
     contact = "phone"
     max_batch = 5
     default_rate = 10_000.0
-    modes: list[str] = []
+    modes: ClassVar[list[str]] = []
 
     def build_payload(self, message: Message) -> dict[str, Any]:
         return {"to": message.address}
