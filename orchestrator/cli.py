@@ -441,11 +441,14 @@ def gen_audience(rows: int, seed: int, invalid_rate: float, path: Path) -> None:
     err.print(f"wrote {path}: {stats}")
 
 
-# Server commands live with the server; the CLI only lists them.
+# Server and demo commands live with what they drive; the CLI only lists them.
+from .demo import demo, simulate  # noqa: E402
 from .server.commands import routes, serve  # noqa: E402
 
 cli.add_command(serve)
 cli.add_command(routes)
+cli.add_command(demo)
+cli.add_command(simulate)
 
 
 def main(argv: list[str] | None = None) -> None:
