@@ -139,7 +139,7 @@ def require_settings(playbook: Playbook, host: PluginHost) -> None:
     for step in playbook.steps:
         channels = [(step.channel, step.notifier)]
         if step.fallback is not None:
-            channels.append((step.fallback.channel, None))
+            channels.append((step.fallback.channel, step.fallback.notifier))
         for channel, name in channels:
             notifier = host.notifier(channel, name)
             if gaps := notifier.missing_settings():

@@ -19,7 +19,7 @@ from .audience import AudienceSource, Recipient, open_audience
 from .errors import LedgerError
 from .events import IncidentEvent
 from .fanout import FanOut, StepTally
-from .ledger import DeliveryState, Incident, Ledger, StepState, now
+from .ledger import FALLBACK_SUFFIX, DeliveryState, Incident, Ledger, StepState, now
 from .message import IncidentContext, Message
 from .notice import NoticeRenderer
 from .outbox import Outbox
@@ -194,6 +194,19 @@ class Campaign:
             # Done once every delivery settled; the engine's housekeeping marks it.
             self.ledger.update_step(incident_id, step.id, detail=detail)
         return outcome
+
+    def run_fallback(self, step: Step, recipient_ids: set[str]) -> StepTally:
+        """Send ``step``'s fallback to these people (their first delivery failed or was never
+        confirmed). Their fallback rows carry the step id with ``+fallback``."""
+        assert step.fallback is not None
+        pseudo = step.model_copy(update={
+            "id": step.id + FALLBACK_SUFFIX, "channel": step.fallback.channel,
+            "notifier": step.fallback.notifier,
+            "fallback": None, "recipients": None, "condition": None, "approval": None,
+        })  # fmt: skip
+        self.emit("step.fallback", step.id, channel=step.fallback.channel,
+                  people=len(recipient_ids))  # fmt: skip
+        return self.fanout.run(pseudo, self.audience, only=recipient_ids)
 
     # -- rebuilding a message from its ledger row (dispatch) ------------------------------------
 

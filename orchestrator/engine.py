@@ -32,6 +32,8 @@ from .regimes import load_regimes
 log = logging.getLogger(__name__)
 
 FACTS_RECHECK_SECONDS = 5.0
+#: fallback triggers that depend on provider receipts arriving after the send
+RECEIPT_TRIGGERS = {"bounce", "undelivered", "no_receipt"}
 #: a failed fan-out (audience unreadable...) is tried again after this long, not every tick
 FANOUT_RETRY_SECONDS = 60.0
 #: a step that came due longer ago than this while nothing ran is "missed" under misfire: skip
@@ -142,19 +144,48 @@ class Engine:
         self._stop.set()
 
     def idle(self) -> bool:
+        """Nothing to do now: no fan-out running, nothing to send, no step due, no fallback
+        ready (a step waiting for receipts or a future step does not count)."""
         if any(not t.done() for t in self._fanouts.values()):
             return False
         if self.ledger.pending_counts():
             return False
         current = now()
         for step in self.ledger.open_steps():
-            if step.state == StepState.RUNNING.value:
+            if step.state == StepState.RUNNING.value and not step.fanout_done:
                 return False
             if step.state == StepState.SCHEDULED.value and (step.due_at or current) <= current:
                 return False
-        self.ledger.finish_steps()
+        hold = self.fallback_sweep()
+        if self.ledger.pending_counts():
+            return False  # the sweep just queued fallbacks
+        self.ledger.finish_steps(hold)
         self.report.finished_incidents += self.ledger.finish_incidents()
         return True
+
+    def fallback_sweep(self) -> set[tuple[str, str]]:
+        """Queue fallbacks for people whose delivery failed or went unconfirmed past the step's
+        ``after``; return the steps that may still owe some (they stay running)."""
+        hold: set[tuple[str, str]] = set()
+        current = now()
+        for step in self.ledger.open_steps():
+            if step.state != StepState.RUNNING.value or not step.fanout_done:
+                continue
+            campaign = self.campaign(step.incident_id)
+            spec = campaign.playbook.step(step.step_id)
+            fallback = spec.fallback if spec is not None else None
+            triggers = [t for t in fallback.on if t != "unreachable"] if fallback else []
+            if spec is None or fallback is None or not triggers:
+                continue
+            key = (step.incident_id, step.step_id)
+            window_start = current - fallback.after
+            ready = self.ledger.fallback_candidates(*key, triggers, older_than=window_start)
+            if ready:
+                campaign.run_fallback(spec, set(ready))
+                hold.add(key)
+            elif RECEIPT_TRIGGERS & set(triggers) and self.ledger.sent_since(*key, window_start):
+                hold.add(key)  # receipts may still come in within `after`
+        return hold
 
     # -- the clock ----------------------------------------------------------------------------
 
@@ -162,7 +193,8 @@ class Engine:
         while not self._stop.is_set():
             try:
                 await self.rescan()
-                done = await asyncio.to_thread(self.ledger.finish_steps)
+                hold = await asyncio.to_thread(self.fallback_sweep)
+                done = await asyncio.to_thread(self.ledger.finish_steps, hold)
                 for incident_id, step_id in done:
                     self.campaign(incident_id).emit("step.done", step_id)
                 finished = await asyncio.to_thread(self.ledger.finish_incidents)

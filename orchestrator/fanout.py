@@ -117,14 +117,25 @@ class FanOut:
             playbook=playbook, incident=incident_vars, facts=incident.facts
         )
 
-    def run(self, step: Step, audience: AudienceSource, *, resume_after: int = 0) -> StepTally:
-        """Fan ``step`` out over the audience; rows up to ``resume_after`` are already recorded."""
+    def run(
+        self,
+        step: Step,
+        audience: AudienceSource,
+        *,
+        resume_after: int = 0,
+        only: set[str] | None = None,
+    ) -> StepTally:
+        """Fan ``step`` out over the audience; rows up to ``resume_after`` are already recorded.
+
+        ``only`` restricts it to these recipient ids (a fallback for people the first channel
+        did not reach).
+        """
         notifier = self.host.notifier(step.channel, step.notifier)
         tally = StepTally(step.id, step.channel)
         planned = (
             self._incident_rows(step, notifier, tally)
             if notifier.contact is None
-            else self._recipient_rows(step, notifier, audience, tally, resume_after)
+            else self._recipient_rows(step, notifier, audience, tally, resume_after, only)
         )
         batch: list[Planned] = []
         last_row = resume_after
@@ -181,13 +192,16 @@ class FanOut:
         audience: AudienceSource,
         tally: StepTally,
         resume_after: int,
+        only: set[str] | None = None,
     ) -> Iterator[Planned]:
         fallback = None
         if step.fallback is not None and "unreachable" in step.fallback.on:
-            fallback = self.host.notifier(step.fallback.channel)
+            fallback = self.host.notifier(step.fallback.channel, step.fallback.notifier)
         rule = conditions.parse(step.recipients) if step.recipients else None
         facts = self.incident.facts
         for person in audience:
+            if only is not None and person.id not in only:
+                continue
             tally.people += 1
             if person.row <= resume_after:
                 continue  # recorded before a restart

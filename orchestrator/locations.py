@@ -65,7 +65,12 @@ class _Builder:
                         )
                     )
                     continue
-                key = self.constructor.construct_object(key_node, deep=True)
+                # Keys are names: take a scalar key as written, so YAML 1.1 does not turn
+                # `on:` (as in a fallback's `on: [bounce]`) or `no:` into a boolean.
+                if isinstance(key_node, yaml.ScalarNode):
+                    key: Any = key_node.value
+                else:
+                    key = self.constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | bool) or key is None:
                     self.problems.append(
                         Problem(

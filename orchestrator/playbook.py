@@ -111,9 +111,16 @@ FallbackTrigger = Literal["unreachable", "bounce", "undelivered", "failed", "no_
 
 
 class Fallback(_Strict):
-    """Where people go whom this step cannot reach."""
+    """Where people go whom this step cannot reach.
+
+    ``unreachable`` (no usable contact) is decided at fan-out; ``failed`` (refused or given up)
+    and ``bounce`` / ``undelivered`` (a provider receipt) as soon as they happen; ``no_receipt``
+    once a sent message has gone ``after`` without confirmation. The step stays open for
+    ``after`` past its last send, waiting for receipts.
+    """
 
     channel: str
+    notifier: str | None = Field(default=None, description="Pick one when several serve it.")
     after: Duration = timedelta(0)
     on: list[FallbackTrigger] = Field(default_factory=lambda: ["unreachable"])  # type: ignore[arg-type]
 

@@ -244,28 +244,10 @@ def _step_problems(
     out: list[Problem] = []
     regulator_ids = [r.id for r in playbook.regulators]
     if channels is not None:
-        for key, channel in (
-            ("channel", step.channel),
-            ("fallback", step.fallback.channel if step.fallback else None),
-        ):
-            if channel is not None and channel not in channels:
-                out.append(
-                    smap.problem(
-                        [*here, key],
-                        _unknown("channel", channel, channels, "(no installed plugin provides it)"),
-                    )
-                )
-        if step.notifier and step.notifier not in channels.get(step.channel, []):
-            out.append(
-                smap.problem(
-                    [*here, "notifier"],
-                    _unknown(
-                        f"notifier for channel {step.channel!r}",
-                        step.notifier,
-                        channels.get(step.channel, []),
-                    ),
-                )
-            )
+        out += _notifier_problems([*here], step.channel, step.notifier, channels, smap)
+        if step.fallback is not None:
+            out += _notifier_problems([*here, "fallback"], step.fallback.channel,
+                                      step.fallback.notifier, channels, smap)  # fmt: skip
     if step.channel == "regulator" and step.regulator is None:
         out.append(smap.problem(here, f"step {step.id!r}: a regulator step names its `regulator:`"))
     if step.regulator is not None and step.regulator not in regulator_ids:
@@ -309,6 +291,29 @@ def _step_problems(
             step.recipients, [*here, "recipients"], RECIPIENT_ROOTS, playbook, smap
         )
     return out
+
+
+def _notifier_problems(
+    here: list[int | str],
+    channel: str,
+    notifier: str | None,
+    channels: dict[str, list[str]],
+    smap: SourceMap,
+) -> list[Problem]:
+    """The channel must be installed, and the notifier for it unambiguous."""
+    serving = channels.get(channel, [])
+    key = "channel" if here[-1] != "fallback" else None
+    where = [*here, key] if key else here
+    if not serving:
+        return [smap.problem(where, _unknown("channel", channel, channels,
+                                             "(no installed plugin provides it)"))]  # fmt: skip
+    if notifier is not None and notifier not in serving:
+        return [smap.problem([*here, "notifier"], _unknown(
+            f"notifier for channel {channel!r}", notifier, serving))]  # fmt: skip
+    if notifier is None and len(serving) > 1:
+        return [smap.problem(where, f"several notifiers serve channel {channel!r} "
+                             f"({', '.join(serving)}): name one with `notifier:`")]  # fmt: skip
+    return []
 
 
 def _condition_problems(

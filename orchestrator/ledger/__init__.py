@@ -24,6 +24,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import LedgerError, NotFound
 from ..events import IncidentEvent
@@ -38,6 +40,7 @@ from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepSta
 
 __all__ = [
     "DUPLICATE_REASON",
+    "FALLBACK_SUFFIX",
     "AuditEvent",
     "Delivery",
     "DeliveryState",
@@ -52,6 +55,11 @@ DEFAULT_URL = "sqlite:///breach.db"
 
 
 DELIVERIES = cast(Table, Delivery.__table__)
+#: the step id of a step's fallback deliveries after a failure ("email-all+fallback")
+FALLBACK_SUFFIX = "+fallback"
+#: how provider receipts word a bounce, and an undelivered message (see the plugins' receipts)
+BOUNCES = ("bounce", "dropped", "blocked")
+UNDELIVERED = ("undelivered", "failed", "busy", "no-answer", "canceled")
 DUPLICATE_REASON = "duplicate recipient id in the audience"
 _DELIVERY_DEFAULTS: dict[str, Any] = {
     "via_fallback": False, "locale": None, "contact": None, "recipient_data": None,
@@ -370,6 +378,62 @@ class Ledger:
                 ).rowcount
         return changed
 
+    def fallback_candidates(
+        self,
+        incident_id: str,
+        step_id: str,
+        triggers: Sequence[str],
+        *,
+        older_than: datetime,
+        limit: int = 10_000,
+    ) -> list[str]:
+        """Recipients of a step who need its fallback and have no fallback row yet: their
+        delivery failed (``failed``: any failure or dead; ``bounce`` / ``undelivered``: a provider
+        receipt saying so), or was sent before ``older_than`` and never confirmed
+        (``no_receipt``)."""
+        table = DELIVERIES
+        fallback_rows = table.alias("fb")
+        has_fallback = (
+            select(fallback_rows.c.id)
+            .where(fallback_rows.c.incident_id == incident_id,
+                   fallback_rows.c.step_id == step_id + FALLBACK_SUFFIX,
+                   fallback_rows.c.recipient_id == table.c.recipient_id)
+            .exists()
+        )  # fmt: skip
+        failed = table.c.state == DeliveryState.FAILED.value
+        wanted: list[ColumnElement[bool]] = []
+        if "failed" in triggers:
+            wanted.append(table.c.state.in_((DeliveryState.FAILED.value,
+                                              DeliveryState.DEAD.value)))  # fmt: skip
+        if "bounce" in triggers:
+            wanted.append(failed & or_(*(table.c.reason.like(f"{w}%") for w in BOUNCES)))
+        if "undelivered" in triggers:
+            wanted.append(failed & or_(*(table.c.reason.like(f"{w}%") for w in UNDELIVERED)))
+        if "no_receipt" in triggers:
+            wanted.append((table.c.state == DeliveryState.SENT.value)
+                          & (table.c.sent_at <= older_than))  # fmt: skip
+        if not wanted:
+            return []
+        query = (
+            select(table.c.recipient_id)
+            .where(table.c.incident_id == incident_id, table.c.step_id == step_id,
+                   table.c.contact.is_not(None), or_(*wanted), ~has_fallback)
+            .limit(limit)
+        )  # fmt: skip
+        with self.engine.begin() as connection:
+            return [str(r) for r in connection.execute(query).scalars()]
+
+    def sent_since(self, incident_id: str, step_id: str, since: datetime) -> bool:
+        """Whether some delivery of the step was sent after ``since`` and is unconfirmed (its
+        receipt may still come)."""
+        table = DELIVERIES
+        query = select(table.c.id).where(
+            table.c.incident_id == incident_id, table.c.step_id == step_id,
+            table.c.state == DeliveryState.SENT.value, table.c.sent_at > since,
+        ).limit(1)  # fmt: skip
+        with self.engine.begin() as connection:
+            return connection.execute(query).first() is not None
+
     def pending_counts(self) -> dict[str, int]:
         """notifier -> deliveries pending or sending (what dispatch still has to do)."""
         table = DELIVERIES
@@ -401,23 +465,29 @@ class Ledger:
                        Incident.mode != "dry-run")
                 .order_by(Step.due_at, Step.position)))  # fmt: skip
 
-    def finish_steps(self) -> list[tuple[str, str]]:
-        """Mark running steps whose fan-out ended and whose deliveries all settled as done."""
+    def finish_steps(self, hold: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+        """Mark running steps whose fan-out ended and whose deliveries all settled as done.
+
+        Steps in ``hold`` (incident, step) stay running: they may still owe fallbacks.
+        """
+        held = set(hold)
         table = DELIVERIES
         busy = (
             select(table.c.id)
-            .where(table.c.incident_id == Step.incident_id, table.c.step_id == Step.step_id,
+            .where(table.c.incident_id == Step.incident_id,
+                   table.c.step_id.in_((Step.step_id, Step.step_id + FALLBACK_SUFFIX)),
                    table.c.state.in_(ACTIVE))
             .exists()
         )  # fmt: skip
         with self.session() as s:
-            done = list(
+            found = list(
                 s.execute(
                     select(Step.incident_id, Step.step_id).where(
                         Step.state == StepState.RUNNING.value, Step.fanout_done, ~busy
                     )
                 )
             )
+            done = [(i, st) for i, st in found if (i, st) not in held]
             for incident_id, step_id in done:
                 s.execute(
                     update(Step)

@@ -89,7 +89,16 @@ class NullSms(Notifier):
                 for m in batch]  # fmt: skip
 
 
+class NullEmail(NullSms):
+    """E-mail that is accepted instantly (a fallback channel for engine tests)."""
+
+    name = "null-email"
+    channel = "email"
+    contact = "email"
+
+
 @hookimpl
 def register_notifiers(register: Callable[[type[Notifier]], None]) -> None:
     register(StandinSms)
     register(NullSms)
+    register(NullEmail)
