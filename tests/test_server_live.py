@@ -1,4 +1,4 @@
-"""A live route end to end: a signed webhook starts an incident that the server's engine delivers."""
+"""A live route end to end: a signed webhook starts an incident the server's engine delivers."""
 
 from __future__ import annotations
 
