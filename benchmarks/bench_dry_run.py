@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FACTS = {
@@ -45,7 +46,35 @@ def audience(rows: int, cache: Path) -> Path:
     return path
 
 
-def run(playbook: Path, people: Path, work: Path) -> dict[str, float]:
+def verify(outbox: Path, summary: dict[str, Any]) -> str:
+    """Check the outbox as the dry-run promises it, streaming: one message per (person, step),
+    every notice with its four parts, per-step counts adding up to the audience."""
+    people = summary["audience"]["people"]
+    notices = {}
+    with (outbox / "notices.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            n = json.loads(line)
+            missing = [k for k in ("impact", "measures", "advice", "contact") if not n[k].strip()]
+            if missing:
+                return f"notice {n['id']} lacks {missing}"
+            notices[n["id"]] = True
+    for step in summary["steps"]:
+        rows = sum(step["states"].values()) if step["fired"] else people
+        if step["channel"] not in ("announcement", "regulator") and rows != people:
+            return f"step {step['step']}: {rows} rows != {people}"
+    for channel in summary["channels"]:
+        seen = set()
+        with (outbox / f"{channel}.jsonl").open(encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                key = (record["step"], record["recipient"])
+                if key in seen or record["notice"] not in notices:
+                    return f"{channel}: duplicate or orphan message {key}"
+                seen.add(key)
+    return "ok"
+
+
+def run(playbook: Path, people: Path, work: Path, check: bool) -> dict[str, Any]:
     outbox = work / "outbox"
     args = ["trigger", str(playbook), "--audience", str(people), "--dry-run", "--outbox",
             str(outbox), "--db", f"sqlite:///{work / 'ledger.db'}", "--json"]  # fmt: skip
@@ -62,7 +91,8 @@ def run(playbook: Path, people: Path, work: Path) -> dict[str, float]:
     messages = sum(c["messages"] for c in summary["channels"].values())
     size = sum(p.stat().st_size for p in outbox.rglob("*") if p.is_file())
     return {"seconds": seconds, "messages": messages, "rss_mb": peak_kb / 1024,
-            "outbox_mb": size / 1e6}  # fmt: skip
+            "outbox_mb": size / 1e6,
+            "check": verify(outbox, summary) if check else "-"}  # fmt: skip
 
 
 def main() -> None:
@@ -70,19 +100,24 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--playbook", type=Path, action="append")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--all", action="store_true", help="every shipped playbook")
+    parser.add_argument("--verify", action="store_true", help="check each outbox")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     playbooks = args.playbook or [ROOT / "playbooks" / "credential-leak.yaml"]
+    if args.all:
+        playbooks = sorted((ROOT / "playbooks").glob("*.yaml"))
     print(f"{'playbook':<28}{'people':>10}{'messages':>11}{'seconds':>9}{'msg/s':>9}"
-          f"{'peak RSS MB':>13}{'outbox MB':>11}")  # fmt: skip
+          f"{'peak RSS MB':>13}{'outbox MB':>11}  outbox check")  # fmt: skip
     for playbook in playbooks:
         for rows in args.rows:
             people = audience(rows, args.cache)
             with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
-                r = run(playbook, people, Path(tmp))
-            print(f"{playbook.stem:<28}{rows:>10,}{int(r['messages']):>11,}{r['seconds']:>9.1f}"
-                  f"{r['messages'] / r['seconds']:>9,.0f}{r['rss_mb']:>13.1f}"
-                  f"{r['outbox_mb']:>11.0f}", flush=True)  # fmt: skip
+                r = run(playbook, people, Path(tmp), args.verify)
+            messages, seconds = float(r["messages"]), float(r["seconds"])
+            print(f"{playbook.stem:<28}{rows:>10,}{int(messages):>11,}{seconds:>9.1f}"
+                  f"{messages / seconds:>9,.0f}{r['rss_mb']:>13.1f}"
+                  f"{r['outbox_mb']:>11.0f}  {r['check']}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
