@@ -137,6 +137,8 @@ class Engine:
                     break
         finally:
             await self.stop()
+            if self.on_tick is not None:
+                self.on_tick(self)  # the final picture
         self.report.counts = dict(self.dispatcher.counts)
         return self.report
 

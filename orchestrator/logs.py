@@ -384,3 +384,6 @@ def configure(json: bool = False, level: str = "INFO", stream: TextIO | None = N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(number)
+    # Libraries narrate their start-up at INFO (migrations, scheduler); only their trouble counts.
+    for chatty in ("alembic", "apscheduler"):
+        logging.getLogger(chatty).setLevel(max(number, logging.WARNING))

@@ -40,8 +40,12 @@ class ProgressView:
             return
         self._last = time.monotonic()
         ledger = engine.ledger
-        steps = [s for s in ledger.open_steps() if s.state == StepState.RUNNING.value]
-        for step in steps:
+        steps = {(s.incident_id, s.step_id): s for s in ledger.open_steps()
+                 if s.state == StepState.RUNNING.value}  # fmt: skip
+        for key in self._bars:  # steps that finished since the last tick: show their end
+            if key not in steps:
+                steps[key] = ledger.step(*key)
+        for step in steps.values():
             counts = ledger.delivery_counts(step.incident_id).get(step.step_id, {})
             settled = sum(counts.get(k, 0) for k in SETTLED)
             total = max(step.fanout_rows, sum(counts.values()))
