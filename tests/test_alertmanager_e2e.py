@@ -221,6 +221,9 @@ def test_alertmanager_opens_one_dry_run_incident_joins_repeats_records_resolutio
         return str(found[0]["id"]) if found else None
 
     incident = wait_for("the incident", the_incident, 30, logs)
+    # the incident is recorded before its dry-run renders; wait for the outbox to be complete
+    wait_for("the dry-run to finish",
+             lambda: api.status(incident, db=db)["state"] == "finished", 60, logs)  # fmt: skip
     status = api.status(incident, db=db)
     assert status["mode"] == "dry-run"
     assert status["playbook"] == "ransomware-unknown-scope"
