@@ -9,12 +9,15 @@ decides retries; a notifier only classifies each outcome.
 from __future__ import annotations
 
 import html
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
+from .errors import ConfigurationError
 from .message import Message
 
 Contact = Literal["phone", "email", "push_token"]
@@ -50,11 +53,17 @@ class Receipt:
     retry_after: float | None = None  # seconds, from Retry-After / X-RateLimit-Reset
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Notifier(ABC):
     """Base class of every notifier plugin.
 
     Subclasses set the class attributes and implement :meth:`build_payload`; live delivery
-    implements :meth:`send`. ``settings`` is the resolved configuration (environment values).
+    implements :meth:`send`. ``settings`` is the resolved configuration (environment values);
+    ``clock`` gives the current time (aware, UTC) wherever a payload shows one, such as a
+    notice's date, so that tests can fix it (default: the system clock).
     """
 
     name: ClassVar[str]
@@ -66,12 +75,44 @@ class Notifier(ABC):
     default_rate: ClassVar[float] = 10.0
     settings_spec: ClassVar[tuple[Setting, ...]] = ()
 
-    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings: Mapping[str, str] = dict(settings or {})
+        self.clock: Callable[[], datetime] = _utcnow if clock is None else clock
 
     def missing_settings(self) -> list[str]:
         """Names of required settings that are not set (never their values)."""
         return [s.name for s in self.settings_spec if s.required and not self.settings.get(s.name)]
+
+    def require_settings(self) -> None:
+        """Raise :class:`ConfigurationError` naming what :meth:`missing_settings` lists, if any.
+
+        For :meth:`send` to call before it reaches a provider: a missing credential would fail
+        every message alike.
+        """
+        missing = self.missing_settings()
+        if missing:
+            raise ConfigurationError(f"{self.name}: set {' and '.join(missing)} to send")
+
+    def seconds_setting(self, name: str, default: float) -> float:
+        """The setting ``name`` as a number of seconds (a timeout, an interval), or ``default``.
+
+        Raises :class:`ConfigurationError` when it is set to anything but a finite number > 0.
+        """
+        raw = self.settings.get(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigurationError(f"{name} must be a number of seconds > 0, not {raw!r}")
+        return value
 
     @abstractmethod
     def build_payload(self, message: Message) -> dict[str, Any]:

@@ -15,17 +15,19 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from markupsafe import Markup
 
-from orchestrator.errors import BreachError, ConfigurationError
+from orchestrator.files import atomic_write, exclusive, setting_folder, write_each
 from orchestrator.message import Message
-from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
+from orchestrator.notifier import Contact, Mode, Notifier, Receipt, Setting
+from orchestrator.textblocks import clean, paragraphs
 
 from .feed import (
     FeedMeta,
@@ -37,17 +39,13 @@ from .feed import (
     parse_time,
     render_feed,
 )
-from .files import atomic_write, exclusive
 from .labels import labels_for
 from .page import FEED_FILE, notices_of, page_file, render_pages
-from .text import clean, paragraphs, slugify
 
 log = logging.getLogger(__name__)
-_PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+#: Published files are served by a web server running as another user: world-readable.
+PUBLISHED_MODE = 0o644
 
 
 class PublicAnnouncement(Notifier):
@@ -67,15 +65,6 @@ class PublicAnnouncement(Notifier):
             required=False,
         ),
     )
-
-    def __init__(
-        self,
-        settings: Mapping[str, str] | None = None,
-        *,
-        clock: Callable[[], datetime] = _utcnow,
-    ) -> None:
-        super().__init__(settings)
-        self.clock = clock
 
     # -- what is published -----------------------------------------------------------------
 
@@ -147,12 +136,7 @@ class PublicAnnouncement(Notifier):
     # -- publication -------------------------------------------------------------------------
 
     def _folder(self) -> Path:
-        folder = self.settings.get("BREACH_PUBLISH_DIR")
-        if not folder:
-            raise ConfigurationError(
-                f"notifier {self.name!r} needs BREACH_PUBLISH_DIR to publish the notice"
-            )
-        return Path(folder)
+        return setting_folder(self, "BREACH_PUBLISH_DIR", "publish the notice")
 
     def publish(self, message: Message) -> str:
         """Write the pages and merge the feed entry; returns the index page's relative path."""
@@ -175,9 +159,11 @@ class PublicAnnouncement(Notifier):
             pages = render_pages(message, published=published, updated=updated)
             # pages first: the feed must never announce a page that is not there yet
             for locale, page in pages.items():
-                atomic_write(folder / slug / page_file(locale), page.encode("utf-8"))
-            atomic_write(folder / slug / "index.html", pages[message.notice.locale].encode())
-            atomic_write(feed_path, feed_xml.encode("utf-8"))
+                data = page.encode("utf-8")
+                atomic_write(folder / slug / page_file(locale), data, PUBLISHED_MODE)
+            index = pages[message.notice.locale].encode()
+            atomic_write(folder / slug / "index.html", index, PUBLISHED_MODE)
+            atomic_write(feed_path, feed_xml.encode("utf-8"), PUBLISHED_MODE)
         return f"{slug}/index.html"
 
     def _check_writable(self) -> None:
@@ -193,26 +179,22 @@ class PublicAnnouncement(Notifier):
 
         Dry-run writes nothing (the core's outbox holds the payload).
         """
-        receipts = []
-        for message in batch:
-            try:
-                if mode == "live":
-                    path = await asyncio.to_thread(self.publish, message)
-                else:
-                    self.build_payload(message)
-                    if mode == "sandbox":
-                        await asyncio.to_thread(self._check_writable)
-                    path = f"{self.slug(message)}/index.html"
-                receipts.append(Receipt(message.delivery_id, Outcome.SENT, provider_id=path))
-            except ConfigurationError:
-                raise
-            except OSError as exc:
-                permanent = exc.errno in _PERMANENT_ERRNOS
-                outcome = Outcome.PERMANENT if permanent else Outcome.TRANSIENT
-                receipts.append(Receipt(message.delivery_id, outcome, error=f"{exc}"))
-            except BreachError as exc:
-                receipts.append(Receipt(message.delivery_id, Outcome.PERMANENT, error=str(exc)))
-        return receipts
+
+        async def deliver(message: Message) -> str:
+            if mode == "live":
+                return await asyncio.to_thread(self.publish, message)
+            self.build_payload(message)
+            if mode == "sandbox":
+                await asyncio.to_thread(self._check_writable)
+            return f"{self.slug(message)}/index.html"
+
+        return await write_each(batch, deliver)
+
+
+def slugify(text: str, fallback: str = "notice") -> str:
+    """A safe path segment: lower-case ASCII letters, digits and single hyphens."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80].strip("-")
+    return slug or fallback
 
 
 def _read(path: Path) -> str | None:

@@ -11,16 +11,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
-from importlib import resources
 
-import jinja2
 from markupsafe import Markup
 
+from orchestrator.locales import direction
 from orchestrator.message import Message, RenderedNotice
+from orchestrator.textblocks import breach_dates, clean, package_template, paragraphs
 
-from .labels import autonym, direction, labels_for
-from .text import breach_dates, clean, paragraphs
+from .labels import autonym, labels_for
 
 FEED_FILE = "feed.atom"
 
@@ -84,16 +82,6 @@ def notices_of(message: Message) -> dict[str, RenderedNotice]:
     return out
 
 
-@cache
-def _template() -> jinja2.Template:
-    # Our own template, loaded from the package; autoescape makes every value data.
-    source = resources.files(__package__).joinpath("page.html.j2").read_text("utf-8")
-    env = jinja2.Environment(
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
-    )
-    return env.from_string(source)
-
-
 def build_page(
     message: Message,
     notice: RenderedNotice,
@@ -134,7 +122,7 @@ def build_page(
 
 def render_page(page: Page) -> str:
     """The page as an HTML document."""
-    return _template().render(page=page)
+    return package_template(__package__, "page.html.j2").render(page=page)
 
 
 def render_pages(message: Message, *, published: datetime, updated: datetime) -> dict[str, str]:

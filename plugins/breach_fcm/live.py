@@ -28,8 +28,7 @@ from firebase_admin import credentials, messaging
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.notifier import Outcome
-
-from .redact import redact
+from orchestrator.reasons import mask_reason
 
 SEND_PATH: Final = "/v1/projects/{0}/messages:send"
 _override_lock = threading.Lock()
@@ -166,10 +165,10 @@ def classify(exc: Exception, timeout: float) -> tuple[Outcome, str, float | None
             label = f"fcm {code}" + (f" (HTTP {status})" if status else "")
             text = f"{label}: {reason or exc}"
             delay = _retry_after(exc) if outcome is Outcome.TRANSIENT else None
-            return outcome, redact(text), delay
+            return outcome, mask_reason(text), delay
     if status is None:
         # no HTTP answer at all: the connection broke (reset, closed without a reply)
-        return Outcome.TRANSIENT, redact(f"fcm: connection failed: {exc}"), None
+        return Outcome.TRANSIENT, mask_reason(f"fcm: connection failed: {exc}"), None
     # an answer the SDK could not map (a gateway's HTML 502, say): its body is no reason
     outcome = Outcome.TRANSIENT if status == 429 or status >= 500 else Outcome.PERMANENT
     return outcome, f"fcm HTTP {status}", None

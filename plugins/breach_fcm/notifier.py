@@ -8,16 +8,16 @@ then classifies each message's own result (see :func:`.live.classify`).
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from orchestrator.errors import BreachError, ConfigurationError
+from orchestrator.errors import BreachError
+from orchestrator.locales import direction
 from orchestrator.message import Message
 from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
+from orchestrator.reasons import mask_reason
 
 from .payload import SEND_PATH, message_json, to_sdk_message
-from .redact import redact
 
 if TYPE_CHECKING:
     from .live import FcmApp
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 #: Seconds to wait for one answer when FCM_TIMEOUT is not set (the SDK's own default is 120).
 DEFAULT_TIMEOUT = 30.0
 
-_RTL = frozenset({"ar", "he", "fa", "ur", "yi", "ps", "dv", "ckb", "sd", "ug"})
 # Lock screens cut notifications short; these are typical visible lengths, for the preview only.
 _VISIBLE_TITLE = 50
 _VISIBLE_BODY = 150
@@ -100,7 +99,6 @@ class FcmPush(Notifier):
         """The notification as a lock-screen card, with the lengths that may be cut."""
         n = message.notice
         lang = html.escape(n.locale, quote=True)
-        direction = "rtl" if n.locale.split("-")[0].lower() in _RTL else "ltr"
         org = html.escape(str(message.incident.organisation.get("name") or ""))
         notes = []
         if len(n.subject) > _VISIBLE_TITLE:
@@ -119,7 +117,7 @@ class FcmPush(Notifier):
             ".warn{max-width:24rem;margin:1rem auto;color:#fff}"
             "</style></head><body>"
             f'<section class="card" aria-label="Push notification" lang="{lang}" '
-            f'dir="{direction}"><p class="app">{org}</p>'
+            f'dir="{direction(n.locale)}"><p class="app">{org}</p>'
             f'<p class="title">{html.escape(n.subject)}</p>'
             f'<p class="body">{html.escape(n.push)}</p></section>{warn}</body></html>'
         )
@@ -128,16 +126,7 @@ class FcmPush(Notifier):
 
     def timeout(self) -> float:
         """Seconds to wait for one answer (FCM_TIMEOUT, default 30)."""
-        raw = self.settings.get("FCM_TIMEOUT")
-        if not raw:
-            return DEFAULT_TIMEOUT
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigurationError(f"FCM_TIMEOUT must be a number of seconds > 0, not {raw!r}")
-        return value
+        return self.seconds_setting("FCM_TIMEOUT", DEFAULT_TIMEOUT)
 
     def app(self) -> FcmApp:
         """This notifier's firebase app, initialised on first use on the running event loop."""
@@ -164,7 +153,7 @@ class FcmPush(Notifier):
                 body = message_json(message)
                 sdk_message = None if app is None else _checked(to_sdk_message(body))
             except (BreachError, ValueError) as exc:
-                error = redact(str(exc))
+                error = mask_reason(str(exc))
                 receipts[index] = Receipt(message.delivery_id, Outcome.PERMANENT, error=error)
                 continue
             if app is None:  # dry-run: built and checked, nothing leaves the machine

@@ -8,28 +8,23 @@ regulator's portal is not automated yet).
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from markupsafe import escape
 
-from orchestrator.errors import BreachError, ConfigurationError
+from orchestrator.files import atomic_write, setting_folder, write_each
 from orchestrator.message import Message
-from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
+from orchestrator.notifier import Contact, Mode, Notifier, Receipt, Setting
 
-from .files import atomic_write
 from .render import render_report
 from .report import build_report, filing_name
 
-_PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+#: Filings are not public: readable by the owner and group only.
+FILING_MODE = 0o640
 
 
 def _json(data: Mapping[str, Any]) -> bytes:
@@ -47,15 +42,6 @@ class RegulatorReport(Notifier):
     settings_spec: ClassVar[tuple[Setting, ...]] = (
         Setting("BREACH_FILING_DIR", "Folder where regulator reports are written for filing"),
     )
-
-    def __init__(
-        self,
-        settings: Mapping[str, str] | None = None,
-        *,
-        clock: Callable[[], datetime] = _utcnow,
-    ) -> None:
-        super().__init__(settings)
-        self.clock = clock
 
     def build_payload(self, message: Message) -> dict[str, Any]:
         """``{"filename", "report", "html", "warnings"}``; the report is what gets filed.
@@ -85,12 +71,7 @@ class RegulatorReport(Notifier):
         return page.replace("<main>", f"{banner}<main>", 1)
 
     def _folder(self) -> Path:
-        folder = self.settings.get("BREACH_FILING_DIR")
-        if not folder:
-            raise ConfigurationError(
-                f"notifier {self.name!r} needs BREACH_FILING_DIR to file the report"
-            )
-        return Path(folder)
+        return setting_folder(self, "BREACH_FILING_DIR", "file the report")
 
     def file(self, message: Message) -> str:
         """Write the report's JSON and HTML; returns the JSON file's name.
@@ -107,30 +88,21 @@ class RegulatorReport(Notifier):
             again = build_report(message, previous).data
             if _json(again) == json_path.read_bytes():
                 data = again
-        atomic_write(html_path, render_report(data).encode("utf-8"))
-        atomic_write(json_path, _json(data))  # the JSON last: its presence means "filed"
+        atomic_write(html_path, render_report(data).encode("utf-8"), FILING_MODE)
+        # the JSON last: its presence means "filed"
+        atomic_write(json_path, _json(data), FILING_MODE)
         return json_path.name
 
     async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
         """Live: write the filing. Sandbox and dry-run: build and check it, write nothing."""
-        receipts = []
-        for message in batch:
-            try:
-                if mode == "live":
-                    provider_id = await asyncio.to_thread(self.file, message)
-                else:
-                    self.build_payload(message)
-                    provider_id = f"{filing_name(message)}.json"
-                receipts.append(Receipt(message.delivery_id, Outcome.SENT, provider_id))
-            except ConfigurationError:
-                raise
-            except OSError as exc:
-                permanent = exc.errno in _PERMANENT_ERRNOS
-                outcome = Outcome.PERMANENT if permanent else Outcome.TRANSIENT
-                receipts.append(Receipt(message.delivery_id, outcome, error=str(exc)))
-            except BreachError as exc:
-                receipts.append(Receipt(message.delivery_id, Outcome.PERMANENT, error=str(exc)))
-        return receipts
+
+        async def deliver(message: Message) -> str:
+            if mode == "live":
+                return await asyncio.to_thread(self.file, message)
+            self.build_payload(message)
+            return f"{filing_name(message)}.json"
+
+        return await write_each(batch, deliver)
 
 
 def _filed_at(path: Path) -> datetime | None:

@@ -27,14 +27,12 @@ from typing import Any
 
 from orchestrator.errors import BreachError
 from orchestrator.message import Message
+from orchestrator.textblocks import BREACH_END_FACTS, BREACH_START_FACTS
+from orchestrator.textblocks import clean as clean_text
 
 NOT_YET_KNOWN = "not yet known"
-BREACH_START_FACTS = ("breach_started", "breach_started_at", "breach_start")
-BREACH_END_FACTS = ("breach_ended", "breach_ended_at", "breach_end")
 FORMAT = "breach-orchestrator/regulator-report/1"
 PHASES = ("initial", "follow-up", "final")
-
-_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class ReportError(BreachError):
@@ -51,7 +49,7 @@ class Report:
 
 def clean(value: Any) -> Any:
     """Text without characters invalid in XML/HTML; other values unchanged."""
-    return _INVALID.sub("", value) if isinstance(value, str) else value
+    return clean_text(value) if isinstance(value, str) else value
 
 
 def _utc(moment: datetime) -> datetime:

@@ -7,31 +7,23 @@ becomes paragraphs; web and e-mail addresses in it become links (http, https and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from functools import cache
-from importlib import resources
+from datetime import date
 from typing import Any
 
-import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from orchestrator.headings import headings_for
+from orchestrator.locales import direction
 from orchestrator.message import Message
+from orchestrator.textblocks import breach_dates, clean, package_template, split_paragraphs
+from orchestrator.textblocks import paragraphs as _paragraphs
 
-from .labels import direction, labels_for
-
-#: Fact names read for the breach's dates, in order of preference.
-BREACH_START_FACTS = ("breach_started", "breach_started_at", "breach_start")
-BREACH_END_FACTS = ("breach_ended", "breach_ended_at", "breach_end")
-BREACH_TEXT_FACTS = ("breach_window", "exposure_window")
-
-_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_LINK = re.compile(
-    r"(?P<url>https?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}。、])"
-    r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
-)
+#: Languages whose headings the e-mail is sent in. Mail in any other language gets English
+#: headings, Arabic, Chinese and Portuguese included although the core has tables for them:
+#: adding one here changes what those people receive.
+HEADING_LANGUAGES = frozenset({"en", "ja", "de", "fr", "es"})
 _P_STYLE = "margin:0 0 12px;"
 
 
@@ -63,7 +55,7 @@ class EmailDocument:
     def from_message(cls, message: Message, today: date) -> EmailDocument:
         """The document for one message; ``today`` is the notice's date."""
         notice = message.notice
-        labels = labels_for(notice.locale)
+        labels = headings_for(notice.locale, HEADING_LANGUAGES)
         org = message.incident.organisation
         return cls(
             locale=notice.locale,
@@ -91,73 +83,9 @@ class EmailDocument:
         return (self.locale, self.organisation, self.reference, *(s.key for s in self.sections))
 
 
-def clean(text: str) -> str:
-    """``text`` without characters that are invalid in XML/HTML (NUL, C0 controls)."""
-    return _INVALID.sub("", text)
-
-
-def _date_of(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-        except ValueError:
-            return None
-    return None
-
-
-def breach_dates(facts: Mapping[str, Any]) -> str | None:
-    """The date or range of the breach from the incident facts, or None when not known."""
-    start = next((d for k in BREACH_START_FACTS if (d := _date_of(facts.get(k)))), None)
-    end = next((d for k in BREACH_END_FACTS if (d := _date_of(facts.get(k)))), None)
-    if start and end and end != start:
-        return f"{start.isoformat()} – {end.isoformat()}"
-    only = start or end
-    if only:
-        return only.isoformat()
-    text = next((facts[k] for k in BREACH_TEXT_FACTS if isinstance(facts.get(k), str)), None)
-    return clean(text) if text else None
-
-
-def linkify(text: str) -> Markup:
-    """Escaped ``text`` with web and e-mail addresses made into links."""
-    out: list[str] = []
-    pos = 0
-    for m in _LINK.finditer(text):
-        out.append(escape(text[pos : m.start()]))
-        target = m.group("url") or f"mailto:{m.group('email')}"
-        out.append(Markup('<a href="{}">{}</a>').format(target, m.group(0)))
-        pos = m.end()
-    out.append(escape(text[pos:]))
-    return Markup("").join(out)
-
-
 def paragraphs(text: str) -> Markup:
-    """``text`` as HTML paragraphs: blank lines separate paragraphs, newlines become <br>."""
-    blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
-    return Markup("\n").join(
-        Markup('<p style="{}">{}</p>').format(
-            _P_STYLE, Markup("<br>\n").join(linkify(line) for line in b.split("\n"))
-        )
-        for b in blocks
-    )
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    # Our own template, loaded from the package; autoescape makes every value data.
-    source = resources.files(__package__).joinpath("email.html.j2").read_text("utf-8")
-    env = jinja2.Environment(
-        loader=jinja2.DictLoader({"email.html": source}),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env
+    """``text`` as HTML paragraphs, styled inline: e-mail clients ignore style sheets."""
+    return _paragraphs(text, style=_P_STYLE)
 
 
 def render_html(
@@ -168,7 +96,7 @@ def render_html(
     """The HTML part. ``bodies`` replaces section bodies (substitution tags in batches)."""
     bodies = bodies or {}
     sections = [(s.heading, bodies.get(s.key) or paragraphs(s.text)) for s in doc.sections]
-    template = _environment().get_template("email.html")
+    template = package_template(__package__, "email.html.j2")
     return template.render(
         doc=doc, sections=sections, subject=doc.subject if subject is None else subject
     )
@@ -210,7 +138,7 @@ def template_data(doc: EmailDocument) -> dict[str, Any]:
                 "key": s.key,
                 "heading": s.heading,
                 "text": s.text,
-                "paragraphs": [p.strip() for p in re.split(r"\n\s*\n", s.text) if p.strip()],
+                "paragraphs": split_paragraphs(s.text),
             }
             for s in doc.sections
         ],

@@ -18,9 +18,9 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from orchestrator.notifier import Outcome
+from orchestrator.reasons import mask_reason
 
 from .outcomes import Answer, classify_http_error
-from .redact import redact
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 
@@ -67,4 +67,4 @@ class SendGridSession:
         if isinstance(reason, TimeoutError):
             return f"sendgrid: no answer within {self.timeout:g} s (SENDGRID_TIMEOUT)"
         kind = type(reason).__name__ if isinstance(reason, BaseException) else "URLError"
-        return redact(f"sendgrid: connection failed: {kind}: {reason}")
+        return mask_reason(f"sendgrid: connection failed: {kind}: {reason}")

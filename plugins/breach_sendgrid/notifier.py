@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from orchestrator.errors import BreachError, ConfigurationError
+from orchestrator.errors import BreachError
 from orchestrator.message import Message
 from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
+from orchestrator.reasons import mask_reason
 
 from .document import EmailDocument, render_html
 from .outcomes import Answer
 from .payload import MAX_PERSONALIZATIONS, MailConfig, batch_bodies, single_body
-from .redact import redact
 
 if TYPE_CHECKING:
     from .live import SendGridSession
@@ -31,10 +30,6 @@ log = logging.getLogger(__name__)
 #: Seconds to wait for one answer when SENDGRID_TIMEOUT is not set.
 DEFAULT_TIMEOUT = 30.0
 _BLAMED_OTHERS = "not sent: SendGrid refused the request because of other recipients in it"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class SendGridEmail(Notifier):
@@ -91,10 +86,9 @@ class SendGridEmail(Notifier):
         self,
         settings: Mapping[str, str] | None = None,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        super().__init__(settings)
-        self.clock = clock
+        super().__init__(settings, clock=clock)
         self._session: SendGridSession | None = None
 
     @property
@@ -122,29 +116,14 @@ class SendGridEmail(Notifier):
 
     def timeout(self) -> float:
         """Seconds to wait for one answer (SENDGRID_TIMEOUT, default 30)."""
-        raw = self.settings.get("SENDGRID_TIMEOUT")
-        if not raw:
-            return DEFAULT_TIMEOUT
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigurationError(
-                f"SENDGRID_TIMEOUT must be a number of seconds > 0, not {raw!r}"
-            )
-        return value
+        return self.seconds_setting("SENDGRID_TIMEOUT", DEFAULT_TIMEOUT)
 
     def session(self) -> SendGridSession:
         """The SDK client, made on first use and kept (it holds no connection between calls)."""
         if self._session is None:
             from .live import SendGridSession  # the SDK loads only when something is really sent
 
-            missing = [
-                n for n in ("SENDGRID_API_KEY", "BREACH_EMAIL_FROM") if not self.settings.get(n)
-            ]
-            if missing:
-                raise ConfigurationError(f"{self.name}: set {' and '.join(missing)} to send")
+            self.require_settings()  # the API key and the sender
             self._session = SendGridSession(
                 self.settings["SENDGRID_API_KEY"],
                 self.settings.get("SENDGRID_API_BASE_URL") or None,
@@ -167,7 +146,7 @@ class SendGridEmail(Notifier):
             try:
                 self.build_payload(message)
             except (BreachError, ValueError) as exc:
-                error = redact(str(exc))
+                error = mask_reason(str(exc))
                 receipts[message.delivery_id] = Receipt(
                     message.delivery_id, Outcome.PERMANENT, error=error
                 )

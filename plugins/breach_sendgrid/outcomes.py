@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.notifier import Outcome
-
-from .redact import redact
+from orchestrator.reasons import mask_reason
 
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\.")
 _AUTH_HINT = "SendGrid refused the API key: check SENDGRID_API_KEY and its Mail Send permission"
@@ -103,14 +102,14 @@ def classify_http_error(status: int, body: Any, headers: Any, now: float) -> Ans
         wait = retry_after(headers, now)
         return Answer(
             Outcome.TRANSIENT,
-            error=redact(f"sendgrid HTTP 429: rate limited{detail}"),
+            error=mask_reason(f"sendgrid HTTP 429: rate limited{detail}"),
             retry_after=wait,
             stop=True,
         )
     if status >= 500:
-        return Answer(Outcome.TRANSIENT, error=redact(f"sendgrid HTTP {status}{detail}"))
+        return Answer(Outcome.TRANSIENT, error=mask_reason(f"sendgrid HTTP {status}{detail}"))
     if status in (401, 403):
-        return Answer(Outcome.PERMANENT, error=redact(f"sendgrid HTTP {status}: {_AUTH_HINT}"))
+        return Answer(Outcome.PERMANENT, error=mask_reason(f"sendgrid HTTP {status}: {_AUTH_HINT}"))
     if status == 400 and errors:
         rejected: dict[int, str] = {}
         for message, where in errors:
@@ -120,15 +119,17 @@ def classify_http_error(status: int, body: Any, headers: Any, now: float) -> Ans
                 break
             index = int(match.group(1))
             reason = f"sendgrid HTTP 400: {message} ({where})"
-            rejected[index] = redact(
+            rejected[index] = mask_reason(
                 f"{rejected[index]}; {message}" if index in rejected else reason
             )
         if rejected:
             return Answer(
-                Outcome.PERMANENT, error=redact(f"sendgrid HTTP 400{detail}"), rejected=rejected
+                Outcome.PERMANENT,
+                error=mask_reason(f"sendgrid HTTP 400{detail}"),
+                rejected=rejected,
             )
     if status == 413:
         return Answer(
-            Outcome.PERMANENT, error=redact(f"sendgrid HTTP 413: request too large{detail}")
+            Outcome.PERMANENT, error=mask_reason(f"sendgrid HTTP 413: request too large{detail}")
         )
-    return Answer(Outcome.PERMANENT, error=redact(f"sendgrid HTTP {status}{detail}"))
+    return Answer(Outcome.PERMANENT, error=mask_reason(f"sendgrid HTTP {status}{detail}"))

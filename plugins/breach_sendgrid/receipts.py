@@ -42,10 +42,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.pluginhost import resolve_settings
+from orchestrator.reasons import mask_reason
 from orchestrator.receipts import ReceiptRejected, ReceiptRequest, ReceiptUpdate
 
 from .notifier import SendGridEmail
-from .redact import redact
 
 SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -127,7 +127,7 @@ def update_for(event: Mapping[str, Any]) -> ReceiptUpdate | None:
     if kind in ("bounce", "dropped"):
         label = (_text(event, "type") or "bounce") if kind == "bounce" else "dropped"
         why = _text(event, "reason") or _text(event, "status") or "no reason given"
-        return ReceiptUpdate("failed", key, provider_id, redact(f"{label}: {why}"), event=kind)
+        return ReceiptUpdate("failed", key, provider_id, mask_reason(f"{label}: {why}"), event=kind)
     return None
 
 

@@ -15,18 +15,18 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.errors import BreachError, ConfigurationError
+from orchestrator.locales import direction
 from orchestrator.message import Message
 from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
+from orchestrator.reasons import mask_reason
 
 from .callbacks import with_delivery
 from .outcomes import classify_rest_error
-from .redact import redact
 from .sms import MAX_BODY_CHARS, SmsTooLong, count_segments
 from .twiml import TWIML_MAX_CHARS, Twiml, Voice, build_twiml, voice_for
 
@@ -42,7 +42,6 @@ CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
 DEFAULT_TIMEOUT = 30.0
 #: Twilio's magic sender for test credentials: "passes all validation".
 TEST_FROM = "+15005550006"
-_RTL = frozenset({"ar", "he", "fa", "ur", "yi", "ps", "dv", "ckb", "sd", "ug"})
 
 _SID = Setting("TWILIO_ACCOUNT_SID", "Twilio account SID (AC...)")
 _TOKEN = Setting("TWILIO_AUTH_TOKEN", "Twilio auth token", secret=True)
@@ -81,10 +80,6 @@ _LIVE_SETTINGS = (_RECEIPTS, _BASE_URL, _TIMEOUT, _TEST_SID, _TEST_TOKEN, _TEST_
 
 def _placeholder(name: str) -> str:
     return f"<{name}>"
-
-
-def _dir(locale: str) -> str:
-    return "rtl" if locale.split("-")[0].lower() in _RTL else "ltr"
 
 
 class _TwilioNotifier(Notifier):
@@ -151,16 +146,7 @@ class _TwilioNotifier(Notifier):
 
     def timeout(self) -> float:
         """Seconds to wait for one answer (TWILIO_TIMEOUT, default 30)."""
-        raw = self.settings.get("TWILIO_TIMEOUT")
-        if not raw:
-            return DEFAULT_TIMEOUT
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigurationError(f"TWILIO_TIMEOUT must be a number of seconds > 0, not {raw!r}")
-        return value
+        return self.seconds_setting("TWILIO_TIMEOUT", DEFAULT_TIMEOUT)
 
     def _session(self, mode: Mode, source: _TwilioNotifier) -> TwilioSession:
         from .live import TwilioSession  # the SDK loads only when something is really sent
@@ -169,9 +155,7 @@ class _TwilioNotifier(Notifier):
         if session is not None and session.usable():
             return session
         # a placeholder sender or account would reach Twilio and fail every message alike
-        missing = source.missing_settings()
-        if missing:
-            raise ConfigurationError(f"{self.name}: set {' and '.join(missing)} to send")
+        source.require_settings()
         # A session made on an earlier event loop cannot be used (nor closed) from this one.
         session = TwilioSession(
             source.settings["TWILIO_ACCOUNT_SID"],
@@ -230,7 +214,7 @@ class _TwilioNotifier(Notifier):
             error = f"twilio: no answer within {timeout:g} s (TWILIO_TIMEOUT)"
             return Receipt(key, Outcome.TRANSIENT, error=error)
         except (aiohttp.ClientError, OSError) as exc:
-            error = redact(f"twilio: connection failed: {type(exc).__name__}: {exc}")
+            error = mask_reason(f"twilio: connection failed: {type(exc).__name__}: {exc}")
             return Receipt(key, Outcome.TRANSIENT, error=error)
         return Receipt(key, Outcome.SENT, provider_id=sid)
 
@@ -312,7 +296,8 @@ class TwilioSms(_TwilioNotifier):
         return _page(
             n.locale,
             f"SMS to {message.address or '?'}",
-            f'<p class="bubble" lang="{_esc(n.locale)}" dir="{_dir(n.locale)}">{_esc(n.sms)}</p>'
+            f'<p class="bubble" lang="{_esc(n.locale)}" dir="{direction(n.locale)}">'
+            f"{_esc(n.sms)}</p>"
             f'<p class="meta">{seg.segments} segment{plural} · {seg.encoding} · '
             f"{seg.units} {unit} · {len(n.sms)} characters</p>",
         )
@@ -375,7 +360,7 @@ class TwilioCall(_TwilioNotifier):
             "it.</p>"
         )
         spoken = "".join(
-            f'<li lang="{_esc(n.locale)}" dir="{_dir(n.locale)}">{_esc(p)}</li>'
+            f'<li lang="{_esc(n.locale)}" dir="{direction(n.locale)}">{_esc(p)}</li>'
             for p in twiml.parts
         )
         return _page(

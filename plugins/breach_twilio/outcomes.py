@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from orchestrator.notifier import Outcome
-
-from .redact import redact
+from orchestrator.reasons import mask_reason
 
 T = Outcome.TRANSIENT
 P = Outcome.PERMANENT
@@ -60,5 +59,5 @@ def classify_rest_error(status: int, code: int | None, message: str) -> tuple[Ou
     else:
         outcome, meaning = P, f"Twilio refused the request (HTTP {status})"
     label = f"twilio {code}" if code is not None and code != status else f"twilio HTTP {status}"
-    detail = f" ({redact(text)})" if text and not text.lstrip().startswith("<") else ""
-    return outcome, redact(f"{label}: {meaning}{detail}")
+    detail = f" ({mask_reason(text)})" if text and not text.lstrip().startswith("<") else ""
+    return outcome, mask_reason(f"{label}: {meaning}{detail}")

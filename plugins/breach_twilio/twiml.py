@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from orchestrator.errors import BreachError
+from orchestrator.locales import language
+from orchestrator.textblocks import split_paragraphs
 
 #: Twilio's limit for the ``Twiml`` parameter of a Calls request (error 32018).
 TWIML_MAX_CHARS = 4000
@@ -71,8 +73,6 @@ _VOICES: dict[str, tuple[str, str]] = {
 }
 FALLBACK_VOICE = Voice("en-US", "Polly.Joanna-Neural", exact=False)
 
-# Characters XML 1.0 forbids; hostile or corrupted text must not make the TwiML unparseable.
-_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # a sentence and the spaces after it; the pieces put together give back the whole text
 _SENTENCE = re.compile(r".+?(?:[.!?。！？؟]+\s*|$)", re.DOTALL)
 
@@ -84,11 +84,11 @@ def voice_for(text_locale: str, recipient_locale: str | None = None) -> Voice:
     settings say); the recipient's locale only refines the accent when it is the same language,
     e.g. a Spanish notice for a recipient in ``es-MX`` gets the Mexican voice.
     """
-    language = text_locale.split("-")[0].lower()
+    text_language = language(text_locale)
     candidates = []
-    if recipient_locale and recipient_locale.split("-")[0].lower() == language:
+    if recipient_locale and language(recipient_locale) == text_language:
         candidates.append(recipient_locale.lower())
-    candidates += [text_locale.lower(), language]
+    candidates += [text_locale.lower(), text_language]
     for tag in candidates:
         # try "es-mx-x-foo", then "es-mx", before the bare language
         parts = tag.split("-")
@@ -124,9 +124,9 @@ def _chunks(text: str, max_bytes: int) -> list[str]:
 
 def script_parts(script: str) -> list[str]:
     """The script as <Say>-sized parts: one per paragraph, long paragraphs split further."""
-    clean = _XML_INVALID.sub("", script)
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", clean)]
-    return [chunk for p in paragraphs if p for chunk in _chunks(p, SAY_MAX_BYTES)]
+    # cleaned of characters XML 1.0 forbids: hostile text must not make the TwiML unparseable
+    paragraphs = [" ".join(p.split()) for p in split_paragraphs(script)]
+    return [chunk for p in paragraphs for chunk in _chunks(p, SAY_MAX_BYTES)]
 
 
 def _response(parts: list[str], voice: Voice, repeat: bool) -> str:
