@@ -222,40 +222,42 @@ def print_summary(summary: dict[str, Any]) -> None:
     out.print(f"[bold]{summary['incident']}[/bold]  {summary['playbook']['title']} "
               f"({summary['playbook']['id']} v{summary['playbook']['version']})  "
               f"mode: [yellow]{summary['mode']}[/yellow]  people: {people:,}")  # fmt: skip
-    steps = Table("step", "channel", "at", "fired", "sent", "fallback", "skipped", "top reasons",
-                  title="Steps")  # fmt: skip
+    steps = Table("step", "channel", "at", "fired", "sent", "fallback", "skipped", title="Steps")
+    notes: list[str] = []
     for s in summary["steps"]:
-        fired = "yes" if s["fired"] else "[dim]no[/dim]"
-        if s["condition"]:
-            fired += f" ({s['condition']})"
-        if s.get("note"):
-            fired += f"\n[dim]{s['note']}[/dim]"
         states = s.get("states", {})
-        reasons = "; ".join(
-            f"{r}: {n:,}" for r, n in list(s.get("skipped_reasons", {}).items())[:3]
-        )
         steps.add_row(
-            s["step"],
-            s["channel"],
-            s["offset"],
-            fired,
-            f"{states.get('sent', 0) + states.get('pending', 0):,}",
-            f"{s.get('fallback', 0):,}",
+            s["step"], s["channel"], s["offset"], "yes" if s["fired"] else "[dim]no[/dim]",
+            f"{states.get('sent', 0) + states.get('pending', 0):,}", f"{s.get('fallback', 0):,}",
             f"{states.get('skipped', 0):,}",
-            reasons,
-        )
+        )  # fmt: skip
+        if s["condition"]:
+            verdict = "true" if s["condition_result"] else "false"
+            notes.append(f"{s['step']}: condition `{s['condition']}` was {verdict}")
+        if s.get("note"):
+            notes.append(f"{s['step']}: {s['note']}")
+        for reason, n in list(s.get("skipped_reasons", {}).items())[:3]:
+            notes.append(f"{s['step']}: skipped {n:,} — {reason}")
     out.print(steps)
+    for note in notes:
+        out.print(f"  {note}", highlight=False)
     channels = Table("channel", "messages", "rate/s", "ETA", title="Channels")
     for name, c in sorted(summary["channels"].items()):
         channels.add_row(name, f"{c['messages']:,}", f"{c['rate_per_second']:g}",
                          _eta(c["eta_seconds"]))  # fmt: skip
     out.print(channels)
     if summary["deadlines"]:
-        deadlines = Table("regulator", "regime", "rule", "due (UTC)", title="Deadlines")
+        deadlines = Table("regulator", "regime", "rule", "due", title="Deadlines")
         for d in summary["deadlines"]:
-            deadlines.add_row(d["name"], d["regime"], d["rule"], d["due_at"] or "no fixed clock")
+            due = _when(d["due_at"]) if d["due_at"] else "no fixed clock"
+            deadlines.add_row(d["name"], d["regime"], d["rule"], due)
         out.print(deadlines)
     out.print(f"outbox: {summary['outbox']}  (open index.html for previews)")
+
+
+def _when(iso: str) -> str:
+    """An ISO time as a commander reads it: ``2026-11-28 15:44 UTC``."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _eta(seconds: float) -> str:
@@ -308,7 +310,8 @@ def print_status(data: dict[str, Any]) -> None:
                 if left is None
                 else (f"{left:.1f}h" if left >= 0 else f"[red]overdue {-left:.1f}h[/red]")
             )
-            deadlines.add_row(d["name"], d["regime"], d["due_at"] or "", text)
+            deadlines.add_row(d["name"], d["regime"], _when(d["due_at"]) if d["due_at"] else "",
+                              text)  # fmt: skip
         out.print(deadlines)
     if data.get("possible_duplicates"):
         out.print(f"possible duplicates (lease expired mid-send): {data['possible_duplicates']:,}")
