@@ -167,7 +167,12 @@ class Engine:
 
     def fallback_sweep(self) -> set[tuple[str, str]]:
         """Queue fallbacks for people whose delivery failed or went unconfirmed past the step's
-        ``after``; return the steps that may still owe some (they stay running)."""
+        ``after``, and finish the steps that owe none any more.
+
+        Returns every step with after-the-fact fallbacks: the generic ``finish_steps`` must
+        leave them alone, because a delivery settling as failed between its check and a sweep
+        would otherwise close the step with that person's fallback never sent.
+        """
         hold: set[tuple[str, str]] = set()
         current = now()
         for step in self.ledger.open_steps():
@@ -180,13 +185,20 @@ class Engine:
             if spec is None or fallback is None or not triggers:
                 continue
             key = (step.incident_id, step.step_id)
+            hold.add(key)
             window_start = current - fallback.after
+            # Order matters: once nothing is in flight, no delivery can newly fail except by a
+            # receipt, so an empty candidate list read after that is final.
+            if self.ledger.step_active(*key):
+                continue
             ready = self.ledger.fallback_candidates(*key, triggers, older_than=window_start)
             if ready:
                 campaign.run_fallback(spec, set(ready))
-                hold.add(key)
-            elif RECEIPT_TRIGGERS & set(triggers) and self.ledger.sent_since(*key, window_start):
-                hold.add(key)  # receipts may still come in within `after`
+            elif not (RECEIPT_TRIGGERS & set(triggers)) or not self.ledger.sent_since(
+                *key, window_start
+            ):
+                self.ledger.update_step(*key, state=StepState.DONE.value, finished_at=current)
+                campaign.emit("step.done", step.step_id)
         return hold
 
     # -- the clock ----------------------------------------------------------------------------

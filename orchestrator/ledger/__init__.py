@@ -423,6 +423,17 @@ class Ledger:
         with self.engine.begin() as connection:
             return [str(r) for r in connection.execute(query).scalars()]
 
+    def step_active(self, incident_id: str, step_id: str) -> bool:
+        """Whether the step (or its fallback) still has deliveries pending or being sent."""
+        table = DELIVERIES
+        query = select(table.c.id).where(
+            table.c.incident_id == incident_id,
+            table.c.step_id.in_((step_id, step_id + FALLBACK_SUFFIX)),
+            table.c.state.in_(ACTIVE),
+        ).limit(1)  # fmt: skip
+        with self.engine.begin() as connection:
+            return connection.execute(query).first() is not None
+
     def sent_since(self, incident_id: str, step_id: str, since: datetime) -> bool:
         """Whether some delivery of the step was sent after ``since`` and is unconfirmed (its
         receipt may still come)."""
