@@ -181,10 +181,11 @@ class Campaign:
             self.emit("step.fired", step.id, channel=step.channel)
         outcome.tally = self.fanout.run(step, self.audience, resume_after=resume_after)
         if self.host.notifier(step.channel, step.notifier).contact is not None:
+            # Always written: another step's condition may have counted the audience in
+            # memory already, and the ledger is what `breach status` reads.
             people = max(outcome.tally.people, resume_after)
-            if self.audience_total != people:
-                self.audience_total = people
-                self.ledger.update_incident(incident_id, audience_total=people)
+            self.audience_total = people
+            self.ledger.update_incident(incident_id, audience_total=people)
         detail = outcome.tally.as_dict()
         if dry_run:
             self.ledger.update_step(incident_id, step.id, state=StepState.DONE.value,
