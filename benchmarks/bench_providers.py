@@ -102,11 +102,14 @@ def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def in_flight(jobs: Sequence[Callable[[], Awaitable[int]]], concurrency: int) -> int:
+Job = Callable[[], Awaitable[int]]
+
+
+async def in_flight(jobs: Sequence[Job], concurrency: int) -> int:
     """Run the jobs with at most ``concurrency`` at a time; the sum of what they return."""
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(job: Callable[[], Awaitable[int]]) -> int:
+    async def one(job: Job) -> int:
         async with slots:
             return await job()
 
@@ -128,9 +131,6 @@ async def through_notifier(notifier: Notifier, batch_list: list[Sequence[Message
         return run
 
     return await in_flight([job(b) for b in batch_list], concurrency)
-
-
-Job = Callable[[], Awaitable[int]]
 
 
 @dataclass
