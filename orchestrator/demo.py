@@ -421,10 +421,10 @@ class DemoRun:
         """Per provider channel: messages the simulator accepted, deliveries the ledger holds."""
         accepted = Counter(m.channel for m in self.simulator.accepted())
         by_channel = ledger_by_channel(self.db, incident_id)
-        channels = sorted((set(accepted) | set(by_channel)) & set(PROVIDER_OF_CHANNEL))
+        channels = (set(accepted) | set(by_channel)) & set(PROVIDER_OF_CHANNEL)
         return [
             ChannelCount(c, PROVIDER_OF_CHANNEL[c], accepted[c], by_channel.get(c, Counter()))
-            for c in channels
+            for c in sorted(channels, key=lambda c: (PROVIDER_OF_CHANNEL[c], c))
         ]
 
 
@@ -527,7 +527,9 @@ def print_report(result: DemoResult, console: Console, *, keep: bool) -> None:
         f"engine: {counts.get('sent', 0):,} sent, {counts.get('retried', 0):,} retries after "
         f"provider faults, {counts.get('failed', 0):,} refused, {counts.get('dead', 0):,} gave up"
     )
-    if result.agrees:
+    if not result.channels:
+        console.print("No step of this run sent through a provider (SMS, call, e-mail, push).")
+    elif result.agrees:
         totals = ", ".join(f"{c.channel} {c.sent:,}" for c in result.channels)
         console.print(f"[green]Simulator and ledger agree[/green] on every channel ({totals}).")
     else:
