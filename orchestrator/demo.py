@@ -66,6 +66,7 @@ DEMO_RATES = {
     # Batches of 200 a second, two at most in flight, stay clear of that.
     "fcm-push": 200.0,
 }
+#: Batches in flight per notifier (the FCM note above); SMS still outpaces the pushes.
 DEMO_CONCURRENCY = 2
 #: Retries come quickly: the simulator's faults are momentary, and a demo should not idle.
 DEMO_POLICY = RetryPolicy(max_attempts=10, base=0.1, cap=2.0)
@@ -356,6 +357,7 @@ class DemoRun:
         return PluginHost(plugins_dir=self.plugins_dir, settings=settings)
 
     def run(self) -> DemoResult:
+        """Generate the audience, trigger, approve, deliver until idle, and compare counts."""
         from .progress import ProgressView
         from .synthetic import generate_audience
 

@@ -100,11 +100,12 @@ class Dispatcher:
             failure_threshold=self.settings.circuit_threshold,
             cooldown=self.settings.circuit_cooldown,
             max_cooldown=self.settings.circuit_max_cooldown))  # fmt: skip
-        slots = asyncio.Semaphore(self.settings.concurrency)
+        concurrency = min(self.settings.concurrency, notifier.max_concurrency or 10**6)
+        slots = asyncio.Semaphore(concurrency)
         # One claim feeds every free slot, so small batches (SMS: one message a request) do not
         # cost one database round trip each. The lease covers pacing the chunk plus the send;
         # otherwise a slow batch would be reclaimed, and sent twice, while still in flight.
-        chunk = batch_size * self.settings.concurrency
+        chunk = batch_size * concurrency
         lease = self.settings.lease_seconds + self.settings.send_timeout
         while not stop.is_set():
             if not breaker.allow():

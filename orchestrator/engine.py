@@ -232,7 +232,7 @@ class Engine:
                 self._start_fanout(step)  # interrupted by a crash: resume after its last row
             elif step.state == StepState.SCHEDULED.value:
                 due = step.due_at or current
-                if due <= current:
+                if due <= current and not self._waits_for_earlier(step):
                     self._due(step, current)
                 elif key not in self._armed and self._scheduler is not None:
                     self._armed.add(key)
@@ -241,6 +241,20 @@ class Engine:
                                             misfire_grace_time=None)  # fmt: skip
             elif step.state == StepState.AWAITING_APPROVAL.value and step.approved_by:
                 self._start_fanout(step)
+
+    def _waits_for_earlier(self, step: Step) -> bool:
+        """A step whose condition reads ``counts`` waits while an earlier step of its incident
+        is unsettled: after an outage several steps fall due at once, and "unreachable" must
+        mean what the earlier steps could not do, not what they have not done yet."""
+        spec = self.campaign(step.incident_id).playbook.step(step.step_id)
+        if spec is None or not spec.condition or "counts" not in spec.condition:
+            return False
+        for other in self.ledger.steps(step.incident_id):
+            if other.position >= step.position:
+                continue
+            if other.state in (StepState.SCHEDULED.value, StepState.RUNNING.value):
+                return True
+        return False
 
     def _due(self, step: Step, current: Any) -> None:
         campaign = self.campaign(step.incident_id)

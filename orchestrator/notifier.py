@@ -71,6 +71,8 @@ class Notifier(ABC):
     #: the recipient field this channel needs; None = one message per step (public, regulator)
     contact: ClassVar[Contact | None] = None
     max_batch: ClassVar[int] = 1
+    #: batches this notifier may have in flight at once (None: the engine's --concurrency)
+    max_concurrency: ClassVar[int | None] = None
     #: messages per second when the playbook or config sets no rate
     default_rate: ClassVar[float] = 10.0
     settings_spec: ClassVar[tuple[Setting, ...]] = ()

@@ -24,6 +24,10 @@ from breach_twilio import TwilioSms
 from engine_support import deliveries
 from factories import make_message
 
+from orchestrator.demo import simulator_banner
+from orchestrator.errors import ConfigurationError
+from orchestrator.simulator.cli import load_config_file
+
 ROOT = Path(__file__).parent.parent
 PLAYBOOK = ROOT / "playbooks" / "credential-leak.yaml"
 #: Wide enough that no table cell wraps, so the output can be read line by line.
@@ -161,3 +165,18 @@ def test_simulate_serves_until_sigint_and_its_exports_reach_it() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_simulate_reads_faults_from_toml_and_names_what_is_wrong(tmp_path: Path) -> None:
+    good = tmp_path / "faults.toml"
+    good.write_text("seed = 3\n[providers.twilio]\nerror_rate = 0.1\nerror_statuses = [503]\n")
+    config = load_config_file(good)
+    assert config.seed == 3
+    assert config.provider("twilio").error_rate == 0.1
+    assert config.provider("twilio").error_statuses == (503,)
+    assert "twilio: error_rate=0.1, error_statuses=[503]" in simulator_banner("http://h:1", config)
+
+    bad = tmp_path / "faults.json"
+    bad.write_text('{"providers": {"twilio": {"eror_rate": 0.1}}}')
+    with pytest.raises(ConfigurationError, match=r"faults\.json: unknown fault setting.*eror_rate"):
+        load_config_file(bad)

@@ -37,6 +37,9 @@ class FcmPush(Notifier):
     channel: ClassVar[str] = "push"
     contact: ClassVar[Contact | None] = "push_token"
     max_batch: ClassVar[int] = 500  # send_each takes at most 500 messages
+    # send_each_async fires a whole batch at once over one httpx pool; overlapping batches make
+    # httpcore's pool re-scan its waiters and starve the event loop (encode/httpcore#1035).
+    max_concurrency: ClassVar[int | None] = 1
     # The project quota is 600,000 messages a minute (10,000/s) and the app's own pushes share
     # it: 80% of it leaves them room.
     default_rate: ClassVar[float] = 600_000 / 60 * 0.8
