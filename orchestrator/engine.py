@@ -82,6 +82,7 @@ class Engine:
         self._fanouts: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._armed: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
+        self._rescanning = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -222,7 +223,11 @@ class Engine:
             await sleep_unless(self._stop, self.rescan_seconds)
 
     async def rescan(self) -> None:
-        """Arm, fire or resume every open step the ledger knows."""
+        """Arm, fire or resume every open step the ledger knows (one rescan at a time)."""
+        async with self._rescanning:
+            await self._rescan()
+
+    async def _rescan(self) -> None:
         current = now()
         for step in await asyncio.to_thread(self.ledger.open_steps):
             key = (step.incident_id, step.step_id)
@@ -287,7 +292,15 @@ class Engine:
             self.campaign(key[0]).emit("step.failed", key[1], error=message,
                                        retry_in_seconds=FANOUT_RETRY_SECONDS)  # fmt: skip
 
-    def _fire(self, step: Step) -> None:
+    def _fire(self, seen: Step) -> None:
+        # The row the rescan saw may be stale by now (another tick, an earlier task that just
+        # finished): decide on the ledger's current row, so a step is never fanned out twice.
+        step = self.ledger.step(seen.incident_id, seen.step_id)
+        if step.state == StepState.RUNNING.value and step.fanout_done:
+            return
+        if step.state not in (StepState.SCHEDULED.value, StepState.RUNNING.value,
+                              StepState.AWAITING_APPROVAL.value):  # fmt: skip
+            return
         campaign = self.campaign(step.incident_id)
         spec = campaign.playbook.step(step.step_id)
         if spec is None:
