@@ -21,28 +21,14 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from fixtures.server.harness import HERE, PLAYBOOK, write_config
+from fixtures.server.harness import ALERTMANAGER_ROUTE, HERE, write_config
 
 from orchestrator import api
 
 T = TypeVar("T")
 BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-ROUTE = f"""
-[[routes]]
-name = "ransomware"
-hook = "alertmanager"
-playbook = "{PLAYBOOK}"
-audience = "customers"
-mode = "dry-run"
-[routes.match]
-labels.alertname = "RansomwareDetected"
-labels.severity = {{{{ at_least = "high" }}}}
-[routes.facts]
-affected_count = "annotations.affected_count"
-exfiltration_confirmed = "labels.exfiltration"
-systems_affected = "annotations.systems"
-report_phase = "labels.phase"
-"""
+# the shared route, plus the report phase this test reads from a label
+ROUTE = ALERTMANAGER_ROUTE + 'report_phase = "labels.phase"\n'
 LABELS = {
     "alertname": "RansomwareDetected",
     "severity": "critical",
