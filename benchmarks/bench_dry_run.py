@@ -28,7 +28,7 @@ FACTS = {
 }  # fmt: skip
 CHILD = """
 import resource, sys
-from orchestrator.cli import main
+from orchestrator.commands import main
 try:
     main(sys.argv[1:])
 finally:

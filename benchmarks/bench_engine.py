@@ -22,7 +22,7 @@ NOTIFIERS = ROOT / "tests" / "notifiers"
 CHILD = """
 import json, os, resource, sys, time
 from pathlib import Path
-from orchestrator import api
+from orchestrator.session import Breach
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.pluginhost import PluginHost
 playbook, audience, db, notifier = sys.argv[1:5]
@@ -30,11 +30,12 @@ host = PluginHost(plugins_dir=Path(os.environ["BENCH_NOTIFIERS"]))
 text = Path(playbook).read_text().replace("notifier: standin-sms", f"notifier: {notifier}")
 pb = Path(db.split("///")[1]).with_suffix(".yaml"); pb.write_text(text)
 start = time.perf_counter()
-incident = api.trigger(pb, audience=audience, mode="live", db=db, host=host).incident_id
+breach = Breach(db, host=host)
+incident = breach.trigger(pb, audience=audience, mode="live").incident_id
 concurrency = int(os.environ.get("BENCH_CONCURRENCY", "8"))
-api.run(db=db, host=host, until_idle=True, settings=DispatchSettings(concurrency=concurrency))
+breach.run(DispatchSettings(concurrency=concurrency), until_idle=True)
 seconds = time.perf_counter() - start
-status = api.status(incident, db=db)
+status = breach.status(incident)
 print(json.dumps({"seconds": seconds, "sent": status["steps"][0]["deliveries"].get("sent", 0),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

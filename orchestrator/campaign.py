@@ -12,22 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import conditions
 from .audience import AudienceSource, Recipient, open_audience
-from .errors import LedgerError
 from .events import IncidentEvent
 from .fanout import FanOut, StepTally
-from .ledger import FALLBACK_SUFFIX, DeliveryState, Incident, Ledger, StepState, now
+from .ledger import FALLBACK_SUFFIX, DeliveryState, Incident, StepState, now
 from .message import IncidentContext, Message
 from .notice import NoticeRenderer
 from .outbox import Outbox
 from .playbook import Playbook, Step
-from .pluginhost import PluginHost
 from .regimes import Regime
 from .schedule import deadlines
-from .validation import validate_text
+
+if TYPE_CHECKING:
+    from .session import Breach
 
 
 @dataclass
@@ -68,30 +68,26 @@ class Campaign:
 
     def __init__(
         self,
-        *,
-        host: PluginHost,
-        ledger: Ledger,
+        breach: Breach,
         incident: Incident,
-        regimes: Mapping[str, Regime],
+        *,
+        playbook: Playbook | None = None,
         outbox: Outbox | None = None,
         audience: AudienceSource | None = None,
     ) -> None:
-        self.host = host
-        self.ledger = ledger
+        """``playbook`` is the parsed playbook when the caller holds it (a trigger); without
+        it, the one the incident recorded is used (parsed again after a restart)."""
+        self.host = breach.host
+        self.ledger = breach.ledger
         self.row = incident
-        playbook, problems = validate_text(incident.playbook_text, f"{incident.id}:playbook",
-                                           host=host, regimes=dict(regimes))  # fmt: skip
-        if playbook is None or problems:
-            detail = "; ".join(str(p) for p in problems[:3])
-            raise LedgerError(f"incident {incident.id}: its recorded playbook is invalid: {detail}")
-        self.playbook = playbook
-        self.incident = incident_context(playbook, incident, regimes)
+        self.playbook = playbook = playbook or breach.recorded_playbook(incident)
+        self.incident = incident_context(playbook, incident, breach.regimes)
         self.renderer = NoticeRenderer(playbook)
         self._audience = audience
         self.incident_vars = {"id": incident.id, "aware_at": incident.aware_at,
                               "notice_date": now(), "title": playbook.title}  # fmt: skip
         self.fanout = FanOut(
-            host=host, ledger=ledger, playbook=playbook, renderer=self.renderer,
+            host=self.host, ledger=self.ledger, playbook=playbook, renderer=self.renderer,
             incident=self.incident, incident_vars=self.incident_vars, outbox=outbox,
             redirect=_redirect_table(incident.redirect_to),
         )  # fmt: skip

@@ -17,17 +17,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .campaign import Campaign
 from .dispatch import Dispatcher, DispatchSettings, sleep_unless
 from .errors import BreachError
-from .ledger import Ledger, Step, StepState, now
-from .pluginhost import PluginHost
-from .regimes import load_regimes
+from .ledger import Step, StepState, now
+
+if TYPE_CHECKING:
+    from .session import Breach
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +54,16 @@ class Engine:
 
     def __init__(
         self,
+        breach: Breach,
         *,
-        db: str | None = None,
-        host: PluginHost | None = None,
         settings: DispatchSettings | None = None,
-        regimes_file: Path | None = None,
         rescan_seconds: float = 1.0,
         rng: random.Random | None = None,
         on_tick: Callable[[Engine], None] | None = None,
     ) -> None:
-        self.ledger = Ledger(db)
-        self.host = host or PluginHost()
-        self.regimes = load_regimes(regimes_file)
+        self.breach = breach
+        self.ledger = breach.ledger
+        self.host = breach.host
         self.rescan_seconds = rescan_seconds
         self.dispatcher = Dispatcher(
             ledger=self.ledger,
@@ -98,8 +96,7 @@ class Engine:
             return cached
         row = self.ledger.incident(incident_id)
         if cached is None or cached.facts_version != row.facts_version:
-            cached = Campaign(host=self.host, ledger=self.ledger, incident=row,
-                              regimes=self.regimes)  # fmt: skip
+            cached = Campaign(self.breach, row)
             self._campaigns[incident_id] = cached
         self._checked[incident_id] = clock
         return cached

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -210,6 +211,13 @@ class Playbook(_Strict):
     regulators: list[Regulator] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
     limits: Limits = Limits()
+    #: the YAML text it was parsed from (recorded with every incident it opens)
+    _source_text: str = PrivateAttr(default="")
+
+    @property
+    def source_text(self) -> str:
+        """The YAML text this playbook was parsed from ("" when built in code)."""
+        return self._source_text
 
     def regulator(self, regulator_id: str) -> Regulator | None:
         return next((r for r in self.regulators if r.id == regulator_id), None)

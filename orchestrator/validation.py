@@ -69,6 +69,7 @@ def validate_text(
         playbook = Playbook.model_validate(data)
     except ValidationError as exc:
         return None, sorted(problems + _model_problems(exc, smap, data))
+    playbook._source_text = text
     problems += _semantic_problems(playbook, smap, host, regimes or builtin_regimes())
     return playbook, sorted(problems)
 

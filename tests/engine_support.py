@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from orchestrator import api
+from orchestrator.session import Breach
 from orchestrator.ledger import Delivery, Ledger
 from orchestrator.pluginhost import PluginHost
 
@@ -33,8 +33,9 @@ def standin_host(url: str) -> PluginHost:
 
 
 def trigger_live(tmp_path: Path, audience: Path, host: PluginHost, db: str, **kw: Any) -> str:
-    return api.trigger(kw.pop("playbook", PLAYBOOK), audience=str(audience), mode="live",
-                       db=db, host=host, **kw).incident_id  # fmt: skip
+    playbook = kw.pop("playbook", PLAYBOOK)
+    breach = Breach(db, host=host)
+    return breach.trigger(playbook, audience=str(audience), mode="live", **kw).incident_id
 
 
 def deliveries(db: str, incident_id: str) -> list[Delivery]:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from fixtures.server.harness import ALERTMANAGER_ROUTE, HERE, write_config
 
-from orchestrator import api
+from orchestrator.session import Breach
 
 T = TypeVar("T")
 BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -107,7 +107,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         [
             sys.executable,
             "-m",
-            "orchestrator.cli",
+            "orchestrator",
             "serve",
             "--config",
             str(config),
@@ -192,7 +192,7 @@ def post_alert(url: str, **times: str) -> None:
 
 
 def alert_kinds(incident: str, db: str) -> list[str]:
-    return [e["kind"] for e in api.timeline(incident, db=db) if e["kind"].startswith("alert.")]
+    return [e["kind"] for e in Breach(db).timeline(incident) if e["kind"].startswith("alert.")]
 
 
 def test_alertmanager_opens_one_dry_run_incident_joins_repeats_records_resolution(
@@ -203,21 +203,21 @@ def test_alertmanager_opens_one_dry_run_incident_joins_repeats_records_resolutio
     post_alert(stack["alertmanager"], startsAt=started.isoformat())
 
     def the_incident() -> str | None:
-        found = api.status(db=db)["incidents"]  # `breach serve` created the ledger at start
+        found = Breach(db).incidents()  # `breach serve` created the ledger at start
         return str(found[0]["id"]) if found else None
 
     incident = wait_for("the incident", the_incident, 30, logs)
     # the incident is recorded before its dry-run renders; wait for the outbox to be complete
     wait_for("the dry-run to finish",
-             lambda: api.status(incident, db=db)["state"] == "finished", 60, logs)  # fmt: skip
-    status = api.status(incident, db=db)
+             lambda: Breach(db).status(incident)["state"] == "finished", 60, logs)  # fmt: skip
+    status = Breach(db).status(incident)
     assert status["mode"] == "dry-run"
     assert status["playbook"] == "ransomware-unknown-scope"
     assert status["facts"]["affected_count"] == 1200
     assert status["facts"]["exfiltration_confirmed"] is True
     assert status["facts"]["systems_affected"] == ["file servers", "patient portal"]
     assert status["facts"]["report_phase"] == "initial"
-    assert datetime.fromisoformat(api.status(db=db)["incidents"][0]["aware_at"]) == started
+    assert datetime.fromisoformat(Breach(db).incidents()[0]["aware_at"]) == started
     assert Path(status["outbox"], "summary.json").exists()
 
     # Alertmanager repeats the notification every repeat_interval: it joins the incident
@@ -233,8 +233,8 @@ def test_alertmanager_opens_one_dry_run_incident_joins_repeats_records_resolutio
     )
     wait_for("the resolution", lambda: "alert.resolved" in alert_kinds(incident, db), 30, logs)
 
-    assert [i["id"] for i in api.status(db=db)["incidents"]] == [incident]
+    assert [i["id"] for i in Breach(db).incidents()] == [incident]
     kinds = alert_kinds(incident, db)
     assert kinds[0] == "alert.received"
     assert set(kinds) <= {"alert.received", "alert.repeated", "alert.resolved"}
-    assert api.status(incident, db=db)["state"] != "cancelled"
+    assert Breach(db).status(incident)["state"] != "cancelled"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from engine_support import deliveries
 
-from orchestrator import api
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.ledger import Delivery
 from orchestrator.pluginhost import PluginHost
 from orchestrator.retry import RetryPolicy
+from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.cli import FAULTED_PROVIDERS, failure_mix, plugin_settings
 from orchestrator.synthetic import generate_audience
@@ -52,10 +52,13 @@ def campaign(simulator: Simulator, tmp_path: Path) -> tuple[str, str, float]:
     generate_audience(audience, PEOPLE, seed=4)
     host = PluginHost(settings=plugin_settings(simulator.url, simulator.config))
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
-    incident = api.trigger(PLAYBOOK, audience=str(audience), facts={"affected_count": PEOPLE},
-                           mode="live", db=db, host=host).incident_id  # fmt: skip
+    incident = (
+        Breach(db, host=host)
+        .trigger(PLAYBOOK, audience=str(audience), facts={"affected_count": PEOPLE}, mode="live")
+        .incident_id
+    )
     started = time.monotonic()
-    api.run(db=db, host=host, settings=SETTINGS, until_idle=True)
+    Breach(db, host=host).run(SETTINGS, until_idle=True)
     return incident, db, time.monotonic() - started
 
 
@@ -69,7 +72,7 @@ def test_every_person_is_reached_or_has_a_reason_and_the_counts_match(
 ) -> None:
     incident, db, _seconds = campaign
     rows = deliveries(db, incident)
-    status = api.status(incident, db=db)
+    status = Breach(db).status(incident)
     duplicates = int(status["possible_duplicates"])
 
     # Every step fanned out over the whole audience, and every delivery settled.

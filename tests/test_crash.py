@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from engine_support import NOTIFIERS, deliveries, phone_audience, standin_host, states, trigger_live
 
-from orchestrator import api
 from orchestrator.ledger import Ledger
+from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
 PEOPLE = 20_000
@@ -29,7 +29,7 @@ def test_sigkill_at_random_points(simulator: Simulator, tmp_path: Path) -> None:
     seed = int(os.environ.get("BREACH_CRASH_SEED", "20261125"))
     rng = random.Random(seed)
     env = {**os.environ, "STANDIN_URL": simulator.url, "STANDIN_RATE": "3000"}
-    command = [sys.executable, "-m", "orchestrator.cli", "--plugins-dir", str(NOTIFIERS), "run",
+    command = [sys.executable, "-m", "orchestrator", "--plugins-dir", str(NOTIFIERS), "run",
                "--until-idle", "--db", db, "--lease", "1", "--send-timeout", "2",
                "--retry-base", "0.05"]  # fmt: skip
     kills: list[float] = []
@@ -55,7 +55,7 @@ def test_sigkill_at_random_points(simulator: Simulator, tmp_path: Path) -> None:
 
     # Every person: exactly one delivery row, sent; the step and the incident are finished.
     assert states(db, incident) == Counter({"sent": PEOPLE})
-    status = api.status(incident, db=db)
+    status = Breach(db).status(incident)
     assert status["state"] == "finished", status
     # The provider got every message at least once, and at most once plus the counted
     # duplicates: deliveries whose lease expired mid-send because their process was killed.

@@ -24,9 +24,8 @@ from breach_twilio import TwilioSms
 from engine_support import deliveries
 from factories import make_message
 
-from orchestrator.demo import simulator_banner
 from orchestrator.errors import ConfigurationError
-from orchestrator.simulator.cli import load_config_file
+from orchestrator.simulator.cli import load_config_file, simulator_banner
 
 ROOT = Path(__file__).parent.parent
 PLAYBOOK = ROOT / "playbooks" / "credential-leak.yaml"
@@ -35,7 +34,7 @@ WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
 
 
 def _breach(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator.cli", *args]
+    return [sys.executable, "-m", "orchestrator", *args]
 
 
 def _cells(line: str) -> list[str]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import api
 from orchestrator.pluginhost import PluginHost
+from orchestrator.session import Breach
 from orchestrator.synthetic import generate_audience
 
 ROOT = Path(__file__).parent.parent
@@ -33,7 +33,7 @@ def guard(event, args):
     if event.startswith("socket.") or event in ("urllib.Request", "http.client.connect"):
         raise SystemExit(f"NETWORK USED: {event} {args!r}")
 sys.addaudithook(guard)
-from orchestrator.cli import main
+from orchestrator.commands import main
 main()
 """
 
@@ -109,11 +109,12 @@ def test_dry_run_of_each_playbook_opens_no_socket(
 
 def test_counts_and_messages_in_detail(audience: Path, tmp_path: Path) -> None:
     host = PluginHost()
-    result = api.trigger(
-        PLAYBOOKS / "credential-leak.yaml", audience=str(audience),
+    result = Breach(f"sqlite:///{tmp_path / 'l.db'}", host=host).trigger(
+        PLAYBOOKS / "credential-leak.yaml",
+        audience=str(audience),
         facts={"affected_count": "3000", "reset_url": "{{ 7 * 7 }} <b>x</b>"},
-        outbox=tmp_path / "out", db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
-    )  # fmt: skip
+        outbox=tmp_path / "out",
+    )
     steps = {s["step"]: s for s in result.summary["steps"]}
     sms = read_jsonl(tmp_path / "out/sms.jsonl")
     # Fact values are data: the text of a fact is never evaluated as a template.
@@ -135,7 +136,7 @@ def test_counts_and_messages_in_detail(audience: Path, tmp_path: Path) -> None:
     deadline = result.summary["deadlines"][0]
     assert deadline["hours_after_awareness"] == 72.0
     # the ledger holds the same numbers, and `status` reads them back
-    status = api.status(result.incident_id, db=f"sqlite:///{tmp_path / 'l.db'}")
+    status = Breach(f"sqlite:///{tmp_path / 'l.db'}").status(result.incident_id)
     by_step = {s["step"]: s for s in status["steps"]}
     assert by_step["sms-now"]["deliveries"] == steps["sms-now"]["states"]
     assert by_step["sms-now"]["state"] == "done"
@@ -143,10 +144,12 @@ def test_counts_and_messages_in_detail(audience: Path, tmp_path: Path) -> None:
 
 def test_observers_and_vetoes_from_plugins_dir(audience: Path, tmp_path: Path) -> None:
     host = PluginHost(plugins_dir=Path(__file__).parent / "plugins")
-    result = api.trigger(
-        PLAYBOOKS / "ransomware-unknown-scope.yaml", audience=str(audience), facts={},
-        outbox=tmp_path / "out", db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
-    )  # fmt: skip
+    result = Breach(f"sqlite:///{tmp_path / 'l.db'}", host=host).trigger(
+        PLAYBOOKS / "ransomware-unknown-scope.yaml",
+        audience=str(audience),
+        facts={},
+        outbox=tmp_path / "out",
+    )
     observer = sys.modules["breach_local_observer"]
     kinds = [e.kind for e in observer.seen if e.incident_id == result.incident_id]
     assert kinds[0] == "incident.triggered" and kinds[-1] == "incident.finished"
@@ -160,11 +163,12 @@ def test_observers_and_vetoes_from_plugins_dir(audience: Path, tmp_path: Path) -
 
 def test_veto_skips_with_reason(audience: Path, tmp_path: Path) -> None:
     host = PluginHost(plugins_dir=Path(__file__).parent / "plugins")
-    result = api.trigger(
-        PLAYBOOKS / "credential-leak.yaml", audience=str(audience),
-        facts={"affected_count": "3000"}, outbox=tmp_path / "out",
-        db=f"sqlite:///{tmp_path / 'l.db'}", host=host,
-    )  # fmt: skip
+    result = Breach(f"sqlite:///{tmp_path / 'l.db'}", host=host).trigger(
+        PLAYBOOKS / "credential-leak.yaml",
+        audience=str(audience),
+        facts={"affected_count": "3000"},
+        outbox=tmp_path / "out",
+    )
     sms = {s["step"]: s for s in result.summary["steps"]}["sms-now"]
     vetoed = sms["skipped_reasons"].get("vetoed: recipient asked for postal notice only", 0)
     assert vetoed > 0
@@ -184,11 +188,12 @@ def test_bad_rows_are_kept_and_reported(tmp_path: Path) -> None:
         "a4,Bad Phone,,12,en,US\r\n"
         "a5,too,many,fields,here,x,y,z\r\n".encode()
     )
-    result = api.trigger(
-        ROOT / "tests/fixtures/playbooks/minimal.yaml", audience=str(audience),
-        facts={"affected_count": "6"}, outbox=tmp_path / "out",
-        db=f"sqlite:///{tmp_path / 'l.db'}",
-    )  # fmt: skip
+    result = Breach(f"sqlite:///{tmp_path / 'l.db'}").trigger(
+        ROOT / "tests/fixtures/playbooks/minimal.yaml",
+        audience=str(audience),
+        facts={"affected_count": "6"},
+        outbox=tmp_path / "out",
+    )
     step = {s["step"]: s for s in result.summary["steps"]}["sms-all"]
     assert step["people"] == 6 and sum(step["states"].values()) == 6
     assert step["states"] == {"sent": 3, "skipped": 3}
@@ -201,6 +206,6 @@ def test_bad_rows_are_kept_and_reported(tmp_path: Path) -> None:
     assert sorted(r["recipient"] for r in sms) == ["a1", "a2", "a3"]
     by_id = {r["recipient"]: r["payload"]["form"]["To"] for r in sms}
     assert by_id == {"a1": "+14155550101", "a2": "+14155550102", "a3": "+819012345678"}
-    status = api.status(result.incident_id, db=f"sqlite:///{tmp_path / 'l.db'}")
+    status = Breach(f"sqlite:///{tmp_path / 'l.db'}").status(result.incident_id)
     counts = {s["step"]: s["deliveries"] for s in status["steps"]}
     assert counts["sms-all"] == {"sent": 3, "skipped": 3}

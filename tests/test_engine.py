@@ -19,12 +19,11 @@ from engine_support import (
 )  # fmt: skip
 from sqlalchemy import update
 
-from orchestrator import api
 from orchestrator.dispatch import DispatchSettings
-from orchestrator.engine import Engine
 from orchestrator.errors import BreachError, ConfigurationError
 from orchestrator.ledger import DELIVERIES, Ledger
 from orchestrator.retry import RetryPolicy
+from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
 FAST = DispatchSettings(send_timeout=1.0, lease_seconds=5.0, concurrency=8,
@@ -62,10 +61,10 @@ def test_faulty_provider_campaign_reaches_everyone(
     host = standin_host(simulator.url)
     audience = phone_audience(tmp_path / "people.csv", 20_000)
     incident = trigger_live(tmp_path, audience, host, db)
-    report = api.run(db=db, host=host, settings=FAST, until_idle=True)
+    report = Breach(db, host=host).run(FAST, until_idle=True)
     assert states(db, incident) == Counter({"sent": 20_000})
     assert report.counts["retried"] > 0
-    status = api.status(incident, db=db)
+    status = Breach(db).status(incident)
     assert status["state"] == "finished" and status["people"] == 20_000
     assert status["steps"][0]["state"] == "done"
     assert sum(status["steps"][0]["deliveries"].values()) == 20_000
@@ -84,12 +83,12 @@ def test_permanent_failures_are_not_retried(simulator: Simulator, tmp_path: Path
     incident = trigger_live(tmp_path, audience, host, db)
     # Fan the step out without sending, then point one delivery at an address the stand-in
     # refuses ("invalid..."), as a provider refuses a number it knows to be dead.
-    campaign = Engine(db=db, host=host).campaign(incident)
+    campaign = Breach(db, host=host).engine().campaign(incident)
     campaign.run_step(campaign.playbook.steps[0], datetime.now(UTC))
     with Ledger(db).engine.begin() as c:
         c.execute(update(DELIVERIES).where(DELIVERIES.c.recipient_id == "bad")
                   .values(contact="invalid-number"))  # fmt: skip
-    api.run(db=db, host=host, settings=FAST, until_idle=True)
+    Breach(db, host=host).run(FAST, until_idle=True)
     rows = {d.recipient_id: d for d in deliveries(db, incident)}
     assert rows["bad"].state == "failed" and rows["bad"].attempts == 1
     assert "invalid recipient" in (rows["bad"].reason or "")
@@ -104,7 +103,7 @@ def test_dead_after_last_attempt_with_reason(simulator: Simulator, tmp_path: Pat
     incident = trigger_live(tmp_path, audience, host, db)
     settings = DispatchSettings(send_timeout=1.0, policy=RetryPolicy(max_attempts=3, base=0.01),
                                 circuit_threshold=1000)  # fmt: skip
-    api.run(db=db, host=host, settings=settings, until_idle=True)
+    Breach(db, host=host).run(settings, until_idle=True)
     rows = deliveries(db, incident)
     assert {d.state for d in rows} == {"dead"}
     assert all(d.attempts == 3 and d.reason == "gave up after 3 attempts: HTTP 503" for d in rows)
@@ -131,15 +130,15 @@ def test_approval_gate_waits_for_a_named_person(simulator: Simulator, tmp_path: 
     host = standin_host(simulator.url)
     incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 30), host, db,
                             playbook=playbook)  # fmt: skip
-    api.run(db=db, host=host, settings=FAST, until_idle=True)
-    assert api.status(incident, db=db)["steps"][0]["state"] == "awaiting_approval"
+    Breach(db, host=host).run(FAST, until_idle=True)
+    assert Breach(db).status(incident)["steps"][0]["state"] == "awaiting_approval"
     assert deliveries(db, incident) == [] and simulator.accepted("standin") == []
     with pytest.raises(BreachError, match="--by"):
-        api.approve(incident, "sms-all", by=" ", db=db)
-    api.approve(incident, "sms-all", by="Dana Ortiz (DPO)", db=db)
-    api.run(db=db, host=host, settings=FAST, until_idle=True)
+        Breach(db).approve(incident, "sms-all", by=" ")
+    Breach(db).approve(incident, "sms-all", by="Dana Ortiz (DPO)")
+    Breach(db, host=host).run(FAST, until_idle=True)
     assert states(db, incident) == Counter({"sent": 30})
-    approved = [e for e in api.timeline(incident, db=db) if e["kind"] == "step.approved"]
+    approved = [e for e in Breach(db).timeline(incident) if e["kind"] == "step.approved"]
     assert approved[0]["actor"] == "Dana Ortiz (DPO)"
 
 
@@ -150,10 +149,10 @@ def test_cancel_stops_pending_work(simulator: Simulator, tmp_path: Path) -> None
     host = standin_host(simulator.url)
     incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 10), host, db,
                             playbook=playbook)  # fmt: skip
-    result = api.cancel(incident, by="ic", reason="false alarm", db=db)
+    result = Breach(db).cancel(incident, by="ic", reason="false alarm")
     assert result["skipped"] == 0
-    api.run(db=db, host=host, settings=FAST, until_idle=True)
-    status = api.status(incident, db=db)
+    Breach(db, host=host).run(FAST, until_idle=True)
+    status = Breach(db).status(incident)
     assert status["state"] == "cancelled" and status["steps"][0]["state"] == "cancelled"
     assert simulator.accepted("standin") == []
 
@@ -172,11 +171,11 @@ def test_restart_runs_late_steps_or_records_them_missed(
     aware = datetime.now(UTC) - timedelta(days=1)  # everything came due while nothing ran
     incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 10), host, db,
                             playbook=playbook, aware_at=aware)  # fmt: skip
-    api.run(db=db, host=host, settings=FAST, until_idle=True)
-    steps = {s["step"]: s for s in api.status(incident, db=db)["steps"]}
+    Breach(db, host=host).run(FAST, until_idle=True)
+    steps = {s["step"]: s for s in Breach(db).status(incident)["steps"]}
     assert steps["sms-all"]["state"] == "done"  # run_late (the default)
     assert steps["skip-if-late"]["state"] == "missed"
-    assert any(e["kind"] == "step.missed" for e in api.timeline(incident, db=db))
+    assert any(e["kind"] == "step.missed" for e in Breach(db).timeline(incident))
 
 
 def test_redirect_sends_everything_to_test_recipients(simulator: Simulator, tmp_path: Path) -> None:
@@ -186,7 +185,7 @@ def test_redirect_sends_everything_to_test_recipients(simulator: Simulator, tmp_
     host = standin_host(simulator.url)
     incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 40), host, db,
                             redirect_to=redirect)  # fmt: skip
-    api.run(db=db, host=host, settings=FAST, until_idle=True)
+    Breach(db, host=host).run(FAST, until_idle=True)
     assert {m.recipient for m in simulator.accepted("standin")} == {"+14155550150", "+14155550151"}
-    assert api.status(incident, db=db)["redirected"] is True
-    assert json.loads(json.dumps(api.status(incident, db=db)))["people"] == 40
+    assert Breach(db).status(incident)["redirected"] is True
+    assert json.loads(json.dumps(Breach(db).status(incident)))["people"] == 40

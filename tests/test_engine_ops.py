@@ -11,10 +11,9 @@ from typing import Any
 
 from engine_support import NOTIFIERS, PLAYBOOK, phone_audience, standin_host, states, trigger_live
 
-from orchestrator import api
 from orchestrator.dispatch import DispatchSettings
-from orchestrator.engine import Engine
 from orchestrator.retry import RetryPolicy
+from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
 
@@ -27,8 +26,9 @@ def test_circuit_opens_while_the_provider_is_down(simulator: Simulator, tmp_path
     settings = DispatchSettings(send_timeout=1.0, concurrency=1, circuit_threshold=2,
                                 circuit_cooldown=0.1, circuit_max_cooldown=0.2,
                                 policy=RetryPolicy(max_attempts=3, base=0.01))  # fmt: skip
-    engine = Engine(db=db, host=host, settings=settings,
-                    on_tick=lambda e: seen.append(e.dispatcher.circuit_states()))  # fmt: skip
+    engine = Breach(db, host=host).engine(
+        settings, on_tick=lambda e: seen.append(e.dispatcher.circuit_states())
+    )
     engine.rescan_seconds = 0.1
     import asyncio
 
@@ -50,10 +50,10 @@ def test_sandbox_mode_reaches_the_notifier(tmp_path: Path) -> None:
     playbook = tmp_path / "leaky.yaml"
     playbook.write_text(PLAYBOOK.read_text().replace("standin-sms", "leaky-sms"))
     db = f"sqlite:///{tmp_path / 'l.db'}"
-    api.trigger(playbook, audience=str(phone_audience(tmp_path / "p.csv", 3)), mode="sandbox",
-                db=db, host=host)  # fmt: skip
-    api.run(db=db, host=host, until_idle=True,
-            settings=DispatchSettings(policy=RetryPolicy(max_attempts=1)))  # fmt: skip
+    Breach(db, host=host).trigger(
+        playbook, audience=str(phone_audience(tmp_path / "p.csv", 3)), mode="sandbox"
+    )
+    Breach(db, host=host).run(DispatchSettings(policy=RetryPolicy(max_attempts=1)), until_idle=True)
     assert leaky.modes == ["sandbox"]  # type: ignore[attr-defined]
 
 
@@ -64,10 +64,11 @@ def test_json_logs_mask_personal_data(tmp_path: Path) -> None:
     from orchestrator.pluginhost import PluginHost
 
     host = PluginHost(plugins_dir=NOTIFIERS)
-    api.trigger(playbook, audience=str(phone_audience(tmp_path / "p.csv", 2)), mode="live",
-                db=db, host=host)  # fmt: skip
+    Breach(db, host=host).trigger(
+        playbook, audience=str(phone_audience(tmp_path / "p.csv", 2)), mode="live"
+    )
     run = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "--plugins-dir", str(NOTIFIERS), "run",
+        [sys.executable, "-m", "orchestrator", "--plugins-dir", str(NOTIFIERS), "run",
          "--until-idle", "--db", db, "--log-json", "--max-attempts", "1"],
         capture_output=True, text=True, check=False, env=os.environ.copy(), timeout=120,
     )  # fmt: skip
@@ -85,16 +86,16 @@ def test_status_command_shows_deadlines_and_counts(simulator: Simulator, tmp_pat
     db = f"sqlite:///{tmp_path / 'l.db'}"
     host = standin_host(simulator.url)
     incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 50), host, db)
-    api.run(db=db, host=host, until_idle=True)
+    Breach(db, host=host).run(until_idle=True)
     shown = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "--plugins-dir", str(NOTIFIERS), "status",
+        [sys.executable, "-m", "orchestrator", "--plugins-dir", str(NOTIFIERS), "status",
          incident, "--db", db], capture_output=True, text=True, check=False,
         env={**os.environ, "COLUMNS": "160"},
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "sent: 50" in shown.stdout and "done" in shown.stdout
     as_json = json.loads(subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "status", incident, "--db", db, "--json"],
+        [sys.executable, "-m", "orchestrator", "status", incident, "--db", db, "--json"],
         capture_output=True, text=True, check=True).stdout)  # fmt: skip
     assert as_json["steps"][0]["deliveries"] == {"sent": 50}
     assert as_json["possible_duplicates"] == 0

@@ -22,7 +22,7 @@ BUILTIN_CHANNELS = {"sms", "call", "email", "push", "announcement", "regulator"}
 def breach(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
            ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-c", "from orchestrator.cli import main; main()", *args],
+        [sys.executable, "-c", "from orchestrator.commands import main; main()", *args],
         capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}, cwd=cwd,
     )  # fmt: skip
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from engine_support import phone_audience, standin_host, trigger_live
 
-from orchestrator import api
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.retry import RetryPolicy
+from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
 RATE = 50
@@ -28,8 +28,8 @@ def test_send_rate_stays_within_the_limit(
     incident = trigger_live(tmp_path, phone_audience(tmp_path / "p.csv", 12 * RATE), host, db)
     settings = DispatchSettings(rates={"standin-sms": RATE}, concurrency=4,
                                 policy=RetryPolicy(base=0.05))  # fmt: skip
-    api.run(db=db, host=host, settings=settings, until_idle=True)
-    assert api.status(incident, db=db)["steps"][0]["deliveries"] == {"sent": 12 * RATE}
+    Breach(db, host=host).run(settings, until_idle=True)
+    assert Breach(db).status(incident)["steps"][0]["deliveries"] == {"sent": 12 * RATE}
 
     times = sorted(m.accepted_monotonic for m in simulator.accepted("standin"))
     start = times[0]

@@ -137,7 +137,7 @@ def test_breach_serve_with_a_broken_config_prints_located_errors(tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "orchestrator.cli",
+            "orchestrator",
             "serve",
             "--config",
             str(path),
@@ -163,7 +163,7 @@ def test_breach_serve_with_a_broken_config_prints_located_errors(tmp_path: Path)
 
 def test_breach_serve_without_a_config_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "serve"],
+        [sys.executable, "-m", "orchestrator", "serve"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

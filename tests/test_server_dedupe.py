@@ -26,7 +26,7 @@ from fixtures.server.harness import (
     write_config,
 )
 
-from orchestrator import api
+from orchestrator.session import Breach
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def notify(server: LiveServer, *alerts: dict[str, Any], group: str = "g1") -> ht
 def alert_events(incident: str, db: str) -> list[tuple[str, dict[str, Any]]]:
     return [
         (e["kind"], e["detail"])
-        for e in api.timeline(incident, db=db)
+        for e in Breach(db).timeline(incident)
         if e["kind"].startswith("alert.")
     ]
 
@@ -72,7 +72,7 @@ def test_repeated_notification_joins_the_open_incident(server: LiveServer, db: s
 
 def test_new_alert_in_the_group_adds_its_facts(server: LiveServer, db: str) -> None:
     incident = notify(server, alert("f1")).json()["incident"]
-    assert api.status(incident, db=db)["facts"]["exfiltration_confirmed"] is False
+    assert Breach(db).status(incident)["facts"]["exfiltration_confirmed"] is False
     newer = alert("f2", exfiltration="true")
     newer["annotations"]["affected_count"] = "5000"
     response = notify(server, alert("f1"), newer)
@@ -83,7 +83,7 @@ def test_new_alert_in_the_group_adds_its_facts(server: LiveServer, db: str) -> N
         {"fingerprint": "f2", "facts": ["affected_count", "exfiltration_confirmed"]},
     ) in events
     assert ("alert.repeated", {"fingerprints": ["f1"]}) in events
-    facts = api.status(incident, db=db)["facts"]
+    facts = Breach(db).status(incident)["facts"]
     assert facts["affected_count"] == 5000
     assert facts["exfiltration_confirmed"] is True
     assert len(incidents(db)) == 1
@@ -102,19 +102,19 @@ def test_a_joining_alert_with_a_bad_value_is_recorded_without_its_facts(
     assert kind == "alert.joined"
     assert detail["fingerprint"] == "f2"
     assert "annotations.affected_count" in detail["facts_refused"]
-    assert api.status(incident, db=db)["facts"]["affected_count"] == 1200
+    assert Breach(db).status(incident)["facts"]["affected_count"] == 1200
     notify(server, alert("f1", status="resolved"), odd)
     assert ("alert.resolved", {"fingerprint": "f1"}) in alert_events(incident, db)
 
 
 def test_resolution_is_recorded_and_cancels_nothing(server: LiveServer, db: str) -> None:
     incident = notify(server, alert("f1")).json()["incident"]
-    before = api.status(incident, db=db)
+    before = Breach(db).status(incident)
     response = notify(server, alert("f1", status="resolved"))
     assert response.status_code == 200
     assert response.json()["alerts"]["resolved"] == ["f1"]
     assert alert_events(incident, db)[-1] == ("alert.resolved", {"fingerprint": "f1"})
-    after = api.status(incident, db=db)
+    after = Breach(db).status(incident)
     assert after["state"] == before["state"]
     assert [s["state"] for s in after["steps"]] == [s["state"] for s in before["steps"]]
     # Alertmanager may send the resolution again: it is recorded once
@@ -196,7 +196,7 @@ def test_generic_flow_create_repeat_update_resolve(server: LiveServer, db: str) 
         "alert.resolved",
     ]
     assert alert_events(incident, db)[-1][1] == {"ref": "DLP-4471"}
-    assert api.status(incident, db=db)["facts"]["affected_count"] == 4800
+    assert Breach(db).status(incident)["facts"]["affected_count"] == 4800
     assert len(incidents(db)) == 1
     other = send_generic(server, incident_ref="DLP-9000")
     assert other.status_code == 201

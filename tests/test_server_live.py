@@ -10,8 +10,8 @@ import httpx
 from engine_support import PLAYBOOK, phone_audience, standin_host
 from fixtures.server.harness import SECRET, LiveServer, incidents, load, signed_headers
 
-from orchestrator import api
 from orchestrator.engine import Engine
+from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
 
@@ -40,8 +40,12 @@ dedupe = "ref"
 source = "dlp"
 """)
     db = f"sqlite:///{tmp_path / 'l.db'}"
-    engine = Engine(db=db, host=host, rescan_seconds=0.2)
-    with LiveServer(load(config_path, host), db=db, host=host, engine=engine) as server:
+    with LiveServer(
+        load(config_path, host),
+        db=db,
+        host=host,
+        engine=lambda breach: Engine(breach, rescan_seconds=0.2),
+    ) as server:
         body = json.dumps({"source": "dlp", "ref": "DLP-77"}).encode()
         answer = httpx.post(f"{server.url}/hooks/generic", content=body,
                             headers=signed_headers(body), timeout=10)  # fmt: skip
@@ -50,7 +54,7 @@ source = "dlp"
         assert incident["mode"] == "live"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            status = api.status(incident["id"], db=db)
+            status = Breach(db).status(incident["id"])
             if status["steps"][0]["deliveries"].get("sent") == 300:
                 break
             time.sleep(0.2)

@@ -18,11 +18,12 @@ import httpx
 import pytest
 from fixtures.server.harness import PEOPLE, PLAYBOOK, load, serving, write_config
 
-from orchestrator import api, hookimpl
+from orchestrator import hookimpl
 from orchestrator.ledger import Ledger
 from orchestrator.notifier import Notifier, Setting
 from orchestrator.pluginhost import PluginHost
 from orchestrator.receipts import ReceiptRequest, ReceiptUpdate
+from orchestrator.session import Breach
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -35,13 +36,12 @@ def db(tmp_path: Path) -> str:
 @pytest.fixture
 def sent_key(db: str, tmp_path: Path) -> str:
     """A dry-run incident whose deliveries are `sent`: the key of one e-mail delivery."""
-    result = api.trigger(
+    result = Breach(db).trigger(
         PLAYBOOK,
         audience=str(PEOPLE),
         facts={"exfiltration_confirmed": True},
         mode="dry-run",
         outbox=tmp_path / "outbox",
-        db=db,
     )
     return f"{result.incident_id}:email-if-confirmed:cust-00000003"
 
@@ -165,19 +165,6 @@ def test_genuine_receipt_updates_the_delivery(
     assert delivery_state(db, sent_key) == "delivered"
 
 
-def test_ledger_without_apply_receipts_is_501(
-    tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delattr(Ledger, "apply_receipts", raising=False)
-    body = json.dumps([{"state": "delivered", "delivery_key": sent_key}])
-    with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
-        response = httpx.post(
-            f"{server.url}/receipts/echo", content=body, headers={"X-Echo-Secret": "s3cret"}
-        )
-    assert response.status_code == 501
-    assert "cannot apply delivery receipts" in response.json()["detail"]
-
-
 def test_unknown_handler_and_oversized_receipt(
     tmp_path: Path, db: str, echo_host: PluginHost
 ) -> None:
@@ -212,7 +199,7 @@ def breach_serve(tmp_path: Path, db: str) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "orchestrator.cli",
+            "orchestrator",
             "--plugins-dir",
             str(PLUGINS),
             "serve",

@@ -133,13 +133,13 @@ def test_replayed_signature_is_409_and_changes_nothing(server: LiveServer, db: s
     assert first.status_code == 201
     before = incidents(db)
     incident = first.json()["incident"]
-    from orchestrator import api
+    from orchestrator.session import Breach
 
-    timeline = api.timeline(incident, db=db)
+    timeline = Breach(db).timeline(incident)
     replay = httpx.post(f"{server.url}/hooks/generic", content=body, headers=headers)
     assert "already received" in str(assert_problem(replay, 409, "replay")["detail"])
     assert incidents(db) == before
-    assert api.timeline(incident, db=db) == timeline
+    assert Breach(db).timeline(incident) == timeline
 
 
 def test_a_refused_signed_request_can_be_retried(server: LiveServer, db: str) -> None:

@@ -26,7 +26,7 @@ CONFIG = HERE / "breach.toml"
 
 def breach(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
+        [sys.executable, "-m", "orchestrator", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -95,9 +95,9 @@ def test_shows_the_open_incident_it_would_join(tmp_path: Path) -> None:
 
 
 def _timeline(incident: str, db: str) -> list[dict[str, object]]:
-    from orchestrator import api
+    from orchestrator.session import Breach
 
-    return api.timeline(incident, db=db)
+    return Breach(db).timeline(incident)
 
 
 def test_no_route_exits_1_and_says_why(tmp_path: Path) -> None:

@@ -26,10 +26,10 @@ from fixtures.server.harness import (
     write_config,
 )
 
-from orchestrator import api
 from orchestrator.errors import FactError
 from orchestrator.server.config import DEFAULT_SEVERITIES
 from orchestrator.server.routing import compile_matcher, lookup, mapped_facts
+from orchestrator.session import Breach
 
 ORDER = DEFAULT_SEVERITIES
 VIEW = {
@@ -137,14 +137,14 @@ def test_alert_labels_and_annotations_become_typed_facts(config: Any, tmp_path: 
     with serving(config, db) as server:
         response = post_alert(server.url, alertmanager_payload())
     assert response.status_code == 201
-    incident = api.status(response.json()["incident"], db=db)
+    incident = Breach(db).status(response.json()["incident"])
     assert incident["mode"] == "dry-run"
     assert incident["facts"]["affected_count"] == 1200
     assert incident["facts"]["exfiltration_confirmed"] is True
     assert incident["facts"]["systems_affected"] == ["file servers", "patient portal"]
     assert incident["facts"]["report_phase"] == "initial"  # the playbook's default
     # awareness is when the alert started, not when the webhook arrived
-    assert api.status(db=db)["incidents"][0]["aware_at"].startswith("2026-11-25T09:14:03")
+    assert Breach(db).incidents()[0]["aware_at"].startswith("2026-11-25T09:14:03")
     outbox = Path(incident["outbox"])
     assert outbox.parent == tmp_path / "outbox"  # resolved against the config file
     assert (outbox / "summary.json").exists()
@@ -174,10 +174,10 @@ def test_any_alert_of_the_group_can_match_and_supplies_the_facts(
     with serving(config, db) as server:
         response = post_alert(server.url, document)
     assert response.status_code == 201
-    facts = api.status(response.json()["incident"], db=db)["facts"]
+    facts = Breach(db).status(response.json()["incident"])["facts"]
     assert facts["exfiltration_confirmed"] is True
     received = [
-        e for e in api.timeline(response.json()["incident"], db=db) if e["kind"] == "alert.received"
+        e for e in Breach(db).timeline(response.json()["incident"]) if e["kind"] == "alert.received"
     ]
     assert received[0]["detail"]["lead"] == "f2"
     assert received[0]["detail"]["fingerprints"] == ["f1", "f2"]
@@ -200,7 +200,7 @@ def test_alert_text_is_data_never_a_template(config: Any, tmp_path: Path) -> Non
     with serving(config, db) as server:
         response = post_alert(server.url, document)
     assert response.status_code == 201
-    outbox = Path(api.status(response.json()["incident"], db=db)["outbox"])
+    outbox = Path(Breach(db).status(response.json()["incident"])["outbox"])
     notices = (outbox / "notices.jsonl").read_text("utf-8")
     assert "{{ 7 * 7 }}" in notices
     assert "{% raw %}x" in notices
@@ -214,7 +214,7 @@ def test_generic_payload_fields_become_facts(config: Any, tmp_path: Path) -> Non
             f"{server.url}/hooks/generic", content=body, headers=signed_headers(body)
         )
     assert response.status_code == 201, response.text
-    facts = api.status(response.json()["incident"], db=db)["facts"]
+    facts = Breach(db).status(response.json()["incident"])["facts"]
     assert facts["systems_affected"] == ["file servers", "backup NAS"]
     assert facts["affected_count"] == 1200
 

@@ -22,7 +22,7 @@ from fixtures.server.harness import (
     write_config,
 )
 
-from orchestrator import api
+from orchestrator.session import Breach
 
 
 class FakeEngine:
@@ -40,15 +40,15 @@ class FakeEngine:
 
 @pytest.fixture
 def modes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The mode of every api.trigger call the server makes."""
+    """The mode of every trigger the server makes."""
     seen: list[str] = []
-    real = api.trigger
+    real = Breach.trigger
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(kwargs["mode"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(api, "trigger", spy)
+    monkeypatch.setattr(Breach, "trigger", spy)
     return seen
 
 
@@ -83,7 +83,7 @@ def test_staging_server_runs_live_routes_as_dry_runs(tmp_path: Path, modes: list
     assert modes == ["dry-run", "dry-run"]
     assert [i["mode"] for i in incidents(db)] == ["dry-run", "dry-run"]
     for incident in incidents(db):
-        assert Path(api.status(incident["id"], db=db)["outbox"]).is_relative_to(tmp_path)
+        assert Path(Breach(db).status(incident["id"])["outbox"]).is_relative_to(tmp_path)
     assert health["force_mode"] == "dry-run"
     assert engine.calls == ["start", "stop"]
 
@@ -109,7 +109,7 @@ def test_live_route_without_engine_is_503_and_creates_nothing(
 def test_routes_test_shows_the_forced_mode(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from orchestrator.cli import cli
+    from orchestrator.commands import cli
 
     result = CliRunner().invoke(
         cli,

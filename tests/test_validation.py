@@ -109,12 +109,12 @@ def test_unknown_fact_in_condition(host: PluginHost) -> None:
 
 def test_cli_exit_codes_and_output(tmp_path: Path) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "validate", *map(str, PLAYBOOKS.glob("*.yaml"))],
+        [sys.executable, "-m", "orchestrator", "validate", *map(str, PLAYBOOKS.glob("*.yaml"))],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "validate", str(BROKEN / "unknown-key.yaml"),
+        [sys.executable, "-m", "orchestrator", "validate", str(BROKEN / "unknown-key.yaml"),
          str(BROKEN / "duplicate-step.yaml")],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from alembic import command
 from alembic.config import Config
@@ -241,17 +241,20 @@ class Ledger:
             return postgresql_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
         raise LedgerError(f"unsupported ledger database: {name} (use SQLite or PostgreSQL)")
 
-    def delivery_counts(self, incident_id: str) -> dict[str, dict[str, int]]:
-        """step id -> state -> count."""
+    def delivery_counts(
+        self, incident_id: str, *, by: Literal["step", "channel"] = "step"
+    ) -> dict[str, dict[str, int]]:
+        """step id (or channel) -> state -> count."""
+        column = Delivery.step_id if by == "step" else Delivery.channel
         out: dict[str, dict[str, int]] = {}
         with self.session() as s:
             rows = s.execute(
-                select(Delivery.step_id, Delivery.state, func.count())
+                select(column, Delivery.state, func.count())
                 .where(Delivery.incident_id == incident_id)
-                .group_by(Delivery.step_id, Delivery.state)
+                .group_by(column, Delivery.state)
             )
-            for step_id, state, n in rows:
-                out.setdefault(step_id, {})[state] = n
+            for key, state, n in rows:
+                out.setdefault(str(key), {})[str(state)] = int(n)
         return out
 
     def reasons(self, incident_id: str, step_id: str | None = None) -> dict[str, dict[str, int]]:

@@ -25,23 +25,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
 from ..errors import AudienceError, BreachError, FactError, LedgerError, ValidationFailed
 from ..logs import mask_text
-from ..pluginhost import PluginHost
 from ..receipts import ReceiptRejected, ReceiptUpdate
+from ..session import Breach
+from ..version import __version__
 from . import alertmanager as am
 from .auth import ReplayCache, Replayed, Unauthorized, check_alertmanager, check_signature
 from .config import ServerConfig
 from .intake import Decision, Intake, LiveUnavailable, PayloadInvalid
 from .logs import RequestLog
-from .receipts import (
-    ReceiptsUnsupported,
-    apply_receipts,
-    build_request,
-    called_url,
-    plugin_settings,
-)
+from .receipts import build_request, called_url, plugin_settings
 
 log = logging.getLogger("orchestrator.server")
 T = TypeVar("T")
@@ -186,14 +180,14 @@ def decided(request: Request, decision: Decision, stats: Counter[str]) -> JSONRe
 
 def create_app(
     config: ServerConfig,
+    breach: Breach,
     *,
-    host: PluginHost,
     engine: DeliveryEngine | None = None,
-    db: str | None = None,
 ) -> FastAPI:
-    """The server for ``config``. ``engine``, when given, is started and stopped with it and
-    makes live routes available; without it, live routes answer 503."""
-    intake = Intake(config, host=host, db=db, live_available=engine is not None)
+    """The server for ``config`` over the process's session. ``engine``, when given, is started
+    and stopped with it and makes live routes available; without it, live routes answer 503."""
+    host = breach.host
+    intake = Intake(config, breach, live_available=engine is not None)
     replays = ReplayCache()
     stats: Counter[str] = Counter()
     settings = {name: plugin_settings(host, plugin)
@@ -359,9 +353,7 @@ def create_app(
         note(request, updates=len(updates))
         if updates:
             try:
-                await anyio.to_thread.run_sync(apply_receipts, updates, db)
-            except ReceiptsUnsupported as exc:
-                refuse(501, "receipts-unsupported", "Receipts not supported yet", str(exc))
+                await anyio.to_thread.run_sync(breach.apply_receipts, updates)
             except LedgerError as exc:
                 refuse(503, "dependency-unavailable", "Ledger unavailable", str(exc))
         return JSONResponse({"status": "accepted", "updates": len(updates)})

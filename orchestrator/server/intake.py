@@ -25,10 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from .. import api
 from ..errors import BreachError, FactError
-from ..ledger import Ledger
-from ..pluginhost import PluginHost
+from ..session import Breach
 from . import alertmanager as am
 from .config import Route, ServerConfig
 from .routing import MISSING, first_failure, lookup, mapped_facts, resolve_facts, select
@@ -109,17 +107,14 @@ class Intake:
     def __init__(
         self,
         config: ServerConfig,
+        breach: Breach,
         *,
-        host: PluginHost,
-        db: str | None = None,
         live_available: bool = False,
     ) -> None:
         self.config = config
-        self.host = host
-        self.db = db
+        self.breach = breach
         self.live_available = live_available
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
-        self._ledger: Ledger | None = None
 
     @contextmanager
     def locked(self, *keys: str) -> Iterator[None]:
@@ -180,7 +175,7 @@ class Intake:
     def _join_alertmanager(
         self, incident_id: str, key: str, notification: am.Notification
     ) -> Decision:
-        events = api.timeline(incident_id, db=self.db)
+        events = self.breach.timeline(incident_id)
         states = _alert_states(events)
         route = self._route_of(events)
         current: dict[str, Any] | None = None
@@ -304,11 +299,10 @@ class Intake:
             for param, fact in audience.bind.items():
                 params[param] = decision.facts.get(fact)
             options["params"] = params
-        result = api.trigger(
-            route.playbook_path, audience=audience.spec, audience_options=options,
+        result = self.breach.trigger(
+            route.playbook, audience=audience.spec, audience_options=options,
             facts=decision.facts, aware_at=decision.aware_at, mode="live" if live else "dry-run",
-            outbox=None if live else self._outbox(route), db=self.db, host=self.host,
-            regimes_file=self.config.regimes_file, source=decision.hook,
+            outbox=None if live else self._outbox(route), source=decision.hook,
             dedupe_key=decision.dedupe_key,
         )  # fmt: skip
         return result.incident_id
@@ -341,18 +335,16 @@ class Intake:
         detail: Mapping[str, Any],
         facts: Mapping[str, Any] | None = None,
     ) -> None:
-        api.add_to_timeline(incident_id, kind, detail=detail, facts=facts or None,
-                            actor="webhook", db=self.db, host=self.host)  # fmt: skip
+        self.breach.record(incident_id, kind, detail=detail, facts=facts or None,
+                           actor="webhook")  # fmt: skip
 
     # -- ledger reads ---------------------------------------------------------------------------
 
     def _open(self, key: str) -> str | None:
-        return api.find_open_incident(key, db=self.db)
+        return self.breach.find_open_incident(key)
 
     def _facts(self, incident_id: str) -> dict[str, Any]:
-        if self._ledger is None:
-            self._ledger = Ledger(self.db)
-        return dict(self._ledger.incident(incident_id).facts)
+        return self.breach.facts(incident_id)
 
     def _route_of(self, events: Sequence[Mapping[str, Any]]) -> Route | None:
         """The route that opened an incident (from its alert.received event), if still there."""

@@ -3,26 +3,19 @@
 Each handler a plugin registers (``register_receipts``) is served at ``POST /receipts/<name>``.
 The handler sees the URL exactly as the provider called it (providers sign it), the headers,
 the raw body, the parsed form for form-encoded bodies, and the settings of its plugin's notifiers
-(from the environment or ``NAME_FILE``). It checks the signature; the ledger applies the result.
+(from the environment or ``NAME_FILE``). It checks the signature; the session applies the result.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl
 
-from ..errors import BreachError
-from ..ledger import Ledger
 from ..pluginhost import PluginHost, resolve_settings
-from ..receipts import ReceiptRequest, ReceiptUpdate
+from ..receipts import ReceiptRequest
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
-
-
-class ReceiptsUnsupported(BreachError):
-    """The ledger cannot apply receipts yet (HTTP 501)."""
 
 
 def plugin_settings(host: PluginHost, plugin: str) -> dict[str, str]:
@@ -85,21 +78,3 @@ def build_request(
             form.setdefault(key, value)
     return ReceiptRequest(url=url, method=method, headers=merged, body=body, form=form,
                           settings=dict(settings))  # fmt: skip
-
-
-def apply_receipts(updates: Sequence[ReceiptUpdate], db: str | None) -> Any:
-    """Apply receipt updates to the ledger; the one place the server does so.
-
-    Raises :class:`ReceiptsUnsupported` while the ledger has no ``apply_receipts`` method.
-    """
-    ledger = Ledger(db)
-    try:
-        method = getattr(ledger, "apply_receipts", None)
-        if method is None:
-            raise ReceiptsUnsupported(
-                "this version's ledger cannot apply delivery receipts yet; the receipt was "
-                "authenticated but not recorded"
-            )
-        return method(updates)
-    finally:
-        ledger.close()

@@ -19,7 +19,7 @@ import aiohttp
 from .base import Callback
 from .state import CallbackRecord, SimState
 
-__all__ = ["CallbackDispatcher", "is_loopback_url", "twilio_signature"]
+__all__ = ["CallbackDispatcher", "is_loopback_host", "is_loopback_url", "twilio_signature"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,11 @@ def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> st
 def is_loopback_url(url: str) -> bool:
     """True when the URL's host is this machine (localhost, 127.0.0.0/8, ::1)."""
     host = urlsplit(url).hostname
-    if host is None:
-        return False
+    return host is not None and is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ::1."""
     if host == "localhost":
         return True
     try:

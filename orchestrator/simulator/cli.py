@@ -5,7 +5,9 @@
 - :func:`failure_mix` turns "this share of requests fails" into a provider configuration that
   fails them the three ways providers do: 5xx, 429 and a dropped connection;
 - :func:`plugin_settings` are the settings that point the built-in provider plugins at a running
-  simulator, through each plugin's documented endpoint setting.
+  simulator, through each plugin's documented endpoint setting;
+- :func:`simulator_banner` is what ``breach simulate`` prints: where it listens, and those
+  settings as shell exports.
 
 The settings are names and values only: this module imports no provider SDK and no plugin.
 """
@@ -27,6 +29,7 @@ __all__ = [
     "failure_mix",
     "load_config_file",
     "plugin_settings",
+    "simulator_banner",
 ]
 
 #: The providers the built-in plugins talk to (the stand-in serves the engine's own tests).
@@ -115,3 +118,34 @@ def plugin_settings(
         "FCM_PROJECT_ID": FCM_PROJECT_ID,
         "FCM_ACCESS_TOKEN": config.fcm_access_token,
     }
+
+
+def simulator_banner(url: str, config: SimulatorConfig) -> str:
+    """Where the simulator is, and the exports that point the provider plugins at it."""
+    lines = [
+        f"Provider simulator listening on {url}",
+        f"  page     {url}/  (what each provider received)",
+        f"  control  {url}/_sim/stats  {url}/_sim/faults  (POST faults, e.g. "
+        '{"twilio": {"error_rate": 0.1}})  POST /_sim/reset',
+        "",
+        "Point the provider plugins at it (the simulator's own credentials; nothing leaves this "
+        "machine):",
+    ]
+    lines += [f"  export {name}={_shell_quote(value)}" for name, value in
+              plugin_settings(url, config).items()]  # fmt: skip
+    defaults = ProviderConfig().to_dict()
+    faults = []
+    for name in FAULTED_PROVIDERS:
+        changed = {k: v for k, v in config.provider(name).to_dict().items()
+                   if k != "seed" and v != defaults[k]}  # fmt: skip
+        if changed:
+            faults.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    if faults:
+        lines += ["", "Faults:", *faults]
+    lines += ["", "Press Ctrl-C to stop."]
+    return "\n".join(lines)
+
+
+def _shell_quote(value: str) -> str:
+    safe = all(c.isalnum() or c in "@%+=:,./-_" for c in value)
+    return value if safe else "'" + value.replace("'", "'\"'\"'") + "'"

@@ -1,4 +1,4 @@
-"""CLI commands of the server: ``breach serve`` and ``breach routes test``."""
+"""Server commands: ``breach serve`` and ``breach routes test``."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ..errors import BreachError
-from .config import DEFAULT_CONFIG, ServerConfig, load_config
-
-if TYPE_CHECKING:
-    from ..pluginhost import PluginHost
+from ..logs import configure, register_secret
+from ..server import alertmanager as am
+from ..server.config import DEFAULT_CONFIG, load_config
+from ..server.intake import Decision, Intake
+from ..session import Breach
+from .context import Options, db_option, echo_json, log_json_option, pass_breach, pass_options
+from .tables import print_decision
 
 log = logging.getLogger("orchestrator.server")
 
@@ -24,27 +27,6 @@ config_option = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
     show_default=True, help="Server config file (routes, secrets, audiences).",
 )  # fmt: skip
-db_option = click.option(
-    "--db", envvar="BREACH_DATABASE_URL", default=None, metavar="URL",
-    help="Ledger database URL (default: sqlite:///breach.db, or BREACH_DATABASE_URL).",
-)  # fmt: skip
-
-
-def _host(ctx: click.Context) -> PluginHost:
-    """The plugin host of the ``breach`` group (honours --plugins-dir)."""
-    state = ctx.find_root().obj
-    if state is None:  # the command was invoked on its own, outside the `breach` group
-        from ..pluginhost import PluginHost
-
-        return PluginHost()
-    host: PluginHost = state.host
-    return host
-
-
-def _regimes(ctx: click.Context) -> Path | None:
-    state = ctx.find_root().obj
-    regimes: Path | None = getattr(state, "regimes", None)
-    return regimes
 
 
 def _listen(address: str, port: int) -> socket.socket:
@@ -71,7 +53,7 @@ def _listen(address: str, port: int) -> socket.socket:
     default=None,
     help="Port to listen on (default: [server] port, else 8080; 0 picks a free one).",
 )
-@click.option("--log-json", is_flag=True, help="Log JSON lines (phone numbers, e-mails masked).")
+@log_json_option
 @click.option(
     "--engine/--no-engine",
     "with_engine",
@@ -79,28 +61,23 @@ def _listen(address: str, port: int) -> socket.socket:
     show_default=True,
     help="Run the delivery engine in this process (live routes need it).",
 )
-@db_option
-@click.pass_context
+@pass_breach()
 def serve(
-    ctx: click.Context, config_path: Path, address: str | None, port: int | None,
-    log_json: bool, with_engine: bool, db: str | None,
+    breach: Breach, config_path: Path, address: str | None, port: int | None, log_json: bool,
+    with_engine: bool,
 ) -> None:  # fmt: skip
     """Serve webhooks (Alertmanager, signed JSON), provider receipts and /healthz."""
     import uvicorn
 
-    from ..engine import Engine
-    from ..ledger import Ledger
-    from ..logs import configure, register_secret
-    from .app import create_app
+    from ..server.app import create_app
 
-    host = _host(ctx)
-    config = load_config(config_path, host=host, regimes_file=_regimes(ctx))
-    Ledger(db).close()  # an unreachable ledger stops the start, not the first alert
+    config = load_config(config_path, host=breach.host, regimes_file=breach.regimes_file)
+    breach.ledger  # noqa: B018 - an unreachable ledger stops the start, not the first alert
     configure(json=log_json)
     for secret in config.secrets():
         register_secret(secret)
-    engine = Engine(db=db, host=host, regimes_file=_regimes(ctx)) if with_engine else None
-    app = create_app(config, host=host, db=db, engine=engine)
+    engine = breach.engine() if with_engine else None
+    app = create_app(config, breach, engine=engine)
     address = address or config.host
     sock = _listen(address, config.port if port is None else port)
     bound = sock.getsockname()[1]
@@ -150,49 +127,49 @@ def routes() -> None:
 )
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@click.pass_context
+@pass_options
 def routes_test(
-    ctx: click.Context, payload: Path, config_path: Path, hook: str, db: str | None,
-    as_json: bool,
-) -> None:  # fmt: skip
+    options: Options, payload: Path, config_path: Path, hook: str, db: str | None, as_json: bool
+) -> None:
     """Show which route PAYLOAD would take, its facts, and the incident it would create or
     join, without creating anything. Exit 0 when a route fires, 1 when none does."""
-    from . import alertmanager as am
-    from .intake import Intake
-
     try:
         document = json.loads(payload.read_text("utf-8"))
     except OSError as exc:
         raise BreachError(f"cannot read {payload}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BreachError(f"{payload} is not JSON: {exc}") from None
-    config = load_config(config_path, host=_host(ctx), regimes_file=_regimes(ctx))
     if hook == "auto":
         hook = "alertmanager" if _looks_like_alertmanager(document) else "generic"
     # reading a ledger that does not exist would create it; treat it as empty instead
-    intake = Intake(config, host=_host(ctx), db=db if _ledger_exists(db) else _EMPTY_LEDGER)
-    if hook == "alertmanager":
-        try:
-            notification = am.parse(document)
-        except ValueError as exc:
-            raise BreachError(f"{payload}: not an Alertmanager notification: {exc}") from None
-        decision = intake.decide_alertmanager(notification)
-    else:
-        if not isinstance(document, dict):
-            raise BreachError(f"{payload}: a generic payload must be a JSON object")
-        decision = intake.decide_generic(document)
+    with options.open(db if _ledger_exists(db) else _EMPTY_LEDGER) as breach:
+        config = load_config(config_path, host=breach.host, regimes_file=breach.regimes_file)
+        decision = _decide(Intake(config, breach), hook, document, payload)
     summary = decision.summary()
-    if decision.action == "create" and decision.mode == "live" and not intake.live_available:
+    if decision.action == "create" and decision.mode == "live":
         summary["note"] = "live routes answer 503 until the live delivery engine runs"
     if as_json:
-        click.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+        echo_json(summary)
     else:
-        _print_decision(summary, config)
+        print_decision(summary, config)
     if decision.action == "no-route":
         sys.exit(1)  # not ctx.exit: `breach` runs click without standalone mode
 
 
 _EMPTY_LEDGER = "sqlite://"  # in memory: nothing to find, nothing left behind
+
+
+def _decide(intake: Intake, hook: str, document: Any, payload: Path) -> Decision:
+    """What the server would do with ``document`` on ``hook``, without doing it."""
+    if hook == "alertmanager":
+        try:
+            notification = am.parse(document)
+        except ValueError as exc:
+            raise BreachError(f"{payload}: not an Alertmanager notification: {exc}") from None
+        return intake.decide_alertmanager(notification)
+    if not isinstance(document, dict):
+        raise BreachError(f"{payload}: a generic payload must be a JSON object")
+    return intake.decide_generic(document)
 
 
 def _ledger_exists(db: str | None) -> bool:
@@ -209,37 +186,3 @@ def _ledger_exists(db: str | None) -> bool:
 
 def _looks_like_alertmanager(document: Any) -> bool:
     return isinstance(document, dict) and "groupKey" in document and "alerts" in document
-
-
-def _print_decision(summary: dict[str, Any], config: ServerConfig) -> None:
-    echo = click.echo
-    action = summary["action"]
-    echo(f"hook:     {summary['hook']}")
-    if "route" in summary:
-        echo(f"route:    {summary['route']} (playbook {summary['playbook']}, audience "
-             f"{summary['audience']})")  # fmt: skip
-    if action == "create":
-        echo(f"action:   would create a new incident in mode {summary['mode']}")
-        echo(f"aware at: {summary['aware_at']}")
-        echo("facts:")
-        for name, value in sorted(summary["facts"].items()):
-            echo(f"  {name} = {json.dumps(value, ensure_ascii=False, default=str)}")
-    elif action == "join":
-        echo(f"action:   would join open incident {summary['incident']}")
-        for kind, items in summary["alerts"].items():
-            if items:
-                echo(f"  {kind}: {', '.join(items)}")
-        for name, value in sorted(summary["facts_changed"].items()):
-            echo(f"  fact {name} -> {json.dumps(value, ensure_ascii=False, default=str)}")
-    elif action == "no-route":
-        echo('action:   none: no route matched (the server answers 202 "no route")')
-        for line in summary.get("tried", []):
-            echo(f"  {line}")
-    else:
-        echo(f"action:   none: {summary.get('reason', '')}")
-    if summary.get("dedupe_key"):
-        echo(f"dedupe:   {summary['dedupe_key']}")
-    if summary.get("note"):
-        echo(f"note:     {summary['note']}")
-    if config.force_mode:
-        echo(f"(force_mode = {config.force_mode!r} in {config.path})")

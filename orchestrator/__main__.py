@@ -1,0 +1,5 @@
+"""``python -m orchestrator``: the ``breach`` command."""
+
+from .commands import main
+
+main()

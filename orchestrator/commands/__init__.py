@@ -1,0 +1,79 @@
+"""The ``breach`` command line: thin verbs over :class:`~orchestrator.session.Breach`.
+
+One module per group of commands; each command that touches the ledger takes ``--db`` and
+receives its session from :func:`~orchestrator.commands.context.pass_breach`. Every command that
+prints data takes ``--json``. Expected failures print one clear message (no traceback) and exit
+non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import BreachError, ValidationFailed
+from ..version import __version__
+from .context import Options, err
+from .delivery import run
+from .demo import demo, gen_audience, simulate
+from .incidents import approve, cancel, status, timeline, trigger
+from .playbooks import list_playbooks, plugins, regimes, schema, validate
+from .server import routes, serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="breach")
+@click.option(
+    "--plugins-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also load every plugin module in this directory.",
+)
+@click.option(
+    "--regimes",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="YAML file overriding the built-in notification regimes and deadlines.",
+)
+@click.pass_context
+def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> None:
+    """Breach-notification orchestrator: playbooks in, every notice owed out."""
+    ctx.obj = Options(plugins_dir=plugins_dir, regimes=regimes)
+
+
+for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
+                cancel, timeline, run, serve, routes, demo, simulate, gen_audience):  # fmt: skip
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: BreachError -> one message and its exit code, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="breach", standalone_mode=False)
+    except ValidationFailed as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(exc.exit_code)
+    except BreachError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line; the traceback on request
+        if os.environ.get("BREACH_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
+                  "(set BREACH_DEBUG=1 to see the traceback, and please report it)",
+                  highlight=False)  # fmt: skip
+        sys.exit(70)

@@ -1,0 +1,154 @@
+"""Incident commands: ``trigger``, ``status``, ``approve``, ``cancel``, ``timeline``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import click
+
+from .. import facts as facts_mod
+from ..notifier import Mode
+from ..session import Breach
+from .context import echo_json, err, json_option, pass_breach
+from .tables import print_incidents, print_status, print_summary, print_timeline
+
+
+@click.command()
+@click.argument("playbook", metavar="PLAYBOOK")
+@click.option(
+    "--audience", "-a", required=True, metavar="SOURCE",
+    help="people.csv, data.jsonl, csv:PATH, jsonl:PATH or sql:URL (with --query).",
+)  # fmt: skip
+@click.option("--query", default=None, help="SQL query for an sql: audience (bound parameters).")
+@click.option(
+    "--param", "params", multiple=True, metavar="NAME=VALUE", help="A bound parameter of --query."
+)
+@click.option(
+    "--fact", "-f", "fact_pairs", multiple=True, metavar="NAME=VALUE",
+    help="An incident fact (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--aware-at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]),
+    default=None,
+    help="When the organisation became aware (UTC).",
+)
+@click.option(
+    "--dry-run", "mode", flag_value="dry-run",
+    help="Render everything into --outbox at once; send nothing.",
+)  # fmt: skip
+@click.option(
+    "--sandbox", "mode", flag_value="sandbox",
+    help="Schedule for delivery through the providers' validate-only modes.",
+)  # fmt: skip
+@click.option("--live", "mode", flag_value="live", help="Schedule for real delivery.")
+@click.option(
+    "--redirect-to",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Staging: send every message to one of these test recipients "
+    "(one phone number, e-mail or push token per line).",
+)
+@click.option(
+    "--outbox",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dry-run output folder (default: outbox/INCIDENT).",
+)
+@json_option
+@pass_breach()
+def trigger(
+    breach: Breach, playbook: str, audience: str, query: str | None, params: tuple[str, ...],
+    fact_pairs: tuple[str, ...], aware_at: datetime | None, mode: str | None,
+    redirect_to: Path | None, outbox: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Declare an incident from PLAYBOOK (a file, or a shipped playbook's id) and notify its
+    audience."""
+    if mode is None:
+        raise click.UsageError("choose how to notify: --dry-run, --sandbox or --live")
+    options: dict[str, Any] = {}
+    if query:
+        options["query"] = query
+    if params:
+        options["params"] = facts_mod.parse_assignments(list(params))
+    given = facts_mod.parse_assignments(list(fact_pairs))
+    if aware_at is not None and aware_at.tzinfo is None:
+        aware_at = aware_at.replace(tzinfo=UTC)
+    result = breach.trigger(
+        playbook, audience=audience, audience_options=options, facts=given, aware_at=aware_at,
+        mode=cast(Mode, mode), outbox=outbox, redirect_to=redirect_to,
+    )  # fmt: skip
+    if as_json:
+        echo_json(result.summary)
+    elif mode == "dry-run":
+        print_summary(result.summary)
+    else:
+        print_status(result.summary)
+        err.print(
+            f"{result.incident_id} scheduled ({mode}); `breach run` delivers it as steps fall due"
+        )
+
+
+@click.command()
+@click.argument("incident", required=False)
+@json_option
+@pass_breach()
+def status(breach: Breach, incident: str | None, as_json: bool) -> None:
+    """Show one incident (steps, deliveries by state) or list recent incidents."""
+    if incident is None:
+        incidents = breach.incidents()
+        if as_json:
+            echo_json({"incidents": incidents})
+        else:
+            print_incidents(incidents)
+        return
+    data = breach.status(incident)
+    if as_json:
+        echo_json(data)
+    else:
+        print_status(data)
+
+
+@click.command()
+@click.argument("incident")
+@click.argument("step")
+@click.option("--by", required=True, help="Who approves (recorded in the audit trail).")
+@json_option
+@pass_breach()
+def approve(breach: Breach, incident: str, step: str, by: str, as_json: bool) -> None:
+    """Open the approval gate of STEP so it fires when due."""
+    result = breach.approve(incident, step, by=by)
+    if as_json:
+        echo_json(result)
+    else:
+        err.print(f"{incident} {step}: approved by {by}")
+
+
+@click.command()
+@click.argument("incident")
+@click.option("--by", required=True, help="Who cancels (recorded in the audit trail).")
+@click.option("--reason", default=None)
+@json_option
+@pass_breach()
+def cancel(breach: Breach, incident: str, by: str, reason: str | None, as_json: bool) -> None:
+    """Stop INCIDENT: unfired steps cancelled, pending deliveries skipped."""
+    result = breach.cancel(incident, by=by, reason=reason)
+    if as_json:
+        echo_json(result)
+    else:
+        err.print(f"{incident} cancelled; {result['skipped']:,} pending deliveries skipped")
+
+
+@click.command()
+@click.argument("incident")
+@json_option
+@pass_breach()
+def timeline(breach: Breach, incident: str, as_json: bool) -> None:
+    """Print INCIDENT's audit trail, oldest first: who did what, when."""
+    events = breach.timeline(incident)
+    if as_json:
+        echo_json(events)
+    else:
+        print_timeline(events)

@@ -1,0 +1,244 @@
+"""How the commands print: tables for people (``--json`` prints the data instead)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .context import out
+
+if TYPE_CHECKING:
+    from ..demo import DemoResult
+    from ..pluginhost import PluginInfo
+    from ..regimes import Regime
+    from ..server.config import ServerConfig
+
+
+def print_incidents(incidents: Iterable[Mapping[str, Any]]) -> None:
+    """The incident list. Ids are never cut: every other command needs them whole."""
+    rows = list(incidents)
+    table = Table("playbook", "mode", "state", "aware at", "people", "title")
+    _whole_column(table, "incident", [i["id"] for i in rows])
+    for i in rows:
+        table.add_row(i["id"], i["playbook"], i["mode"], i["state"], _when(i["aware_at"]),
+                      f"{i['people'] or 0:,}", i["title"])  # fmt: skip
+    out.print(table)
+
+
+def _whole_column(table: Table, header: str, values: list[str]) -> None:
+    """Insert a first column that is never wrapped or cut (ids a commander copies)."""
+    table.add_column(header, no_wrap=True, min_width=max((len(v) for v in values), default=0))
+    table.columns.insert(0, table.columns.pop())
+
+
+def print_timeline(events: Iterable[Mapping[str, Any]]) -> None:
+    """An incident's audit trail, oldest first."""
+    table = Table("at (UTC)", "event", "step", "by", "detail")
+    for e in events:
+        at = datetime.fromisoformat(e["at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(e["detail"].items()))
+        table.add_row(at, e["kind"], e["step"] or "", e["actor"] or "", detail)
+    out.print(table)
+
+
+def print_plugins(infos: Iterable[PluginInfo]) -> None:
+    """Plugins: version, hooks, channels, audience sources, missing settings."""
+    table = Table("plugin", "version", "hooks", "channels", "sources", "settings")
+    for i in infos:
+        settings = ("missing: " + ", ".join(i.missing_settings)) if i.missing_settings else "ok"
+        table.add_row(i.name, i.version, ", ".join(i.hooks), ", ".join(i.channels),
+                      ", ".join(i.sources), settings)  # fmt: skip
+    out.print(table)
+
+
+def print_regimes(regimes: Mapping[str, Regime]) -> None:
+    """Notification regimes and their deadlines."""
+    table = Table("regime", "name", "deadline", "clock")
+    for key, regime in regimes.items():
+        table.add_row(key, regime.name, str(regime.deadline), regime.clock)
+    out.print(table)
+
+
+def print_playbooks(rows: Iterable[Mapping[str, Any]]) -> None:
+    """The shipped playbooks, by id."""
+    shown = list(rows)
+    table = Table("version", "title")
+    _whole_column(table, "id", [p["id"] for p in shown])
+    for p in shown:
+        table.add_row(p["id"], p["version"], p["title"])
+    out.print(table)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The dry-run report as tables: steps, channels with ETA, deadlines."""
+    people = summary["audience"]["people"]
+    out.print(f"[bold]{summary['incident']}[/bold]  {summary['playbook']['title']} "
+              f"({summary['playbook']['id']} v{summary['playbook']['version']})  "
+              f"mode: [yellow]{summary['mode']}[/yellow]  people: {people:,}")  # fmt: skip
+    steps = Table("step", "channel", "at", "fired", "sent", "fallback", "skipped", title="Steps")
+    notes: list[str] = []
+    for s in summary["steps"]:
+        states = s.get("states", {})
+        steps.add_row(
+            s["step"], s["channel"], s["offset"], "yes" if s["fired"] else "[dim]no[/dim]",
+            f"{states.get('sent', 0) + states.get('pending', 0):,}", f"{s.get('fallback', 0):,}",
+            f"{states.get('skipped', 0):,}",
+        )  # fmt: skip
+        if s["condition"]:
+            verdict = "true" if s["condition_result"] else "false"
+            notes.append(f"{s['step']}: condition `{s['condition']}` was {verdict}")
+        if s.get("note"):
+            notes.append(f"{s['step']}: {s['note']}")
+        for reason, n in list(s.get("skipped_reasons", {}).items())[:3]:
+            notes.append(f"{s['step']}: skipped {n:,} — {reason}")
+    out.print(steps)
+    for note in notes:
+        out.print(f"  {note}", highlight=False)
+    channels = Table("channel", "messages", "rate/s", "ETA", title="Channels")
+    for name, c in sorted(summary["channels"].items()):
+        channels.add_row(name, f"{c['messages']:,}", f"{c['rate_per_second']:g}",
+                         _eta(c["eta_seconds"]))  # fmt: skip
+    out.print(channels)
+    if summary["deadlines"]:
+        deadlines = Table("regulator", "regime", "rule", "due", title="Deadlines")
+        for d in summary["deadlines"]:
+            due = _when(d["due_at"]) if d["due_at"] else "no fixed clock"
+            deadlines.add_row(d["name"], d["regime"], d["rule"], due)
+        out.print(deadlines)
+    out.print(f"outbox: {summary['outbox']}  (open index.html for previews)")
+
+
+def _when(iso: str) -> str:
+    """An ISO time as a commander reads it: ``2026-11-28 15:44 UTC``."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _eta(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def print_status(data: dict[str, Any]) -> None:
+    """One incident: header, steps with delivery counts and ETA, regulator deadlines."""
+    out.print(f"[bold]{data['id']}[/bold] {data['title']}  mode: {data['mode']}  "
+              f"state: {data['state']}  people: {data['people'] or 0:,}  "
+              f"aware {data['elapsed_hours']}h ago")  # fmt: skip
+    if data.get("redirected"):
+        out.print("[yellow]staging: every message goes to the --redirect-to test recipients[/]")
+    table = Table("step", "channel", "state", "due", "deliveries", "ETA")
+    for s in data["steps"]:
+        counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(s["deliveries"].items()))
+        eta = _eta(s["eta_seconds"]) if s.get("eta_seconds") else ""
+        table.add_row(s["step"], s["channel"], s["state"], s["due_at"] or "", counts, eta)
+    out.print(table)
+    if data.get("deadlines"):
+        deadlines = Table("regulator", "regime", "due (UTC)", "time left")
+        for d in data["deadlines"]:
+            left = d.get("hours_left")
+            text = (
+                "no fixed clock"
+                if left is None
+                else (f"{left:.1f}h" if left >= 0 else f"[red]overdue {-left:.1f}h[/red]")
+            )
+            deadlines.add_row(d["name"], d["regime"], _when(d["due_at"]) if d["due_at"] else "",
+                              text)  # fmt: skip
+        out.print(deadlines)
+    if data.get("possible_duplicates"):
+        out.print(f"possible duplicates (lease expired mid-send): {data['possible_duplicates']:,}")
+
+
+def print_demo_report(result: DemoResult, console: Console, *, keep: bool) -> None:
+    """The status table, the simulator against the ledger, where the files are."""
+    print_status(result.status)
+    duplicates = int(result.status.get("possible_duplicates") or 0)
+    table = Table("provider", "channel", "requests", "faults injected", "accepted", "sent",
+                  "agree", title="Providers: accepted by the simulator, sent in the ledger",
+                  )  # fmt: skip
+    shown: set[str] = set()
+    for c in result.channels:
+        stats = result.provider_stats.get(c.provider, {})
+        first = c.provider not in shown
+        shown.add(c.provider)
+        outcomes = stats.get("outcomes", {})
+        faults = " · ".join(
+            f"{label} {outcomes[key]:,}"
+            for key, label in (("error", "5xx"), ("throttled", "429"), ("rate_limited", "429"),
+                               ("dropped", "drop"))
+            if outcomes.get(key)
+        )  # fmt: skip
+        agree = "yes" if c.agrees(duplicates) else "[red]NO[/red]"
+        table.add_row(c.provider if first else "", c.channel,
+                      f"{stats.get('requests', 0):,}" if first else "",
+                      (faults or "none") if first else "", f"{c.accepted:,}", f"{c.sent:,}",
+                      agree)  # fmt: skip
+    console.print(table)
+    counts = result.engine_counts
+    console.print(
+        f"engine: {counts.get('sent', 0):,} sent, {counts.get('retried', 0):,} retries after "
+        f"provider faults, {counts.get('failed', 0):,} refused, {counts.get('dead', 0):,} gave up"
+    )
+    if not result.channels:
+        console.print("No step of this run sent through a provider (SMS, call, e-mail, push).")
+    elif result.agrees:
+        totals = ", ".join(f"{c.channel} {c.sent:,}" for c in result.channels)
+        console.print(f"[green]Simulator and ledger agree[/green] on every channel ({totals}).")
+    else:
+        console.print(
+            "[red]Simulator and ledger disagree[/red]: a message the provider accepted is not "
+            "recorded as sent (see the table); this is a bug, please report it with --json output"
+        )
+    for label, pattern, folder in (("public notice", "*/index.html", "public"),
+                                   ("regulator filing", "*.json", "filings")):  # fmt: skip
+        for path in sorted((result.outdir / folder).glob(pattern)):
+            console.print(f"{label}: {path}")
+    console.print(f"ledger: {result.db}  (`breach status {result.incident_id} --db URL` again)")
+    if not result.finished:
+        console.print("[yellow]stopped before every delivery settled[/yellow]")
+    console.print(f"done in {result.seconds:.1f}s")
+    if keep:
+        console.print(f"Simulator page: {result.page}  (press Enter or Ctrl-C to stop it)")
+    else:
+        console.print(f"Simulator page: {result.page}  (stopped now; add --keep to browse it)")
+
+
+def print_decision(summary: dict[str, Any], config: ServerConfig) -> None:
+    echo = click.echo
+    action = summary["action"]
+    echo(f"hook:     {summary['hook']}")
+    if "route" in summary:
+        echo(f"route:    {summary['route']} (playbook {summary['playbook']}, audience "
+             f"{summary['audience']})")  # fmt: skip
+    if action == "create":
+        echo(f"action:   would create a new incident in mode {summary['mode']}")
+        echo(f"aware at: {summary['aware_at']}")
+        echo("facts:")
+        for name, value in sorted(summary["facts"].items()):
+            echo(f"  {name} = {json.dumps(value, ensure_ascii=False, default=str)}")
+    elif action == "join":
+        echo(f"action:   would join open incident {summary['incident']}")
+        for kind, items in summary["alerts"].items():
+            if items:
+                echo(f"  {kind}: {', '.join(items)}")
+        for name, value in sorted(summary["facts_changed"].items()):
+            echo(f"  fact {name} -> {json.dumps(value, ensure_ascii=False, default=str)}")
+    elif action == "no-route":
+        echo('action:   none: no route matched (the server answers 202 "no route")')
+        for line in summary.get("tried", []):
+            echo(f"  {line}")
+    else:
+        echo(f"action:   none: {summary.get('reason', '')}")
+    if summary.get("dedupe_key"):
+        echo(f"dedupe:   {summary['dedupe_key']}")
+    if summary.get("note"):
+        echo(f"note:     {summary['note']}")
+    if config.force_mode:
+        echo(f"(force_mode = {config.force_mode!r} in {config.path})")

@@ -1,0 +1,438 @@
+"""The ``Breach`` session: the project's Python API, one per process.
+
+A :class:`Breach` owns what every operation shares: the ledger (one database engine, its schema
+checked once when first used), the plugin host, the regimes table and the notifier settings. The
+command line opens one per command, ``breach serve`` one per process, tests one per test; the
+engine, the webhook intake and the demo receive it. Close it (or use it as a context manager)
+to release the database connections::
+
+    with Breach("sqlite:///breach.db") as breach:
+        result = breach.trigger("credential-leak", audience="people.csv", mode="dry-run")
+        print(breach.status(result.incident_id)["state"])
+
+Every method raises :class:`~orchestrator.errors.BreachError` subclasses with messages a
+commander can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import facts as facts_mod
+from . import shipped
+from .audience import open_audience
+from .campaign import Campaign, StepOutcome, read_redirect_file
+from .errors import BreachError, ConfigurationError, LedgerError, Problem
+from .events import IncidentEvent
+from .ledger import Incident, Ledger, Step, StepState, now
+from .notifier import Mode
+from .outbox import Outbox
+from .playbook import Playbook
+from .pluginhost import PluginHost
+from .receipts import ReceiptUpdate
+from .regimes import Regime, load_regimes
+from .schedule import deadlines, ordered_steps
+from .summary import dry_run_summary
+from .validation import load_playbook, validate_file, validate_text
+
+if TYPE_CHECKING:
+    from .dispatch import DispatchSettings
+    from .engine import Engine, EngineReport
+
+
+@dataclass
+class TriggerResult:
+    """What :meth:`Breach.trigger` did: the incident id and its summary.
+
+    A dry run's summary is the report written to ``summary.json``; a live or sandbox incident's
+    is its :meth:`Breach.status`.
+    """
+
+    incident_id: str
+    summary: dict[str, Any]
+    outcomes: list[StepOutcome] = field(default_factory=list)
+
+
+def new_incident_id(aware_at: datetime) -> str:
+    """``INC-20261130-a1b2c3``: the awareness date and a random suffix."""
+    return f"INC-{aware_at:%Y%m%d}-{secrets.token_hex(3)}"
+
+
+class Breach:
+    """One session over a ledger, a plugin host and a regimes table.
+
+    ``db`` is the ledger's URL (default ``BREACH_DATABASE_URL``, else ``sqlite:///breach.db``).
+    The plugin host is built from ``plugins_dir`` and ``settings`` (default: the environment)
+    unless ``host`` is given. Nothing is opened until it is needed: a session that only
+    validates playbooks never creates a database.
+    """
+
+    def __init__(
+        self,
+        db: str | None = None,
+        *,
+        host: PluginHost | None = None,
+        plugins_dir: Path | None = None,
+        settings: Mapping[str, str] | None = None,
+        regimes_file: Path | None = None,
+    ) -> None:
+        self.db = db
+        self.regimes_file = regimes_file
+        self.regimes: dict[str, Regime] = load_regimes(regimes_file)
+        self._host = host
+        self._plugins_dir = plugins_dir
+        self._settings = settings
+        self._ledger: Ledger | None = None
+        self._opening = threading.Lock()
+        #: playbooks parsed in this session, by the digest of their text
+        self._parsed: dict[str, Playbook] = {}
+
+    # -- what the session owns ------------------------------------------------------------------
+
+    @property
+    def host(self) -> PluginHost:
+        """The plugin host (loaded on first use)."""
+        if self._host is None:
+            self._host = PluginHost(plugins_dir=self._plugins_dir, settings=self._settings)
+        return self._host
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger (opened, and its schema brought up to date, on first use)."""
+        if self._ledger is None:
+            with self._opening:  # the server's worker threads may ask at once
+                if self._ledger is None:
+                    self._ledger = Ledger(self.db)
+        return self._ledger
+
+    def close(self) -> None:
+        """Release the database connections. The session can be opened again by using it."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    def __enter__(self) -> Breach:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- playbooks ------------------------------------------------------------------------------
+
+    def validate(self, paths: Sequence[Path]) -> list[Problem]:
+        """Every problem of every playbook file (an empty list: all valid)."""
+        problems: list[Problem] = []
+        for path in paths:
+            problems += validate_file(path, host=self.host, regimes=self.regimes)[1]
+        return problems
+
+    def playbook(self, ref: str | Path) -> Playbook:
+        """A valid playbook from a file path or the id of a shipped playbook.
+
+        Raises :class:`~orchestrator.errors.ValidationFailed` with every problem of the file.
+        """
+        path = shipped.locate(ref)
+        playbook = load_playbook(path, host=self.host, regimes=self.regimes)
+        self._parsed[playbook_digest(playbook.source_text)] = playbook
+        return playbook
+
+    def recorded_playbook(self, incident: Incident) -> Playbook:
+        """The playbook an incident was triggered with: the parse this session holds, else its
+        recorded text validated again (an incident from before a restart)."""
+        parsed = self._parsed.get(incident.playbook_digest)
+        if parsed is not None:
+            return parsed
+        playbook, problems = validate_text(incident.playbook_text, f"{incident.id}:playbook",
+                                           host=self.host, regimes=self.regimes)  # fmt: skip
+        if playbook is None or problems:
+            detail = "; ".join(str(p) for p in problems[:3])
+            raise LedgerError(f"incident {incident.id}: its recorded playbook is invalid: {detail}")
+        self._parsed[incident.playbook_digest] = playbook
+        return playbook
+
+    # -- incidents ------------------------------------------------------------------------------
+
+    def trigger(
+        self,
+        playbook: Playbook | str | Path,
+        *,
+        audience: str,
+        audience_options: Mapping[str, Any] | None = None,
+        facts: Mapping[str, Any] | None = None,
+        aware_at: datetime | None = None,
+        mode: Mode = "dry-run",
+        outbox: Path | None = None,
+        redirect_to: Path | None = None,
+        source: str = "cli",
+        dedupe_key: str | None = None,
+    ) -> TriggerResult:
+        """Create an incident from a playbook (parsed, a path, or a shipped playbook's id).
+
+        ``dry-run`` carries it out at once (time compressed) into ``outbox`` and nothing leaves
+        the machine. ``live`` and ``sandbox`` schedule its steps in the ledger; the engine
+        (:meth:`run`, ``breach serve``) fires them when due. A live incident is refused when a
+        notifier it needs lacks settings.
+        """
+        if not isinstance(playbook, Playbook):
+            playbook = self.playbook(playbook)
+        text = playbook.source_text
+        if not text:
+            raise BreachError(f"playbook {playbook.id!r} has no source text to record")
+        if mode != "dry-run":
+            self.require_settings(playbook)
+        resolved = facts_mod.resolve(playbook.facts, dict(facts or {}))
+        aware = (aware_at or now()).astimezone(UTC)
+        options = dict(audience_options or {})
+        people = open_audience(audience, options, self.host.source_factory)
+        incident_id = new_incident_id(aware)
+        if mode == "dry-run":
+            outbox = outbox or Path("outbox") / incident_id
+        redirect = read_redirect_file(redirect_to) if redirect_to is not None else None
+        digest = playbook_digest(text)
+        self._parsed[digest] = playbook
+        row = Incident(
+            id=incident_id, playbook_id=playbook.id, playbook_version=str(playbook.version),
+            playbook_text=text, playbook_digest=digest, title=playbook.title,
+            severity=playbook.severity, mode=mode, state="running", aware_at=aware,
+            created_at=now(), facts=jsonable(resolved), audience_spec=audience,
+            audience_options=jsonable(options), outbox=str(outbox) if outbox else None,
+            source=source, dedupe_key=dedupe_key, redirect_to=redirect,
+        )  # fmt: skip
+        timed = ordered_steps(playbook, aware, deadlines(playbook, aware, self.regimes))
+        steps = [
+            Step(incident_id=incident_id, step_id=step.id, position=i, channel=step.channel,
+                 due_at=at, state=StepState.SCHEDULED.value, detail={})
+            for i, (step, at) in enumerate(timed)
+        ]  # fmt: skip
+        self.ledger.add_incident(row, steps)
+        box = Outbox(outbox) if outbox is not None else None
+        campaign = Campaign(self, row, playbook=playbook, outbox=box, audience=people)
+        campaign.emit("incident.triggered", playbook=playbook.id, version=str(playbook.version),
+                      mode=mode, source=source, facts=sorted(resolved),
+                      redirected=bool(redirect))  # fmt: skip
+        if mode != "dry-run":
+            return TriggerResult(incident_id, self.status(incident_id), [])
+        outcomes = [campaign.run_step(step, at) for step, at in timed]
+        total = campaign.audience_total if campaign.audience_total is not None else 0
+        self.ledger.update_incident(incident_id, state="finished", audience_total=total)
+        campaign.emit("incident.finished", mode=mode)
+        assert box is not None
+        summary = dry_run_summary(playbook, campaign.incident, outcomes, total, self.host,
+                                  self.regimes, audience, box)  # fmt: skip
+        box.close(summary)
+        return TriggerResult(incident_id, summary, outcomes)
+
+    def require_settings(self, playbook: Playbook) -> None:
+        """Refuse to go live when a notifier a step needs lacks settings (named, never shown)."""
+        missing: dict[str, list[str]] = {}
+        for step in playbook.steps:
+            channels = [(step.channel, step.notifier)]
+            if step.fallback is not None:
+                channels.append((step.fallback.channel, step.fallback.notifier))
+            for channel, name in channels:
+                notifier = self.host.notifier(channel, name)
+                if gaps := notifier.missing_settings():
+                    missing[notifier.name] = gaps
+        if missing:
+            listing = "; ".join(f"{n}: {', '.join(gaps)}" for n, gaps in sorted(missing.items()))
+            raise ConfigurationError(
+                f"cannot go live, notifier settings missing ({listing}); set them in the "
+                "environment (or NAME_FILE), or use --dry-run / --sandbox"
+            )
+
+    def incidents(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent incidents, newest first."""
+        return [
+            {"id": i.id, "playbook": i.playbook_id, "mode": i.mode, "state": i.state,
+             "aware_at": i.aware_at.isoformat(), "people": i.audience_total, "title": i.title}
+            for i in self.ledger.incidents(limit)
+        ]  # fmt: skip
+
+    def status(self, incident_id: str) -> dict[str, Any]:
+        """One incident: its steps with deliveries by state and ETA, and its deadlines."""
+        ledger = self.ledger
+        incident = ledger.incident(incident_id)
+        counts = ledger.delivery_counts(incident_id)
+        reasons = ledger.reasons(incident_id)
+        current = now()
+        playbook = None
+        with contextlib.suppress(BreachError):  # status still shows an unreadable incident
+            playbook = self.recorded_playbook(incident)
+        rates = self._rates(playbook)
+        steps = []
+        for s in ledger.steps(incident_id):
+            active = sum(counts.get(s.step_id, {}).get(k, 0) for k in ("pending", "sending"))
+            rate = rates.get(s.step_id)
+            steps.append({
+                "step": s.step_id, "channel": s.channel, "state": s.state,
+                "due_at": s.due_at.isoformat() if s.due_at else None,
+                "deliveries": counts.get(s.step_id, {}), "reasons": reasons.get(s.step_id, {}),
+                "approved_by": s.approved_by,
+                "eta_seconds": round(active / rate, 1) if rate and active else None,
+            })  # fmt: skip
+        deadline_rows = []
+        if playbook is not None:
+            due = deadlines(playbook, incident.aware_at, self.regimes)
+            for regulator in playbook.regulators:
+                at = due.get(regulator.id)
+                deadline_rows.append({
+                    "regulator": regulator.id, "name": regulator.name,
+                    "regime": regulator.regime, "due_at": at.isoformat() if at else None,
+                    "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
+                })  # fmt: skip
+        return {
+            "id": incident.id, "playbook": incident.playbook_id,
+            "version": incident.playbook_version, "title": incident.title, "mode": incident.mode,
+            "state": incident.state, "aware_at": incident.aware_at.isoformat(),
+            "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
+            "people": incident.audience_total, "facts": incident.facts, "steps": steps,
+            "deadlines": deadline_rows, "outbox": incident.outbox,
+            "redirected": bool(incident.redirect_to),
+            "possible_duplicates": ledger.reclaimed(incident_id),
+        }  # fmt: skip
+
+    def _rates(self, playbook: Playbook | None) -> dict[str, float]:
+        """Step id -> its notifier's default rate, for ETAs."""
+        if playbook is None:
+            return {}
+        out = {}
+        for step in playbook.steps:
+            with contextlib.suppress(BreachError):
+                out[step.id] = self.host.notifier(step.channel, step.notifier).default_rate
+        return out
+
+    def approve(self, incident_id: str, step_id: str, *, by: str) -> dict[str, Any]:
+        """Open an approval gate (before or after the step falls due); recorded with who."""
+        if not by.strip():
+            raise BreachError("say who approves: --by NAME")
+        step = self.ledger.step(incident_id, step_id)
+        if step.state not in (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value):
+            raise BreachError(
+                f"step {step_id!r} of {incident_id} is {step.state}: nothing to approve"
+            )
+        if step.approved_by:
+            raise BreachError(f"step {step_id!r} was already approved by {step.approved_by}")
+        self.ledger.update_step(incident_id, step_id, approved_by=by, approved_at=now())
+        self.ledger.record(IncidentEvent(incident_id, "step.approved", step_id, {}, actor=by))
+        return {"incident": incident_id, "step": step_id, "approved_by": by, "state": step.state}
+
+    def cancel(self, incident_id: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
+        """Stop an incident cleanly: unfired steps cancelled, pending deliveries skipped."""
+        why = f"cancelled by {by}" + (f": {reason}" if reason else "")
+        skipped = self.ledger.cancel(incident_id, why)
+        detail = {"reason": reason, "skipped": skipped}
+        self.ledger.record(IncidentEvent(incident_id, "incident.cancelled", None, detail, actor=by))
+        return {"incident": incident_id, "skipped": skipped, "reason": why}
+
+    def find_open_incident(self, dedupe_key: str) -> str | None:
+        """The id of the newest incident opened for ``dedupe_key`` that is not closed, or None."""
+        return self.ledger.open_incident(dedupe_key)
+
+    def facts(self, incident_id: str) -> dict[str, Any]:
+        """An incident's current facts."""
+        return dict(self.ledger.incident(incident_id).facts)
+
+    def record(
+        self,
+        incident_id: str,
+        kind: str,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        facts: Mapping[str, Any] | None = None,
+        actor: str = "orchestrator",
+    ) -> None:
+        """Record an event on an incident's timeline; ``facts`` are merged in (a new facts
+        version) and observers are told.
+
+        Facts added later never re-render what was already sent: each delivery keeps the facts
+        version it was rendered with.
+        """
+        incident = self.ledger.incident(incident_id)
+        event_detail = dict(detail or {})
+        if facts:
+            merged = {**incident.facts, **jsonable(facts)}
+            self.ledger.update_incident(incident_id, facts=merged,
+                                        facts_version=incident.facts_version + 1)  # fmt: skip
+            event_detail["facts"] = sorted(facts)
+        event = IncidentEvent(incident_id, kind, None, event_detail, actor=actor)
+        self.ledger.record(event)
+        self.host.emit(event)
+
+    def timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        """Every audit event of an incident, oldest first."""
+        self.ledger.incident(incident_id)  # NotFound for an unknown id
+        return [
+            {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, "actor": e.actor,
+             "detail": e.detail}
+            for e in self.ledger.events(incident_id)
+        ]  # fmt: skip
+
+    def deliveries_by_channel(self, incident_id: str) -> dict[str, dict[str, int]]:
+        """Channel -> delivery state -> count, for one incident."""
+        return self.ledger.delivery_counts(incident_id, by="channel")
+
+    def apply_receipts(self, updates: Iterable[ReceiptUpdate]) -> int:
+        """Apply provider receipts to their deliveries; returns how many rows changed."""
+        return self.ledger.apply_receipts(updates)
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    def engine(
+        self,
+        settings: DispatchSettings | None = None,
+        *,
+        on_tick: Callable[[Engine], None] | None = None,
+    ) -> Engine:
+        """A delivery engine over this session (start it in a running event loop)."""
+        from .engine import Engine
+
+        return Engine(self, settings=settings, on_tick=on_tick)
+
+    def run(
+        self,
+        settings: DispatchSettings | None = None,
+        *,
+        until_idle: bool = False,
+        on_tick: Callable[[Engine], None] | None = None,
+    ) -> EngineReport:
+        """Carry out every live incident in the ledger: fire due steps, deliver, settle.
+
+        Runs until SIGINT/SIGTERM, or with ``until_idle`` until nothing can happen without a
+        future step falling due or someone approving a gated step. Safe to kill at any moment.
+        """
+        engine = self.engine(settings, on_tick=on_tick)
+
+        async def main() -> EngineReport:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, engine.request_stop)
+            return await engine.run(until_idle=until_idle)
+
+        return asyncio.run(main())
+
+
+def playbook_digest(text: str) -> str:
+    """The SHA-256 of a playbook's text: what an incident records to name its exact version."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Facts as the ledger stores them: datetimes as ISO text."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}

@@ -1,0 +1,75 @@
+"""The dry-run report: what each step did, per-channel volumes and ETAs, deadlines.
+
+Printed by ``breach trigger --dry-run`` and written to the outbox as ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .campaign import StepOutcome
+from .durations import format_duration
+from .message import IncidentContext
+from .outbox import Outbox
+from .playbook import Playbook
+from .pluginhost import PluginHost
+from .regimes import Regime
+
+
+def dry_run_summary(
+    playbook: Playbook,
+    context: IncidentContext,
+    outcomes: Sequence[StepOutcome],
+    total: int,
+    host: PluginHost,
+    regimes: dict[str, Regime],
+    audience: str,
+    outbox: Outbox,
+) -> dict[str, Any]:
+    """The dry-run report: what each step did, per-channel volumes and ETAs, deadlines."""
+    channels: dict[str, dict[str, Any]] = {}
+    steps = []
+    for outcome in outcomes:
+        step = outcome.step
+        entry: dict[str, Any] = {
+            "step": step.id, "channel": step.channel, "due_at": outcome.due_at.isoformat(),
+            "offset": format_duration(outcome.due_at - context.aware_at), "fired": outcome.fired,
+            "condition": step.condition, "condition_result": outcome.condition_result,
+            "approval": step.approval.role if step.approval else None, "note": outcome.note,
+        }  # fmt: skip
+        if "counts" in outcome.extra:
+            entry["counts_seen"] = outcome.extra["counts"]
+        if outcome.tally is not None:
+            entry.update(outcome.tally.as_dict())
+            for channel, n in outcome.tally.channels.items():
+                rate = host.notifier(channel).default_rate
+                slot = channels.setdefault(channel, {"messages": 0, "rate_per_second": rate})
+                slot["messages"] += n
+        steps.append(entry)
+    for slot in channels.values():
+        slot["eta_seconds"] = round(slot["messages"] / slot["rate_per_second"], 1)
+    deadline_rows = []
+    for regulator in playbook.regulators:
+        due = context.deadlines.get(regulator.id)
+        regime = regimes.get(regulator.regime)
+        deadline_rows.append({
+            "regulator": regulator.id, "name": regulator.name, "regime": regulator.regime,
+            "regime_name": regime.name if regime else regulator.regime,
+            "due_at": due.isoformat() if due else None,
+            "rule": str(regulator.deadline or (regime.deadline if regime else "")),
+            "hours_after_awareness": round((due - context.aware_at).total_seconds() / 3600, 1)
+            if due else None,
+        })  # fmt: skip
+    return {
+        "incident": context.incident_id,
+        "mode": context.mode,
+        "playbook": {"id": playbook.id, "version": str(playbook.version), "title": playbook.title},
+        "aware_at": context.aware_at.isoformat(),
+        "audience": {"source": audience, "people": total},
+        "steps": steps,
+        "channels": channels,
+        "deadlines": deadline_rows,
+        "previews": sorted(outbox.previews.values()),
+        "outbox": str(outbox.folder),
+    }
