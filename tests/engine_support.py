@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from orchestrator.session import Breach
 from orchestrator.ledger import Delivery, Ledger
 from orchestrator.pluginhost import PluginHost
+from orchestrator.session import Breach
 
 ROOT = Path(__file__).parent.parent
 NOTIFIERS = Path(__file__).parent / "notifiers"
