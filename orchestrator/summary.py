@@ -42,8 +42,11 @@ def dry_run_summary(
             entry["counts_seen"] = outcome.extra["counts"]
         if outcome.tally is not None:
             entry.update(outcome.tally.as_dict())
+            named = {step.channel: step.notifier}
+            if step.fallback is not None:
+                named.setdefault(step.fallback.channel, step.fallback.notifier)
             for channel, n in outcome.tally.channels.items():
-                rate = host.notifier(channel).default_rate
+                rate = host.notifier(channel, named.get(channel)).default_rate
                 slot = channels.setdefault(channel, {"messages": 0, "rate_per_second": rate})
                 slot["messages"] += n
         steps.append(entry)
