@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..errors import BreachError
+from ..ledger import ledger_exists
 from ..logs import configure, register_secret
 from ..server import alertmanager as am
 from ..server.config import DEFAULT_CONFIG, load_config
@@ -142,7 +143,7 @@ def routes_test(
     if hook == "auto":
         hook = "alertmanager" if _looks_like_alertmanager(document) else "generic"
     # reading a ledger that does not exist would create it; treat it as empty instead
-    with options.open(db if _ledger_exists(db) else _EMPTY_LEDGER) as breach:
+    with options.open(db if ledger_exists(db) else _EMPTY_LEDGER) as breach:
         config = load_config(config_path, host=breach.host, regimes_file=breach.regimes_file)
         decision = _decide(Intake(config, breach), hook, document, payload)
     summary = decision.summary()
@@ -170,18 +171,6 @@ def _decide(intake: Intake, hook: str, document: Any, payload: Path) -> Decision
     if not isinstance(document, dict):
         raise BreachError(f"{payload}: a generic payload must be a JSON object")
     return intake.decide_generic(document)
-
-
-def _ledger_exists(db: str | None) -> bool:
-    from sqlalchemy.engine import make_url
-
-    from ..ledger import default_url
-
-    url = make_url(db or default_url())
-    if not url.drivername.startswith("sqlite"):
-        return True
-    database = url.database
-    return bool(database) and database != ":memory:" and Path(str(database)).exists()
 
 
 def _looks_like_alertmanager(document: Any) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from alembic import command
@@ -30,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -49,6 +51,7 @@ __all__ = [
     "Step",
     "StepState",
     "default_url",
+    "ledger_exists",
 ]
 
 DEFAULT_URL = "sqlite:///breach.db"
@@ -73,6 +76,16 @@ ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
 def default_url() -> str:
     """``BREACH_DATABASE_URL``, else ``./breach.db``."""
     return os.environ.get("BREACH_DATABASE_URL") or DEFAULT_URL
+
+
+def ledger_exists(url: str | None = None) -> bool:
+    """Whether the ledger at ``url`` exists already (any server database is taken to exist;
+    a SQLite file must be there). Opening a ledger creates it; this only looks."""
+    parsed = make_url(url or default_url())
+    if not parsed.drivername.startswith("sqlite"):
+        return True
+    database = parsed.database
+    return bool(database) and database != ":memory:" and Path(str(database)).exists()
 
 
 def now() -> datetime:
