@@ -181,6 +181,8 @@ class Breach:
         redirect_to: Path | None = None,
         source: str = "cli",
         dedupe_key: str | None = None,
+        events: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        actor: str = "orchestrator",
     ) -> TriggerResult:
         """Create an incident from a playbook (parsed, a path, or a shipped playbook's id).
 
@@ -188,6 +190,10 @@ class Breach:
         the machine. ``live`` and ``sandbox`` schedule its steps in the ledger; the engine
         (:meth:`run`, ``breach serve``) fires them when due. A live incident is refused when a
         notifier it needs lacks settings.
+
+        The incident, its steps, ``incident.triggered`` and ``events`` (``(kind, detail)``
+        pairs, such as the alert that opened it, recorded as ``actor``) are written in one
+        transaction: a failure leaves nothing behind.
         """
         if not isinstance(playbook, Playbook):
             playbook = self.playbook(playbook)
@@ -220,12 +226,17 @@ class Breach:
                  due_at=at, state=StepState.SCHEDULED.value, detail={})
             for i, (step, at) in enumerate(timed)
         ]  # fmt: skip
-        self.ledger.add_incident(row, steps)
+        triggered = {"playbook": playbook.id, "version": str(playbook.version), "mode": mode,
+                     "source": source, "facts": sorted(resolved),
+                     "redirected": bool(redirect)}  # fmt: skip
+        opening = [IncidentEvent(incident_id, "incident.triggered", None, triggered, actor=actor)]
+        opening += [IncidentEvent(incident_id, kind, None, dict(detail), actor=actor)
+                    for kind, detail in events]  # fmt: skip
+        self.ledger.add_incident(row, steps, opening)
+        for event in opening:
+            self.host.emit(event)
         box = Outbox(outbox) if outbox is not None else None
         campaign = Campaign(self, row, playbook=playbook, outbox=box, audience=people)
-        campaign.emit("incident.triggered", playbook=playbook.id, version=str(playbook.version),
-                      mode=mode, source=source, facts=sorted(resolved),
-                      redirected=bool(redirect))  # fmt: skip
         if mode != "dry-run":
             return TriggerResult(incident_id, self.status(incident_id), [])
         outcomes = [campaign.run_step(step, at) for step, at in timed]

@@ -31,25 +31,9 @@ FAST = DispatchSettings(send_timeout=1.0, lease_seconds=5.0, concurrency=8,
                         circuit_threshold=1000)  # fmt: skip
 
 
-def databases() -> list[str]:
-    urls = ["sqlite"]
-    if os.environ.get("BREACH_TEST_POSTGRES_URL"):
-        urls.append("postgres")
-    return urls
-
-
-@pytest.fixture(params=databases())
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    from sqlalchemy import create_engine, text
-
-    url = os.environ["BREACH_TEST_POSTGRES_URL"]
-    engine = create_engine(url)
-    with engine.begin() as c:  # a clean schema for every test
-        c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return url
+@pytest.fixture
+def db(ledger_url: str) -> str:
+    return ledger_url
 
 
 def test_faulty_provider_campaign_reaches_everyone(

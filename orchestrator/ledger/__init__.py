@@ -130,11 +130,15 @@ class Ledger:
 
     # -- incidents -----------------------------------------------------------------------------
 
-    def add_incident(self, incident: Incident, steps: Iterable[Step]) -> None:
+    def add_incident(
+        self, incident: Incident, steps: Iterable[Step], events: Iterable[IncidentEvent] = ()
+    ) -> None:
+        """Create an incident with its steps and its first timeline events, all or nothing."""
         with self.session() as s:
             s.add(incident)
             s.flush()
             s.add_all(list(steps))
+            s.add_all([_audit_row(event) for event in events])
 
     def incident(self, incident_id: str) -> Incident:
         with self.session() as s:
@@ -587,16 +591,7 @@ class Ledger:
 
     def record(self, event: IncidentEvent) -> None:
         with self.session() as s:
-            s.add(
-                AuditEvent(
-                    incident_id=event.incident_id,
-                    at=event.at,
-                    kind=event.kind,
-                    step_id=event.step_id,
-                    actor=event.actor,
-                    detail=event.detail,
-                )
-            )
+            s.add(_audit_row(event))
 
     def events(self, incident_id: str) -> list[AuditEvent]:
         with self.session() as s:
@@ -607,6 +602,11 @@ class Ledger:
                     .order_by(AuditEvent.id)
                 )
             )
+
+
+def _audit_row(event: IncidentEvent) -> AuditEvent:
+    return AuditEvent(incident_id=event.incident_id, at=event.at, kind=event.kind,
+                      step_id=event.step_id, actor=event.actor, detail=event.detail)  # fmt: skip
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

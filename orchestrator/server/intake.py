@@ -276,7 +276,6 @@ class Intake:
         if decision.action == "create":
             assert decision.route is not None
             decision.incident = self.start_incident(decision)
-            self._record(decision.incident, "alert.received", decision.received)
         elif decision.action == "join":
             assert decision.incident is not None
             self._record_join(decision.incident, decision)
@@ -303,7 +302,8 @@ class Intake:
             route.playbook, audience=audience.spec, audience_options=options,
             facts=decision.facts, aware_at=decision.aware_at, mode="live" if live else "dry-run",
             outbox=None if live else self._outbox(route), source=decision.hook,
-            dedupe_key=decision.dedupe_key,
+            dedupe_key=decision.dedupe_key, events=[("alert.received", decision.received)],
+            actor="webhook",
         )  # fmt: skip
         return result.incident_id
 
