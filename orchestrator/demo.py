@@ -185,7 +185,7 @@ class DemoRun:
             audience = self.outdir / "audience.csv"
             stats = generate_audience(audience, self.people, seed=self.seed)
             say = self.say
-            say(f"[bold]breach demo[/bold]: {playbook.title} ({playbook.id} "
+            say(f"breach demo: {playbook.title} ({playbook.id} "
                 f"v{playbook.version}), live against the provider simulator at "
                 f"{self.simulator.url}")  # fmt: skip
             say(f"  people    {stats.rows:,} synthetic ({audience}): {stats.with_phone:,} "

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from ..errors import BreachError, ValidationFailed
 from ..version import __version__
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(str(problem), err=True)
         sys.exit(exc.exit_code)
     except BreachError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(Text.assemble(("error:", "red"), f" {exc}"))
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err.print("aborted")
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so in one line; the traceback on request
         if os.environ.get("BREACH_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
-                  "(set BREACH_DEBUG=1 to see the traceback, and please report it)",
-                  highlight=False)  # fmt: skip
+        advice = "(set BREACH_DEBUG=1 to see the traceback, and please report it)"
+        err.print(
+            Text.assemble(("internal error:", "red"), f" {type(exc).__name__}: {exc} {advice}")
+        )
         sys.exit(70)

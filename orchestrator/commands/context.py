@@ -19,9 +19,11 @@ from rich.console import Console
 
 from ..session import Breach
 
-#: tables and reports (stdout); progress and messages (stderr)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+#: tables and reports (stdout); progress and messages (stderr). Markup is off: what is printed
+#: holds user text (titles, facts, names) that must show as typed, brackets and all; styles come
+#: from ``rich.text.Text`` parts instead.
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 db_option = click.option(
     "--db", envvar="BREACH_DATABASE_URL", default=None, metavar="URL",

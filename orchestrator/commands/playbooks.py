@@ -25,9 +25,9 @@ def validate(breach: Breach, paths: tuple[Path, ...]) -> None:
         click.echo(str(problem))
     if problems:
         files = len({p.file for p in problems})
-        err.print(f"[red]{len(problems)} problem(s) in {files} file(s)[/red]")
+        err.print(f"{len(problems)} problem(s) in {files} file(s)", style="red")
         sys.exit(1)
-    err.print(f"[green]{len(paths)} playbook(s) valid[/green]")
+    err.print(f"{len(paths)} playbook(s) valid", style="green")
 
 
 @click.command("playbooks")

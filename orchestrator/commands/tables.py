@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .context import out
 
@@ -78,15 +79,16 @@ def print_playbooks(rows: Iterable[Mapping[str, Any]]) -> None:
 def print_summary(summary: dict[str, Any]) -> None:
     """The dry-run report as tables: steps, channels with ETA, deadlines."""
     people = summary["audience"]["people"]
-    out.print(f"[bold]{summary['incident']}[/bold]  {summary['playbook']['title']} "
-              f"({summary['playbook']['id']} v{summary['playbook']['version']})  "
-              f"mode: [yellow]{summary['mode']}[/yellow]  people: {people:,}")  # fmt: skip
+    playbook = summary["playbook"]
+    title = f"  {playbook['title']} ({playbook['id']} v{playbook['version']})  mode: "
+    out.print(Text.assemble((summary["incident"], "bold"), title, (summary["mode"], "yellow"),
+                            f"  people: {people:,}"))  # fmt: skip
     steps = Table("step", "channel", "at", "fired", "sent", "fallback", "skipped", title="Steps")
     notes: list[str] = []
     for s in summary["steps"]:
         states = s.get("states", {})
         steps.add_row(
-            s["step"], s["channel"], s["offset"], "yes" if s["fired"] else "[dim]no[/dim]",
+            s["step"], s["channel"], s["offset"], "yes" if s["fired"] else Text("no", style="dim"),
             f"{states.get('sent', 0) + states.get('pending', 0):,}", f"{s.get('fallback', 0):,}",
             f"{states.get('skipped', 0):,}",
         )  # fmt: skip
@@ -129,11 +131,13 @@ def _eta(seconds: float) -> str:
 
 def print_status(data: dict[str, Any]) -> None:
     """One incident: header, steps with delivery counts and ETA, regulator deadlines."""
-    out.print(f"[bold]{data['id']}[/bold] {data['title']}  mode: {data['mode']}  "
-              f"state: {data['state']}  people: {data['people'] or 0:,}  "
-              f"aware {data['elapsed_hours']}h ago")  # fmt: skip
+    header = (f" {data['title']}  mode: {data['mode']}  state: {data['state']}  "
+              f"people: {data['people'] or 0:,}  aware {data['elapsed_hours']}h ago")  # fmt: skip
+    out.print(Text.assemble((data["id"], "bold"), header))
     if data.get("redirected"):
-        out.print("[yellow]staging: every message goes to the --redirect-to test recipients[/]")
+        out.print(
+            "staging: every message goes to the --redirect-to test recipients", style="yellow"
+        )
     table = Table("step", "channel", "state", "due", "deliveries", "ETA")
     for s in data["steps"]:
         counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(s["deliveries"].items()))
@@ -147,7 +151,7 @@ def print_status(data: dict[str, Any]) -> None:
             text = (
                 "no fixed clock"
                 if left is None
-                else (f"{left:.1f}h" if left >= 0 else f"[red]overdue {-left:.1f}h[/red]")
+                else (f"{left:.1f}h" if left >= 0 else Text(f"overdue {-left:.1f}h", style="red"))
             )
             deadlines.add_row(d["name"], d["regime"], _when(d["due_at"]) if d["due_at"] else "",
                               text)  # fmt: skip
@@ -175,7 +179,7 @@ def print_demo_report(result: DemoResult, console: Console, *, keep: bool) -> No
                                ("dropped", "drop"))
             if outcomes.get(key)
         )  # fmt: skip
-        agree = "yes" if c.agrees(duplicates) else "[red]NO[/red]"
+        agree = "yes" if c.agrees(duplicates) else Text("NO", style="red")
         table.add_row(c.provider if first else "", c.channel,
                       f"{stats.get('requests', 0):,}" if first else "",
                       (faults or "none") if first else "", f"{c.accepted:,}", f"{c.sent:,}",
@@ -190,19 +194,21 @@ def print_demo_report(result: DemoResult, console: Console, *, keep: bool) -> No
         console.print("No step of this run sent through a provider (SMS, call, e-mail, push).")
     elif result.agrees:
         totals = ", ".join(f"{c.channel} {c.sent:,}" for c in result.channels)
-        console.print(f"[green]Simulator and ledger agree[/green] on every channel ({totals}).")
+        console.print(Text.assemble(("Simulator and ledger agree", "green"),
+                                    f" on every channel ({totals})."))  # fmt: skip
     else:
         console.print(
-            "[red]Simulator and ledger disagree[/red]: a message the provider accepted is not "
-            "recorded as sent (see the table); this is a bug, please report it with --json output"
-        )
+            Text.assemble(("Simulator and ledger disagree", "red"),
+                          ": a message the provider accepted is not recorded as sent (see the "
+                          "table); this is a bug, please report it with --json output")
+        )  # fmt: skip
     for label, pattern, folder in (("public notice", "*/index.html", "public"),
                                    ("regulator filing", "*.json", "filings")):  # fmt: skip
         for path in sorted((result.outdir / folder).glob(pattern)):
             console.print(f"{label}: {path}")
     console.print(f"ledger: {result.db}  (`breach status {result.incident_id} --db URL` again)")
     if not result.finished:
-        console.print("[yellow]stopped before every delivery settled[/yellow]")
+        console.print("stopped before every delivery settled", style="yellow")
     console.print(f"done in {result.seconds:.1f}s")
     if keep:
         console.print(f"Simulator page: {result.page}  (press Enter or Ctrl-C to stop it)")
