@@ -31,7 +31,14 @@ from ..receipts import ReceiptRejected, ReceiptUpdate
 from ..session import Breach
 from ..version import __version__
 from . import alertmanager as am
-from .auth import ReplayCache, Replayed, Unauthorized, check_alertmanager, check_signature
+from .auth import (
+    ReplayCache,
+    Replayed,
+    Unauthorized,
+    check_alertmanager,
+    check_signature,
+    decimal,
+)
 from .config import ServerConfig
 from .intake import Decision, Intake, LiveUnavailable, PayloadInvalid
 from .logs import RequestLog
@@ -106,16 +113,17 @@ def require_json(request: Request) -> None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
+    header = request.headers.get("content-length")
+    if header is not None:
+        declared = decimal(header, max_digits=19)
+        if declared is None:
             refuse(400, "bad-request", "Bad request", "Content-Length is not a number")
-        if int(declared) > limit:
+        if declared > limit:
             refuse(
                 413,
                 "payload-too-large",
                 "Payload too large",
-                f"the body is {int(declared)} bytes; this server accepts at most {limit}",
+                f"the body is {declared} bytes; this server accepts at most {limit}",
             )
     buffer = bytearray()
     async for chunk in request.stream():

@@ -44,6 +44,18 @@ class Replayed(BreachError):
     """A signature already accepted within the window (HTTP 409)."""
 
 
+_DECIMAL = re.compile(r"[0-9]+")
+
+
+def decimal(text: str, *, max_digits: int) -> int | None:
+    """A header's non-negative whole number, or None. Only ASCII digits count: ``str.isdigit``
+    also accepts "¹²", which ``int()`` then refuses."""
+    text = text.strip()
+    if len(text) > max_digits or not _DECIMAL.fullmatch(text):
+        return None
+    return int(text)
+
+
 def _same(given: bytes, expected: bytes) -> bool:
     # equal-length digests: the comparison time says nothing about the secret's length
     return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
@@ -109,9 +121,9 @@ def check_signature(
                    if not v]  # fmt: skip
         raise Unauthorized(f"missing {' and '.join(missing)} header(s); see the README, "
                            "section Webhooks, for how to sign a request")  # fmt: skip
-    if not stamp.strip().isdigit() or len(stamp.strip()) > 12:
+    timestamp = decimal(stamp, max_digits=12)
+    if timestamp is None:
         raise Unauthorized(f"{TIMESTAMP_HEADER} must be Unix time in whole seconds")
-    timestamp = int(stamp.strip())
     current = time.time() if now is None else now
     skew = current - timestamp
     if abs(skew) > WINDOW_SECONDS:

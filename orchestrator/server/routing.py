@@ -52,7 +52,7 @@ def lookup(view: Any, path: str | Sequence[str]) -> Any:
     for part in parts:
         if isinstance(view, Mapping) and part in view:
             view = view[part]
-        elif isinstance(view, list) and part.isdigit() and int(part) < len(view):
+        elif isinstance(view, list) and part.isascii() and part.isdigit() and int(part) < len(view):
             view = view[int(part)]
         else:
             return MISSING
