@@ -18,11 +18,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, api
+from . import api
 from . import facts as facts_mod
 from .errors import BreachError, ValidationFailed
 from .notifier import Mode
 from .pluginhost import PluginHost
+from .version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()

@@ -25,11 +25,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
 from ..errors import AudienceError, BreachError, FactError, LedgerError, ValidationFailed
 from ..logs import mask_text
 from ..pluginhost import PluginHost
 from ..receipts import ReceiptRejected, ReceiptUpdate
+from ..version import __version__
 from . import alertmanager as am
 from .auth import ReplayCache, Replayed, Unauthorized, check_alertmanager, check_signature
 from .config import ServerConfig
