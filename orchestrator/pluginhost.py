@@ -7,7 +7,6 @@ names) restricts which entry-point plugins load. Every failure names the plugin.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.util
 import logging
@@ -26,9 +25,8 @@ from . import hookspecs
 from .audience import AudienceSourceFactory
 from .errors import PluginError
 from .events import IncidentEvent
-from .logs import register_secret
 from .message import Message
-from .notifier import Notifier
+from .notifier import Notifier, resolve_settings
 from .receipts import ReceiptHandler
 
 ENTRY_POINT_GROUP = "breach"
@@ -277,21 +275,6 @@ class PluginHost:
     @property
     def has_vetoes(self) -> bool:
         return bool(self.pm.hook.before_send.get_hookimpls())
-
-
-def resolve_settings(cls: type[Notifier], env: Mapping[str, str]) -> dict[str, str]:
-    """A notifier's settings from the environment; ``NAME_FILE`` points at a file holding NAME."""
-    out: dict[str, str] = {}
-    for spec in cls.settings_spec:
-        if env.get(spec.name):
-            out[spec.name] = env[spec.name]
-        elif env.get(spec.name + "_FILE"):
-            # An unreadable file is reported as a missing setting, by name only.
-            with contextlib.suppress(OSError):
-                out[spec.name] = Path(env[spec.name + "_FILE"]).read_text("utf-8").strip()
-        if spec.secret and spec.name in out:
-            register_secret(out[spec.name])  # never printed, whatever logs it by mistake
-    return out
 
 
 def _import_file(path: Path, stem: str) -> ModuleType:

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl
 
 from ..errors import BreachError
 from ..ledger import Ledger
-from ..pluginhost import PluginHost, resolve_settings
+from ..notifier import resolve_settings
+from ..pluginhost import PluginHost
 from ..receipts import ReceiptRequest, ReceiptUpdate
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")

@@ -40,10 +40,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.pluginhost import resolve_settings
-from orchestrator.reasons import mask_reason
-from orchestrator.receipts import ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from orchestrator.plugin import (
+    ConfigurationError,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+    resolve_settings,
+)
+from orchestrator.plugin.reasons import mask_reason
 
 from .notifier import SendGridEmail
 

@@ -33,9 +33,13 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 from urllib.parse import parse_qsl
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.pluginhost import resolve_settings
-from orchestrator.receipts import ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from orchestrator.plugin import (
+    ConfigurationError,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+    resolve_settings,
+)
 
 from .callbacks import canonical, delivery_of
 from .notifiers import RECEIPT_PATH, TwilioSms
