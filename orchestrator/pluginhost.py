@@ -222,6 +222,15 @@ class PluginHost:
             self._notifiers[chosen] = cls(settings=resolve_settings(cls, self.settings))
         return self._notifiers[chosen]
 
+    def plugin_settings(self, plugin: str) -> dict[str, str]:
+        """The resolved settings of every notifier ``plugin`` registers, as its notifiers get
+        them: what its receipt handlers receive as ``ReceiptRequest.settings``."""
+        out: dict[str, str] = {}
+        for owner, cls in self.notifier_classes.values():
+            if owner == plugin:
+                out.update(resolve_settings(cls, self.settings))
+        return out
+
     def active_notifiers(self) -> list[Notifier]:
         """The notifiers instantiated so far (to close their connections)."""
         return list(self._notifiers.values())

@@ -26,7 +26,14 @@ class ReceiptRejected(BreachError):
 
 @dataclass(frozen=True)
 class ReceiptRequest:
-    """An incoming receipt, framework-neutral. ``url`` is the full URL the provider called."""
+    """An incoming receipt, framework-neutral.
+
+    ``url`` is the full URL the provider called (providers sign it); ``headers`` have lower-case
+    names; ``form`` is the parsed body when it is form-encoded, else empty. ``settings`` are the
+    resolved settings of the notifiers the handler's plugin registers, exactly as those notifiers
+    receive them (from the environment, or a file named by ``NAME_FILE``): a handler reads its
+    credentials there and never resolves or reads the environment itself.
+    """
 
     url: str
     method: str

@@ -21,6 +21,7 @@ from factories import make_message
 from orchestrator.errors import ConfigurationError
 from orchestrator.message import Message
 from orchestrator.notifier import Notifier, Outcome, Receipt
+from orchestrator.pluginhost import PluginHost
 from orchestrator.receipts import ReceiptHandler, ReceiptRejected, ReceiptRequest, ReceiptUpdate
 from orchestrator.simulator import Simulator, twilio_signature
 
@@ -263,11 +264,16 @@ def test_behind_a_proxy_the_public_url_is_what_twilio_signed() -> None:
 
 
 def test_the_auth_token_may_come_from_a_file(tmp_path: Path) -> None:
+    # The host resolves NAME_FILE; the handler reads the resolved settings it is handed.
     secret = tmp_path / "twilio-token"
     secret.write_text("tok\n")
     signature = twilio_signature("tok", URL, FIELDS)
-    settings = {"TWILIO_AUTH_TOKEN_FILE": str(secret)}
+    host = PluginHost(settings={"TWILIO_AUTH_TOKEN_FILE": str(secret)})
+    settings = host.plugin_settings("twilio")
+    assert settings["TWILIO_AUTH_TOKEN"] == "tok"
     assert len(_run(handle(_request(FIELDS, signature, settings)))) == 1
+    with pytest.raises(ConfigurationError, match="TWILIO_AUTH_TOKEN"):
+        _run(handle(_request(FIELDS, signature, {"TWILIO_AUTH_TOKEN_FILE": str(secret)})))
 
 
 def test_without_an_auth_token_nothing_is_trusted() -> None:

@@ -40,7 +40,6 @@ from .receipts import (
     apply_receipts,
     build_request,
     called_url,
-    plugin_settings,
 )
 
 log = logging.getLogger("orchestrator.server")
@@ -196,7 +195,7 @@ def create_app(
     intake = Intake(config, host=host, db=db, live_available=engine is not None)
     replays = ReplayCache()
     stats: Counter[str] = Counter()
-    settings = {name: plugin_settings(host, plugin)
+    settings = {name: host.plugin_settings(plugin)
                 for name, (plugin, _) in host.receipt_handlers.items()}  # fmt: skip
 
     @asynccontextmanager

@@ -40,16 +40,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from orchestrator.plugin import (
-    ConfigurationError,
-    ReceiptRejected,
-    ReceiptRequest,
-    ReceiptUpdate,
-    resolve_settings,
-)
+from orchestrator.plugin import ConfigurationError, ReceiptRejected, ReceiptRequest, ReceiptUpdate
 from orchestrator.plugin.reasons import mask_reason
-
-from .notifier import SendGridEmail
 
 SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -148,6 +140,6 @@ def parse_events(body: bytes) -> list[Mapping[str, Any]]:
 
 async def handle(request: ReceiptRequest) -> Sequence[ReceiptUpdate]:
     """The ``sendgrid`` receipt handler: authenticate, parse, map each final event."""
-    authenticate(request, resolve_settings(SendGridEmail, request.settings))
+    authenticate(request, request.settings)
     updates = (update_for(event) for event in parse_events(request.body))
     return [u for u in updates if u is not None]

@@ -33,16 +33,10 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 from urllib.parse import parse_qsl
 
-from orchestrator.plugin import (
-    ConfigurationError,
-    ReceiptRejected,
-    ReceiptRequest,
-    ReceiptUpdate,
-    resolve_settings,
-)
+from orchestrator.plugin import ConfigurationError, ReceiptRejected, ReceiptRequest, ReceiptUpdate
 
 from .callbacks import canonical, delivery_of
-from .notifiers import RECEIPT_PATH, TwilioSms
+from .notifiers import RECEIPT_PATH
 
 _MESSAGE_DELIVERED: Final = frozenset({"delivered", "read"})
 _MESSAGE_FAILED: Final = frozenset({"undelivered", "failed", "canceled"})
@@ -96,7 +90,7 @@ def verify(request: ReceiptRequest, fields: Mapping[str, str]) -> None:
     """Raise :class:`ReceiptRejected` unless ``X-Twilio-Signature`` matches the auth token."""
     from twilio.request_validator import RequestValidator
 
-    settings = resolve_settings(TwilioSms, request.settings)
+    settings = request.settings  # resolved by the host: the same values TwilioSms gets
     token = settings.get("TWILIO_AUTH_TOKEN")
     if not token:
         raise ConfigurationError("TWILIO_AUTH_TOKEN is not set: Twilio receipts cannot be checked")
