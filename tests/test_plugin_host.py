@@ -114,11 +114,11 @@ def test_receipt_handlers_are_registered_by_name() -> None:
     host = PluginHost(plugins_dir=Path(__file__).parent / "plugins")
     plugin, handler = host.receipt_handlers["echo"]
     assert plugin == "echo_receipts"
-    body = b'[{"state": "delivered", "provider_id": "SM1"}]'
+    body = b'[{"outcome": "delivered", "provider_id": "SM1"}]'
     good = ReceiptRequest("http://127.0.0.1/receipts/echo", "POST", {"x-echo-secret": "s3cret"},
                           body)  # fmt: skip
     (update,) = asyncio.run(handler(good))
-    assert (update.state, update.provider_id) == ("delivered", "SM1")
+    assert (update.outcome, update.state, update.provider_id) == ("delivered", "delivered", "SM1")
     forged = ReceiptRequest(good.url, "POST", {"x-echo-secret": "guess"}, body)
     with pytest.raises(ReceiptRejected):
         asyncio.run(handler(forged))

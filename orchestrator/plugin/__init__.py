@@ -30,7 +30,10 @@ Receipts
     body and parsed form, and ``settings``, the resolved settings of the notifiers its plugin
     registers (the same values those notifiers get; a handler reads them, never the
     environment). It checks the provider's signature, raises :class:`ReceiptRejected` when the
-    request is not genuine, and returns :class:`ReceiptUpdate` objects.
+    request is not genuine, and returns :class:`ReceiptUpdate` objects. Each carries a
+    :class:`ReceiptOutcome` (delivered, bounce, undelivered, failed): the ledger stores it and
+    playbook fallbacks ``on: [bounce]`` and ``on: [undelivered]`` select on it; ``reason`` is
+    text for people, never parsed.
 
 Errors
     Raise :class:`ConfigurationError` for a missing or invalid setting and :class:`BreachError`
@@ -58,7 +61,13 @@ from ..hookspecs import hookimpl
 from ..locales import direction, language
 from ..message import IncidentContext, Message, RenderedNotice
 from ..notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting, resolve_settings
-from ..receipts import ReceiptHandler, ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from ..receipts import (
+    ReceiptHandler,
+    ReceiptOutcome,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+)
 from ..segments import SegmentCount, count_segments
 
 __all__ = [
@@ -74,6 +83,7 @@ __all__ = [
     "Outcome",
     "Receipt",
     "ReceiptHandler",
+    "ReceiptOutcome",
     "ReceiptRejected",
     "ReceiptRequest",
     "ReceiptUpdate",

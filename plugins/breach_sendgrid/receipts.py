@@ -5,12 +5,14 @@ top-level keys, so ``delivery_id`` finds the delivery, and ``sg_message_id`` (th
 ``X-Message-Id`` followed by ``.<suffix>``) is kept as the provider id.
 
 ========================  =============================================
-event                     update
+event                     outcome
 ========================  =============================================
 delivered                 delivered
-bounce (type bounce or    failed, reason "bounce: <SMTP reason>"
-blocked)
-dropped                   failed, reason "dropped: <reason>"
+bounce (type bounce or    bounce, reason "bounce: <SMTP reason>" or
+blocked)                  "blocked: <SMTP reason>"
+dropped                   bounce, reason "dropped: <reason>" (the
+                          address is suppressed: it bounced before,
+                          is invalid, or unsubscribed)
 deferred, processed,      none (still trying, or not about delivery)
 open, click, spamreport,
 unsubscribe, ...
@@ -40,7 +42,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from orchestrator.plugin import ConfigurationError, ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from orchestrator.plugin import (
+    ConfigurationError,
+    ReceiptOutcome,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+)
 from orchestrator.plugin.reasons import mask_reason
 
 SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
@@ -119,11 +127,12 @@ def update_for(event: Mapping[str, Any]) -> ReceiptUpdate | None:
     if kind is None or (key is None and provider_id is None):
         return None
     if kind == "delivered":
-        return ReceiptUpdate("delivered", key, provider_id, event=kind)
+        return ReceiptUpdate(ReceiptOutcome.DELIVERED, key, provider_id, event=kind)
     if kind in ("bounce", "dropped"):
         label = (_text(event, "type") or "bounce") if kind == "bounce" else "dropped"
         why = _text(event, "reason") or _text(event, "status") or "no reason given"
-        return ReceiptUpdate("failed", key, provider_id, mask_reason(f"{label}: {why}"), event=kind)
+        reason = mask_reason(f"{label}: {why}")
+        return ReceiptUpdate(ReceiptOutcome.BOUNCE, key, provider_id, reason, event=kind)
     return None
 
 
