@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any, ClassVar
 
 import httpx
@@ -85,9 +85,10 @@ def recorder_plugin(seen: list[ReceiptRequest]) -> object:
     def register_notifiers(register: Callable[..., None]) -> None:
         register(RecorderNotifier)
 
-    return SimpleNamespace(
-        register_receipts=register_receipts, register_notifiers=register_notifiers
-    )
+    plugin = ModuleType("recorder")
+    plugin.register_receipts = register_receipts  # type: ignore[attr-defined]
+    plugin.register_notifiers = register_notifiers  # type: ignore[attr-defined]
+    return plugin
 
 
 @pytest.mark.parametrize("behind_proxy", [False, True])
