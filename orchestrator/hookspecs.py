@@ -42,7 +42,8 @@ def register_receipts(register: Callable[[str, ReceiptHandler], None]) -> None:
     """Register delivery-receipt handlers: ``register("twilio", handler)``.
 
     The server mounts each at ``POST /receipts/<name>``; the handler validates the provider's
-    signature and returns ``ReceiptUpdate``s (or raises ``ReceiptRejected``).
+    signature (with the resolved settings of its plugin's notifiers, ``request.settings``) and
+    returns ``ReceiptUpdate``s, each with a ``ReceiptOutcome``, or raises ``ReceiptRejected``.
     """
 
 

@@ -152,8 +152,7 @@ THIRD_PARTY = {
         fax = "breach_fax"
     """,
     "breach_fax/__init__.py": """
-        from orchestrator import hookimpl
-        from orchestrator.notifier import Notifier
+        from orchestrator.plugin import Notifier, hookimpl
 
 
         class FaxGateway(Notifier):
