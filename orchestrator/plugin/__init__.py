@@ -16,14 +16,15 @@ Hooks
     ``before_send(message)`` vetoes one :class:`Message` by returning a reason.
 
 Notifiers
-    A :class:`Notifier` serves one channel. It declares its configuration as :class:`Setting`\\ s
-    in ``settings_spec`` and receives it resolved (:func:`resolve_settings`: the environment, or
-    a file named by ``NAME_FILE``) as ``self.settings``; :meth:`Notifier.require_settings` and
-    :meth:`Notifier.seconds_setting` read it. It is handed :class:`Message` objects (a
-    :class:`RenderedNotice` in the recipient's locale, the :class:`IncidentContext`), returns
-    the provider payload from ``build_payload`` and, when live, one :class:`Receipt` per message
-    from ``send``, each with an :class:`Outcome`: sent, transient (the core retries) or
-    permanent. ``contact`` is a :data:`Contact` field of the recipient, ``mode`` a :data:`Mode`.
+    A :class:`Notifier` serves one channel. It declares its configuration in ``settings_spec``
+    (:class:`Setting` objects) and receives it resolved (:func:`resolve_settings`: the
+    environment, or a file named by ``NAME_FILE``) as ``self.settings``;
+    :meth:`Notifier.require_settings` and :meth:`Notifier.seconds_setting` read it. It is handed
+    :class:`Message` objects (a :class:`RenderedNotice` in the recipient's locale, the
+    :class:`IncidentContext`), returns the provider payload from ``build_payload`` and, when
+    live, one :class:`Receipt` per message from ``send``, each with an :class:`Outcome`: sent,
+    transient (the core retries) or permanent. Its ``contact`` is a :data:`Contact` field of the
+    recipient; ``send`` is told the :data:`Mode` (live, sandbox or dry-run).
 
 Receipts
     A receipt handler gets a :class:`ReceiptRequest`: the URL the provider called, its headers,
