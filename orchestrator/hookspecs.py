@@ -1,7 +1,8 @@
 """Every hook a breach plugin can implement. One module, one marker, verbs for names.
 
-A plugin is a module (or object) with functions decorated by ``orchestrator.hookimpl`` whose
-names match the specifications below. Call hooks with keyword arguments only.
+A plugin is a module (or object) with functions decorated by :data:`hookimpl` (re-exported as
+``orchestrator.plugin.hookimpl``) whose names match the specifications below. Call hooks with
+keyword arguments only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from .receipts import ReceiptHandler
 
 hookspec = pluggy.HookspecMarker("breach")
+#: marks a plugin's implementation of one of the hooks below
+hookimpl = pluggy.HookimplMarker("breach")
 
 
 @hookspec
@@ -39,7 +42,8 @@ def register_receipts(register: Callable[[str, ReceiptHandler], None]) -> None:
     """Register delivery-receipt handlers: ``register("twilio", handler)``.
 
     The server mounts each at ``POST /receipts/<name>``; the handler validates the provider's
-    signature and returns ``ReceiptUpdate``s (or raises ``ReceiptRejected``).
+    signature (with the resolved settings of its plugin's notifiers, ``request.settings``) and
+    returns ``ReceiptUpdate``s, each with a ``ReceiptOutcome``, or raises ``ReceiptRejected``.
     """
 
 

@@ -8,6 +8,7 @@ decides retries; a notifier only classifies each outcome.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 from abc import ABC, abstractmethod
@@ -15,9 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .errors import ConfigurationError
+from .logs import register_secret
 from .message import Message
 
 Contact = Literal["phone", "email", "push_token"]
@@ -138,3 +141,18 @@ class Notifier(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release connections; called once when the engine stops."""
+
+
+def resolve_settings(cls: type[Notifier], env: Mapping[str, str]) -> dict[str, str]:
+    """A notifier's settings from the environment; ``NAME_FILE`` points at a file holding NAME."""
+    out: dict[str, str] = {}
+    for spec in cls.settings_spec:
+        if env.get(spec.name):
+            out[spec.name] = env[spec.name]
+        elif env.get(spec.name + "_FILE"):
+            # An unreadable file is reported as a missing setting, by name only.
+            with contextlib.suppress(OSError):
+                out[spec.name] = Path(env[spec.name + "_FILE"]).read_text("utf-8").strip()
+        if spec.secret and spec.name in out:
+            register_secret(out[spec.name])  # never printed, whatever logs it by mistake
+    return out

@@ -3,11 +3,15 @@
 Built-in plugins and third-party ones are found the same way, through the ``breach`` entry-point
 group; a team's own modules come from ``--plugins-dir``. ``BREACH_LOAD_PLUGINS`` (comma-separated
 names) restricts which entry-point plugins load. Every failure names the plugin.
+
+Every hook is called through pluggy, so ``BREACH_TRACE_PLUGINS=1`` (pluggy's tracing, written to
+this module's debug log) shows each call. Where the host must know which plugin answered (who
+registered a notifier) or must keep one plugin's failure from the others (observers), it calls
+the hook once per plugin through a caller limited to that plugin (``pm.subset_hook_caller``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.util
 import logging
@@ -26,9 +30,8 @@ from . import hookspecs
 from .audience import AudienceSourceFactory
 from .errors import PluginError
 from .events import IncidentEvent
-from .logs import register_secret
 from .message import Message
-from .notifier import Notifier
+from .notifier import Notifier, resolve_settings
 from .receipts import ReceiptHandler
 
 ENTRY_POINT_GROUP = "breach"
@@ -81,6 +84,7 @@ class PluginHost:
         self.sources: dict[str, tuple[str, AudienceSourceFactory]] = {}
         self.receipt_handlers: dict[str, tuple[str, ReceiptHandler]] = {}
         self._notifiers: dict[str, Notifier] = {}
+        self._callers: dict[str, list[tuple[str, pluggy.HookCaller]]] = {}
 
         from . import sources  # the core's own audience sources, registered like any plugin
 
@@ -97,6 +101,13 @@ class PluginHost:
     # -- loading ---------------------------------------------------------------------------
 
     def _register(self, plugin: object, name: str, version: str, origin: str) -> None:
+        try:
+            hash(plugin)  # per-plugin hook callers keep plugins in sets
+        except TypeError:
+            raise PluginError(
+                f"plugin {name!r} is a {type(plugin).__name__}, which cannot be hashed: "
+                "register a module or a class instance"
+            ) from None
         try:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
@@ -153,14 +164,28 @@ class PluginHost:
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
 
+    def _per_plugin(self, hook: str) -> list[tuple[str, pluggy.HookCaller]]:
+        """(plugin name, a caller of ``hook`` that reaches only that plugin), for each plugin
+        implementing ``hook``, in registration order. Built once: plugins are all registered
+        before the host collects anything."""
+        if hook not in self._callers:
+            caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+            plugins = [plugin for _, plugin in self.pm.list_name_plugin()]
+            self._callers[hook] = [
+                (impl.plugin_name, self.pm.subset_hook_caller(
+                    hook, [p for p in plugins if p is not impl.plugin]))
+                for impl in caller.get_hookimpls()
+            ]  # fmt: skip
+        return self._callers[hook]
+
     def _collect(self) -> None:
-        for impl in self.pm.hook.register_notifiers.get_hookimpls():
-            impl.function(register=self._notifier_registrar(impl.plugin_name))
-        for impl in self.pm.hook.register_audience_sources.get_hookimpls():
-            impl.function(register=self._source_registrar(impl.plugin_name))
-        for impl in self.pm.hook.register_receipts.get_hookimpls():
-            impl.function(register=self._unique_registrar(
-                impl.plugin_name, "receipt handler", self.receipt_handlers))  # fmt: skip
+        for plugin, call in self._per_plugin("register_notifiers"):
+            call(register=self._notifier_registrar(plugin))
+        for plugin, call in self._per_plugin("register_audience_sources"):
+            call(register=self._source_registrar(plugin))
+        for plugin, call in self._per_plugin("register_receipts"):
+            call(register=self._unique_registrar(plugin, "receipt handler",
+                                                 self.receipt_handlers))  # fmt: skip
 
     def _notifier_registrar(self, plugin: str) -> Any:
         def register(cls: type[Notifier]) -> None:
@@ -224,6 +249,15 @@ class PluginHost:
             self._notifiers[chosen] = cls(settings=resolve_settings(cls, self.settings))
         return self._notifiers[chosen]
 
+    def plugin_settings(self, plugin: str) -> dict[str, str]:
+        """The resolved settings of every notifier ``plugin`` registers, as its notifiers get
+        them: what its receipt handlers receive as ``ReceiptRequest.settings``."""
+        out: dict[str, str] = {}
+        for owner, cls in self.notifier_classes.values():
+            if owner == plugin:
+                out.update(resolve_settings(cls, self.settings))
+        return out
+
     def active_notifiers(self) -> list[Notifier]:
         """The notifiers instantiated so far (to close their connections)."""
         return list(self._notifiers.values())
@@ -260,13 +294,13 @@ class PluginHost:
 
     def emit(self, event: IncidentEvent) -> None:
         """Tell every observer; one observer's failure is logged with its name, not raised."""
-        for impl in self.pm.hook.incident_event.get_hookimpls():
+        for plugin, call in self._per_plugin("incident_event"):
             try:
-                impl.function(event=event)
+                call(event=event)
             except Exception as exc:
                 log.error(
                     "observer failed",
-                    extra={"plugin": impl.plugin_name, "error": f"{type(exc).__name__}: {exc}"},
+                    extra={"plugin": plugin, "error": f"{type(exc).__name__}: {exc}"},
                 )
 
     def veto(self, message: Message) -> str | None:
@@ -277,21 +311,6 @@ class PluginHost:
     @property
     def has_vetoes(self) -> bool:
         return bool(self.pm.hook.before_send.get_hookimpls())
-
-
-def resolve_settings(cls: type[Notifier], env: Mapping[str, str]) -> dict[str, str]:
-    """A notifier's settings from the environment; ``NAME_FILE`` points at a file holding NAME."""
-    out: dict[str, str] = {}
-    for spec in cls.settings_spec:
-        if env.get(spec.name):
-            out[spec.name] = env[spec.name]
-        elif env.get(spec.name + "_FILE"):
-            # An unreadable file is reported as a missing setting, by name only.
-            with contextlib.suppress(OSError):
-                out[spec.name] = Path(env[spec.name + "_FILE"]).read_text("utf-8").strip()
-        if spec.secret and spec.name in out:
-            register_secret(out[spec.name])  # never printed, whatever logs it by mistake
-    return out
 
 
 def _import_file(path: Path, stem: str) -> ModuleType:

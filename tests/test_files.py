@@ -1,4 +1,4 @@
-"""orchestrator.files: atomic writes, the folder lock, receipts of notifiers that write files."""
+"""orchestrator.plugin.files: atomic writes, the folder lock, receipts of file-writing notifiers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from factories import make_public_message
 
 from orchestrator.errors import BreachError, ConfigurationError
-from orchestrator.files import atomic_write, exclusive, setting_folder, write_each
 from orchestrator.message import Message
 from orchestrator.notifier import Notifier, Outcome, Setting
+from orchestrator.plugin.files import atomic_write, exclusive, setting_folder, write_each
 
 
 def test_atomic_write_replaces_whole_files_and_skips_identical_ones(tmp_path: Path) -> None:

@@ -1,12 +1,12 @@
-"""orchestrator.headings and orchestrator.locales: the notice's headings per language."""
+"""orchestrator.plugin.headings and orchestrator.locales: the notice's headings per language."""
 
 from __future__ import annotations
 
 import pytest
 from factories import make_notice
 
-from orchestrator.headings import HEADINGS, headings_for
 from orchestrator.locales import direction, language
+from orchestrator.plugin.headings import HEADINGS, headings_for
 
 
 def test_every_table_heads_every_section_with_the_same_keys() -> None:

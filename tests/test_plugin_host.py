@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from orchestrator import hookspecs
 from orchestrator.errors import PluginError
+from orchestrator.plugin import IncidentEvent, Message, Notifier, hookimpl
 from orchestrator.pluginhost import PluginHost
 
 ROOT = Path(__file__).parent.parent
@@ -114,11 +119,11 @@ def test_receipt_handlers_are_registered_by_name() -> None:
     host = PluginHost(plugins_dir=Path(__file__).parent / "plugins")
     plugin, handler = host.receipt_handlers["echo"]
     assert plugin == "echo_receipts"
-    body = b'[{"state": "delivered", "provider_id": "SM1"}]'
+    body = b'[{"outcome": "delivered", "provider_id": "SM1"}]'
     good = ReceiptRequest("http://127.0.0.1/receipts/echo", "POST", {"x-echo-secret": "s3cret"},
                           body)  # fmt: skip
     (update,) = asyncio.run(handler(good))
-    assert (update.state, update.provider_id) == ("delivered", "SM1")
+    assert (update.outcome, update.state, update.provider_id) == ("delivered", "delivered", "SM1")
     forged = ReceiptRequest(good.url, "POST", {"x-echo-secret": "guess"}, body)
     with pytest.raises(ReceiptRejected):
         asyncio.run(handler(forged))
@@ -147,8 +152,7 @@ THIRD_PARTY = {
         fax = "breach_fax"
     """,
     "breach_fax/__init__.py": """
-        from orchestrator import hookimpl
-        from orchestrator.notifier import Notifier
+        from orchestrator.plugin import Notifier, hookimpl
 
 
         class FaxGateway(Notifier):
@@ -210,3 +214,73 @@ def test_third_party_plugin_adds_a_channel(fax_plugin: Path, tmp_path: Path) -> 
     assert [f["payload"]["fax_number"] for f in faxes] == ["+14155550101"]
     emails = (tmp_path / "out/email.jsonl").read_text().splitlines()
     assert len(emails) == 1 and json.loads(emails[0])["fallback"] is True
+
+
+class _Observer:
+    """An observer plugin that records what it is told, or fails on everything."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.seen: list[IncidentEvent] = []
+
+    @hookimpl
+    def incident_event(self, event: IncidentEvent) -> None:
+        if self.fail:
+            raise RuntimeError("observer bug")
+        self.seen.append(event)
+
+
+class _Fax(Notifier):
+    name = "fax-gateway"
+    channel = "fax"
+
+    def build_payload(self, message: Message) -> dict[str, Any]:
+        return {}
+
+
+class _FaxPlugin:
+    @hookimpl
+    def register_notifiers(self, register: Callable[[type[Notifier]], None]) -> None:
+        register(_Fax)
+
+
+def test_hooks_are_traced_and_a_failing_observer_spares_the_others(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("BREACH_TRACE_PLUGINS", "1")
+    caplog.set_level(logging.DEBUG, logger="orchestrator.pluginhost")
+    # A listener on each side of the failing one: whichever order observers run in, one of
+    # them comes after the failure.
+    first, failing, last = _Observer(), _Observer(fail=True), _Observer()
+    host = PluginHost(entrypoints=False, extra=[
+        ("first", first), ("failing", failing), ("fax", _FaxPlugin()), ("last", last)])  # fmt: skip
+    event = IncidentEvent("inc-1", "step.fired", "sms-all")
+    host.emit(event)
+
+    assert first.seen == [event] and last.seen == [event]
+    failures = [
+        (r.levelno, r.__dict__.get("plugin"), r.__dict__.get("error"))
+        for r in caplog.records
+        if r.getMessage() == "observer failed"
+    ]
+    assert failures == [(logging.ERROR, "failing", "RuntimeError: observer bug")]
+    assert host.notifier_classes["fax-gateway"] == ("fax", _Fax)  # who registered it is known
+    trace = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    calls = [
+        line.strip() for line in "".join(trace).splitlines() if line.strip().endswith("[hook]")
+    ]
+    assert "register_notifiers [hook]" in calls  # the fax plugin's registration
+    assert "register_audience_sources [hook]" in calls  # the core's own sources
+    assert calls.count("incident_event [hook]") == 3  # each observer, failing one included
+
+
+def test_a_name_registered_twice_names_both_plugins() -> None:
+    with pytest.raises(PluginError, match="plugin 'again' registers notifier 'fax-gateway', "
+                       "already registered by plugin 'fax'"):  # fmt: skip
+        PluginHost(entrypoints=False, extra=[("fax", _FaxPlugin()), ("again", _FaxPlugin())])
+
+
+def test_a_plugin_that_cannot_be_hashed_is_refused_by_name() -> None:
+    plugin = SimpleNamespace(incident_event=_Observer().incident_event)
+    with pytest.raises(PluginError, match="plugin 'ns' is a SimpleNamespace"):
+        PluginHost(entrypoints=False, extra=[("ns", plugin)])

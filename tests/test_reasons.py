@@ -1,8 +1,9 @@
-"""orchestrator.reasons: provider error text as a receipt keeps it (masked, one line, short)."""
+"""orchestrator.plugin.reasons: provider error text as a receipt keeps it (masked, one line,
+short)."""
 
 from __future__ import annotations
 
-from orchestrator.reasons import MAX_REASON, mask_reason
+from orchestrator.plugin.reasons import MAX_REASON, mask_reason
 
 
 def test_contacts_are_masked_and_codes_stay_readable() -> None:

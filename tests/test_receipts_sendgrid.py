@@ -23,7 +23,13 @@ from factories import make_message, make_notice, make_recipient
 from orchestrator.errors import ConfigurationError
 from orchestrator.message import Message
 from orchestrator.notifier import Outcome, Receipt
-from orchestrator.receipts import ReceiptHandler, ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from orchestrator.receipts import (
+    ReceiptHandler,
+    ReceiptOutcome,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+)
 from orchestrator.simulator import Simulator
 
 T = TypeVar("T")
@@ -125,18 +131,24 @@ def _check_updates(receipts: Sequence[Receipt], updates: Sequence[ReceiptUpdate]
         assert update.provider_id == message_id  # sg_message_id starts with X-Message-Id
         name = (key or "").rsplit(":", 1)[1]
         if name.startswith("bounce"):
-            assert (update.state, update.event) == ("failed", "bounce")
+            assert (update.outcome, update.state, update.event) == ("bounce", "failed", "bounce")
             assert update.reason == (
                 "bounce: 550 5.1.1 The email account that you tried to reach does not exist."
             )
         elif name.startswith("drop"):
-            assert (update.state, update.event, update.reason) == (
+            assert (update.outcome, update.state, update.event, update.reason) == (
+                ReceiptOutcome.BOUNCE,
                 "failed",
                 "dropped",
                 "dropped: Bounced Address",
             )
         else:
-            assert (update.state, update.event, update.reason) == ("delivered", "delivered", None)
+            assert (update.outcome, update.state, update.event, update.reason) == (
+                ReceiptOutcome.DELIVERED,
+                "delivered",
+                "delivered",
+                None,
+            )
 
 
 def test_events_with_the_secret_in_the_query_become_updates(simulator: Simulator) -> None:
@@ -296,11 +308,11 @@ def test_an_unusable_public_key_is_a_configuration_error() -> None:
          ("delivered", "d-1", "abc", None)),
         ({"event": "bounce", "type": "blocked", "delivery_id": "d-1",
           "reason": "550 5.7.1 <alex.smith@example.com>: rejected by policy"},
-         ("failed", "d-1", None, "blocked: 550 5.7.1 <a…@example.com>: rejected by policy")),
+         ("bounce", "d-1", None, "blocked: 550 5.7.1 <a…@example.com>: rejected by policy")),
         ({"event": "dropped", "sg_message_id": "abc.x", "reason": "Unsubscribed Address"},
-         ("failed", None, "abc", "dropped: Unsubscribed Address")),
+         ("bounce", None, "abc", "dropped: Unsubscribed Address")),
         ({"event": "bounce", "delivery_id": "d-1", "status": "5.0.0"},
-         ("failed", "d-1", None, "bounce: 5.0.0")),
+         ("bounce", "d-1", None, "bounce: 5.0.0")),
         ({"event": "deferred", "delivery_id": "d-1"}, None),
         ({"event": "processed", "delivery_id": "d-1"}, None),
         ({"event": "open", "delivery_id": "d-1"}, None),
@@ -312,5 +324,5 @@ def test_event_mapping(
 ) -> None:
     body = json.dumps([event, "not an event"]).encode()
     updates = _run(handle(_request(body, {"SENDGRID_WEBHOOK_SECRET": SECRET})))
-    got = [(u.state, u.delivery_key, u.provider_id, u.reason) for u in updates]
+    got = [(u.outcome, u.delivery_key, u.provider_id, u.reason) for u in updates]
     assert got == ([expected] if expected else [])

@@ -21,7 +21,14 @@ from factories import make_message
 from orchestrator.errors import ConfigurationError
 from orchestrator.message import Message
 from orchestrator.notifier import Notifier, Outcome, Receipt
-from orchestrator.receipts import ReceiptHandler, ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from orchestrator.pluginhost import PluginHost
+from orchestrator.receipts import (
+    ReceiptHandler,
+    ReceiptOutcome,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+)
 from orchestrator.simulator import Simulator, twilio_signature
 
 T = TypeVar("T")
@@ -127,8 +134,12 @@ def test_sms_callbacks_become_delivered_and_failed_updates(
 
     # exactly one final update per message; "sent" callbacks change nothing
     assert sorted(u.delivery_key or "" for u in got.updates) == sorted(ids)
-    states = {u.state for u in got.updates}
-    assert states == {"delivered", "failed"}  # the seed gives both
+    states = {(u.outcome, u.state) for u in got.updates}
+    # the seed gives both; Twilio's "failed" and "undelivered" both mean the handset never got it
+    assert states == {
+        (ReceiptOutcome.DELIVERED, "delivered"),
+        (ReceiptOutcome.UNDELIVERED, "failed"),
+    }
     for update in got.updates:
         assert update.provider_id == sid_of[update.delivery_key or ""]
         if update.state == "delivered":
@@ -162,9 +173,9 @@ def test_call_callbacks_map_completed_busy_and_no_answer(
     assert sorted(keys) == sorted(f"c-{i}" for i in range(10))  # one final each
     for update in got.updates:
         if update.event == "completed":
-            assert update.state == "delivered"
+            assert (update.outcome, update.state) == (ReceiptOutcome.DELIVERED, "delivered")
         else:
-            assert update.state == "failed"
+            assert (update.outcome, update.state) == (ReceiptOutcome.UNDELIVERED, "failed")
             assert update.reason == f"call {update.event}"
             assert update.event in {"busy", "no-answer"}
     assert {r.provider_id for r in receipts} == {u.provider_id for u in got.updates}
@@ -208,7 +219,7 @@ def test_a_genuine_signature_is_accepted_with_and_without_parsed_form() -> None:
     for form in (True, False):  # the server may hand over the raw body only
         [update] = _run(handle(_request(FIELDS, signature, settings, form=form)))
         assert update == ReceiptUpdate(
-            "delivered", "inc-1:sms:p-1", FIELDS["MessageSid"], None, "delivered"
+            ReceiptOutcome.DELIVERED, "inc-1:sms:p-1", FIELDS["MessageSid"], None, "delivered"
         )
 
 
@@ -263,11 +274,16 @@ def test_behind_a_proxy_the_public_url_is_what_twilio_signed() -> None:
 
 
 def test_the_auth_token_may_come_from_a_file(tmp_path: Path) -> None:
+    # The host resolves NAME_FILE; the handler reads the resolved settings it is handed.
     secret = tmp_path / "twilio-token"
     secret.write_text("tok\n")
     signature = twilio_signature("tok", URL, FIELDS)
-    settings = {"TWILIO_AUTH_TOKEN_FILE": str(secret)}
+    host = PluginHost(settings={"TWILIO_AUTH_TOKEN_FILE": str(secret)})
+    settings = host.plugin_settings("twilio")
+    assert settings["TWILIO_AUTH_TOKEN"] == "tok"
     assert len(_run(handle(_request(FIELDS, signature, settings)))) == 1
+    with pytest.raises(ConfigurationError, match="TWILIO_AUTH_TOKEN"):
+        _run(handle(_request(FIELDS, signature, {"TWILIO_AUTH_TOKEN_FILE": str(secret)})))
 
 
 def test_without_an_auth_token_nothing_is_trusted() -> None:
@@ -289,22 +305,25 @@ def test_a_signed_request_that_is_not_a_status_callback_is_a_bad_request() -> No
         ({"MessageStatus": "queued"}, []),
         ({"MessageStatus": "sent"}, []),
         ({"MessageStatus": "read"}, [("delivered", None)]),
-        ({"MessageStatus": "canceled"}, [("failed", "canceled")]),
+        ({"MessageStatus": "canceled"}, [("undelivered", "canceled")]),
         ({"MessageStatus": "undelivered", "ErrorCode": "30007"},
-         [("failed", "undelivered: 30007 (filtered by the carrier as spam)")]),
-        ({"MessageStatus": "failed", "ErrorCode": "39999"}, [("failed", "failed: 39999")]),
+         [("undelivered", "undelivered: 30007 (filtered by the carrier as spam)")]),
+        ({"MessageStatus": "failed", "ErrorCode": "39999"}, [("undelivered", "failed: 39999")]),
         ({"SmsStatus": "delivered"}, [("delivered", None)]),
         ({"CallStatus": "ringing"}, []),
         ({"CallStatus": "in-progress"}, []),
         ({"CallStatus": "completed", "CallDuration": "31"}, [("delivered", None)]),
-        ({"CallStatus": "failed"}, [("failed", "call failed")]),
-        ({"CallStatus": "canceled"}, [("failed", "call canceled")]),
+        ({"CallStatus": "busy"}, [("undelivered", "call busy")]),
+        ({"CallStatus": "no-answer"}, [("undelivered", "call no-answer")]),
+        ({"CallStatus": "failed"}, [("undelivered", "call failed")]),
+        ({"CallStatus": "canceled"}, [("undelivered", "call canceled")]),
     ],
 )  # fmt: skip
 def test_status_mapping(fields: dict[str, str], expected: list[tuple[str, str | None]]) -> None:
     request = _request(fields, twilio_signature("tok", URL, fields), {"TWILIO_AUTH_TOKEN": "tok"})
     updates = _run(handle(request))
-    assert [(u.state, u.reason) for u in updates] == expected
+    assert [(u.outcome, u.reason) for u in updates] == expected
+    assert all(u.state == ("delivered" if u.outcome == "delivered" else "failed") for u in updates)
     assert all(u.delivery_key == "inc-1:sms:p-1" for u in updates)
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any, ClassVar
 
 import httpx
@@ -85,9 +85,10 @@ def recorder_plugin(seen: list[ReceiptRequest]) -> object:
     def register_notifiers(register: Callable[..., None]) -> None:
         register(RecorderNotifier)
 
-    return SimpleNamespace(
-        register_receipts=register_receipts, register_notifiers=register_notifiers
-    )
+    plugin = ModuleType("recorder")
+    plugin.register_receipts = register_receipts  # type: ignore[attr-defined]
+    plugin.register_notifiers = register_notifiers  # type: ignore[attr-defined]
+    return plugin
 
 
 @pytest.mark.parametrize("behind_proxy", [False, True])
@@ -136,7 +137,7 @@ def echo_host() -> PluginHost:
 def test_rejected_receipt_is_a_problem_and_changes_nothing(
     tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost
 ) -> None:
-    body = json.dumps([{"state": "delivered", "delivery_key": sent_key}])
+    body = json.dumps([{"outcome": "delivered", "delivery_key": sent_key}])
     with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
         response = httpx.post(
             f"{server.url}/receipts/echo", content=body, headers={"X-Echo-Secret": "guess"}
@@ -152,8 +153,8 @@ def test_genuine_receipt_updates_the_delivery(
 ) -> None:
     body = json.dumps(
         [
-            {"state": "delivered", "delivery_key": sent_key},
-            {"state": "failed", "provider_id": "unknown-id", "reason": "bounce"},
+            {"outcome": "delivered", "delivery_key": sent_key},
+            {"outcome": "bounce", "provider_id": "unknown-id", "reason": "mailbox full"},
         ]
     )
     with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
@@ -163,6 +164,19 @@ def test_genuine_receipt_updates_the_delivery(
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "accepted", "updates": 2}
     assert delivery_state(db, sent_key) == "delivered"
+
+
+def test_an_unknown_outcome_is_the_handlers_failure_and_changes_nothing(
+    tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost
+) -> None:
+    body = json.dumps([{"outcome": "exploded", "delivery_key": sent_key}])
+    with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
+        response = httpx.post(
+            f"{server.url}/receipts/echo", content=body, headers={"X-Echo-Secret": "s3cret"}
+        )
+    assert response.status_code == 500
+    assert "plugin 'echo_receipts' failed on this receipt (ValueError)" in response.text
+    assert delivery_state(db, sent_key) == "sent"
 
 
 def test_unknown_handler_and_oversized_receipt(
@@ -239,7 +253,7 @@ def test_breach_serve_mounts_plugins_dir_receipt_handlers(
 ) -> None:
     health = httpx.get(f"{breach_serve}/healthz").json()
     assert "echo" in health["receipts"]
-    body = json.dumps([{"state": "delivered", "delivery_key": sent_key}])
+    body = json.dumps([{"outcome": "delivered", "delivery_key": sent_key}])
     forged = httpx.post(
         f"{breach_serve}/receipts/echo", content=body, headers={"X-Echo-Secret": "nope"}
     )

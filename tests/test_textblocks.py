@@ -1,4 +1,5 @@
-"""orchestrator.textblocks: notice text as safe HTML pieces, the breach's dates, our templates."""
+"""orchestrator.plugin.textblocks: notice text as safe HTML pieces, the breach's dates, our
+templates."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import jinja2
 import pytest
 
-from orchestrator.textblocks import (
+from orchestrator.plugin.textblocks import (
     breach_dates,
     clean,
     linkify,

@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import LedgerError, NotFound
 from ..events import IncidentEvent
+from ..receipts import ReceiptOutcome, ReceiptUpdate
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
 __all__ = [
@@ -60,15 +61,17 @@ DEFAULT_URL = "sqlite:///breach.db"
 DELIVERIES = cast(Table, Delivery.__table__)
 #: the step id of a step's fallback deliveries after a failure ("email-all+fallback")
 FALLBACK_SUFFIX = "+fallback"
-#: how provider receipts word a bounce, and an undelivered message (see the plugins' receipts)
-BOUNCES = ("bounce", "dropped", "blocked")
-UNDELIVERED = ("undelivered", "failed", "busy", "no-answer", "canceled")
+#: fallback triggers that select on the outcome a provider's receipt reported
+OUTCOME_TRIGGERS: dict[str, ReceiptOutcome] = {
+    "bounce": ReceiptOutcome.BOUNCE,
+    "undelivered": ReceiptOutcome.UNDELIVERED,
+}
 DUPLICATE_REASON = "duplicate recipient id in the audience"
 _DELIVERY_DEFAULTS: dict[str, Any] = {
     "via_fallback": False, "locale": None, "contact": None, "recipient_data": None,
     "reason": None, "attempts": 0, "next_attempt_at": None, "lease_until": None,
     "provider_message_id": None, "content_hash": None, "error": None, "recipient_row": 0,
-    "notifier": None, "reclaims": 0, "sent_at": None,
+    "notifier": None, "reclaims": 0, "sent_at": None, "receipt_outcome": None,
 }  # fmt: skip
 ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
 
@@ -371,8 +374,8 @@ class Ledger:
             result = connection.execute(stmt, rows)
         return int(result.rowcount)
 
-    def apply_receipts(self, updates: Iterable[Any]) -> int:
-        """Apply provider receipts (``ReceiptUpdate``s): sent -> delivered or failed.
+    def apply_receipts(self, updates: Iterable[ReceiptUpdate]) -> int:
+        """Apply provider receipts: sent -> delivered or failed, with the receipt's outcome.
 
         A receipt is matched by delivery key, else by provider message id; it never moves a
         delivery backwards (a late "delivered" does not undo a "failed" the provider sent first).
@@ -390,9 +393,10 @@ class Ledger:
                     match = table.c.provider_message_id == receipt.provider_id
                 else:
                     continue
-                values: dict[str, Any] = {"state": receipt.state, "updated_at": current}
+                values: dict[str, Any] = {"state": receipt.state, "updated_at": current,
+                                          "receipt_outcome": receipt.outcome.value}  # fmt: skip
                 if receipt.state == DeliveryState.FAILED.value:
-                    values["reason"] = receipt.reason or receipt.event or "failed"
+                    values["reason"] = receipt.reason or receipt.event or receipt.outcome.value
                 changed += connection.execute(
                     update(table).where(match, table.c.state.in_(movable)).values(**values)
                 ).rowcount
@@ -409,8 +413,8 @@ class Ledger:
     ) -> list[str]:
         """Recipients of a step who need its fallback and have no fallback row yet: their
         delivery failed (``failed``: any failure or dead; ``bounce`` / ``undelivered``: a provider
-        receipt saying so), or was sent before ``older_than`` and never confirmed
-        (``no_receipt``)."""
+        receipt with that :class:`ReceiptOutcome`), or was sent before ``older_than`` and never
+        confirmed (``no_receipt``)."""
         table = DELIVERIES
         fallback_rows = table.alias("fb")
         has_fallback = (
@@ -425,10 +429,9 @@ class Ledger:
         if "failed" in triggers:
             wanted.append(table.c.state.in_((DeliveryState.FAILED.value,
                                               DeliveryState.DEAD.value)))  # fmt: skip
-        if "bounce" in triggers:
-            wanted.append(failed & or_(*(table.c.reason.like(f"{w}%") for w in BOUNCES)))
-        if "undelivered" in triggers:
-            wanted.append(failed & or_(*(table.c.reason.like(f"{w}%") for w in UNDELIVERED)))
+        outcomes = [OUTCOME_TRIGGERS[t].value for t in triggers if t in OUTCOME_TRIGGERS]
+        if outcomes:
+            wanted.append(failed & table.c.receipt_outcome.in_(outcomes))
         if "no_receipt" in triggers:
             wanted.append((table.c.state == DeliveryState.SENT.value)
                           & (table.c.sent_at <= older_than))  # fmt: skip

@@ -153,6 +153,9 @@ class Delivery(Base):
     recipient_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
+    #: what the provider's receipt said (a ``ReceiptOutcome``: delivered, bounce, undelivered,
+    #: failed); None until a receipt arrives. Receipt-driven fallbacks select on it.
+    receipt_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -42,7 +42,7 @@ from .auth import (
 from .config import ServerConfig
 from .intake import Decision, Intake, LiveUnavailable, PayloadInvalid
 from .logs import RequestLog
-from .receipts import build_request, called_url, plugin_settings
+from .receipts import build_request, called_url
 
 log = logging.getLogger("orchestrator.server")
 T = TypeVar("T")
@@ -198,7 +198,7 @@ def create_app(
     intake = Intake(config, breach, live_available=engine is not None)
     replays = ReplayCache()
     stats: Counter[str] = Counter()
-    settings = {name: plugin_settings(host, plugin)
+    settings = {name: host.plugin_settings(plugin)
                 for name, (plugin, _) in host.receipt_handlers.items()}  # fmt: skip
 
     @asynccontextmanager

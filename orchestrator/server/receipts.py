@@ -2,8 +2,9 @@
 
 Each handler a plugin registers (``register_receipts``) is served at ``POST /receipts/<name>``.
 The handler sees the URL exactly as the provider called it (providers sign it), the headers,
-the raw body, the parsed form for form-encoded bodies, and the settings of its plugin's notifiers
-(from the environment or ``NAME_FILE``). It checks the signature; the session applies the result.
+the raw body, the parsed form for form-encoded bodies, and the resolved settings of its plugin's
+notifiers (:meth:`PluginHost.plugin_settings <orchestrator.pluginhost.PluginHost.plugin_settings>`).
+It checks the signature; the session applies the result.
 """
 
 from __future__ import annotations
@@ -12,19 +13,9 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl
 
-from ..pluginhost import PluginHost, resolve_settings
 from ..receipts import ReceiptRequest
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
-
-
-def plugin_settings(host: PluginHost, plugin: str) -> dict[str, str]:
-    """The settings of every notifier ``plugin`` registers, as its notifiers would get them."""
-    out: dict[str, str] = {}
-    for owner, cls in host.notifier_classes.values():
-        if owner == plugin:
-            out.update(resolve_settings(cls, host.settings))
-    return out
 
 
 def called_url(

@@ -13,18 +13,16 @@ from aiohttp import web
 from .base import Handled, Incoming, ProviderAPI
 from .callbacks import CallbackDispatcher
 from .config import SimulatorConfig
+from .control import add_routes as add_control_routes
 from .fcm_api import FcmAPI
+from .keys import CLOSING_KEY, DISPATCHER_KEY, STATE_KEY
+from .page import add_routes as add_page_routes
 from .sendgrid_api import SendGridAPI
 from .standin_api import StandinAPI
 from .state import RecordedRequest, SimState
 from .twilio_api import TwilioAPI
 
 __all__ = ["CLOSING_KEY", "DISPATCHER_KEY", "STATE_KEY", "create_app"]
-
-STATE_KEY = web.AppKey("simulator_state", SimState)
-DISPATCHER_KEY = web.AppKey("simulator_dispatcher", CallbackDispatcher)
-#: Set when the server shuts down, so requests held by a ``timeout`` fault let go at once.
-CLOSING_KEY = web.AppKey("simulator_closing", asyncio.Event)
 
 _MAX_BODY = 32 * 1024 * 1024  # a full SendGrid batch with HTML bodies stays well below this
 
@@ -36,8 +34,6 @@ def create_app(
 
     Pass ``state`` to keep what an earlier application recorded (a restarted simulator).
     """
-    from . import control, page  # late: they import this module's keys
-
     config = config or (state.config if state else SimulatorConfig())
     state = state or SimState(config)
     app = web.Application(client_max_size=_MAX_BODY)
@@ -54,8 +50,8 @@ def create_app(
         handler = _pipeline(api)
         for method, path in api.routes():
             app.router.add_route(method, path, handler)
-    control.add_routes(app)
-    page.add_routes(app)
+    add_control_routes(app)
+    add_page_routes(app)
     app.on_shutdown.append(_on_shutdown)
     return app
 

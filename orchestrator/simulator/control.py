@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import DISPATCHER_KEY, STATE_KEY
 from .base import flatten_form, form_fields, json_body
 from .config import PROVIDERS, ProviderConfig
+from .keys import DISPATCHER_KEY, STATE_KEY
 from .state import SimState, SinkRecord
 
 __all__ = ["add_routes", "parse_fault_request"]

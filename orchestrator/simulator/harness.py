@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .app import DISPATCHER_KEY, create_app
+from .app import create_app
 from .config import ProviderConfig, SimulatorConfig
+from .keys import DISPATCHER_KEY
 from .state import AcceptedMessage, CallbackRecord, RecordedRequest, SimState, SinkRecord
 
 __all__ = ["Simulator", "serve"]

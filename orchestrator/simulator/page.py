@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import STATE_KEY
 from .config import PROVIDERS
+from .keys import STATE_KEY
 from .state import RecordedRequest
 
 __all__ = ["add_routes", "mask", "render"]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator import hookimpl
-from orchestrator.audience import AudienceSourceFactory
-
+from ..audience import AudienceSourceFactory
+from ..hookspecs import hookimpl
 from .csvfile import open_csv
 from .jsonl import open_jsonl
 from .sql import open_sql

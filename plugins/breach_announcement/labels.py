@@ -1,6 +1,6 @@
 """Labels of the public notice page, per language, and language names.
 
-The notice's title and section headings are the core's (:mod:`orchestrator.headings`), shared
+The notice's title and section headings are the core's (:mod:`orchestrator.plugin.headings`), shared
 with the e-mail; this module adds what only the page and its feed show: the update date, the
 language switcher, the feed links. Languages without a table fall back to English labels; the
 notice text itself is always the playbook's own translation.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from orchestrator.headings import headings_for
-from orchestrator.locales import language
+from orchestrator.plugin import language
+from orchestrator.plugin.headings import headings_for
 
 #: language -> label key -> label, next to the core's headings.
 PAGE_LABELS: Final[dict[str, dict[str, str]]] = {

@@ -24,10 +24,9 @@ from typing import Any, ClassVar
 
 from markupsafe import Markup
 
-from orchestrator.files import atomic_write, exclusive, setting_folder, write_each
-from orchestrator.message import Message
-from orchestrator.notifier import Contact, Mode, Notifier, Receipt, Setting
-from orchestrator.textblocks import clean, paragraphs
+from orchestrator.plugin import Contact, Message, Mode, Notifier, Receipt, Setting
+from orchestrator.plugin.files import atomic_write, exclusive, setting_folder, write_each
+from orchestrator.plugin.textblocks import clean, paragraphs
 
 from .feed import (
     FeedMeta,

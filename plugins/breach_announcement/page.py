@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
-from orchestrator.locales import direction
-from orchestrator.message import Message, RenderedNotice
-from orchestrator.textblocks import breach_dates, clean, package_template, paragraphs
+from orchestrator.plugin import Message, RenderedNotice, direction
+from orchestrator.plugin.textblocks import breach_dates, clean, package_template, paragraphs
 
 from .labels import autonym, labels_for
 

@@ -26,9 +26,8 @@ import google.auth.exceptions
 import google.oauth2.credentials
 from firebase_admin import credentials, messaging
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.notifier import Outcome
-from orchestrator.reasons import mask_reason
+from orchestrator.plugin import ConfigurationError, Outcome
+from orchestrator.plugin.reasons import mask_reason
 
 SEND_PATH: Final = "/v1/projects/{0}/messages:send"
 _override_lock = threading.Lock()

@@ -11,11 +11,18 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from orchestrator.errors import BreachError
-from orchestrator.locales import direction
-from orchestrator.message import Message
-from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
-from orchestrator.reasons import mask_reason
+from orchestrator.plugin import (
+    BreachError,
+    Contact,
+    Message,
+    Mode,
+    Notifier,
+    Outcome,
+    Receipt,
+    Setting,
+    direction,
+)
+from orchestrator.plugin.reasons import mask_reason
 
 from .payload import SEND_PATH, message_json, to_sdk_message
 

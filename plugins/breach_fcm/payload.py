@@ -11,8 +11,7 @@ import json
 import warnings
 from typing import Any
 
-from orchestrator.errors import BreachError
-from orchestrator.message import Message
+from orchestrator.plugin import BreachError, Message
 
 SEND_PATH = "/v1/projects/{project}/messages:send"
 #: FCM rejects notification messages whose payload exceeds 4,096 bytes.

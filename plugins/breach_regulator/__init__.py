@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator import hookimpl
-from orchestrator.notifier import Notifier
+from orchestrator.plugin import Notifier, hookimpl
 
 from .notifier import RegulatorReport
 from .report import NOT_YET_KNOWN, ReportError, build_report

@@ -16,9 +16,8 @@ from typing import Any, ClassVar
 
 from markupsafe import escape
 
-from orchestrator.files import atomic_write, setting_folder, write_each
-from orchestrator.message import Message
-from orchestrator.notifier import Contact, Mode, Notifier, Receipt, Setting
+from orchestrator.plugin import Contact, Message, Mode, Notifier, Receipt, Setting
+from orchestrator.plugin.files import atomic_write, setting_folder, write_each
 
 from .render import render_report
 from .report import build_report, filing_name

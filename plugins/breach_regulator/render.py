@@ -6,8 +6,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from orchestrator.locales import language
-from orchestrator.textblocks import package_template
+from orchestrator.plugin import language
+from orchestrator.plugin.textblocks import package_template
 
 
 def render_report(report: dict[str, Any]) -> str:

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.errors import BreachError
-from orchestrator.message import Message
-from orchestrator.textblocks import BREACH_END_FACTS, BREACH_START_FACTS
-from orchestrator.textblocks import clean as clean_text
+from orchestrator.plugin import BreachError, Message
+from orchestrator.plugin.textblocks import BREACH_END_FACTS, BREACH_START_FACTS
+from orchestrator.plugin.textblocks import clean as clean_text
 
 NOT_YET_KNOWN = "not yet known"
 FORMAT = "breach-orchestrator/regulator-report/1"

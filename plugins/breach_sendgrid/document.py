@@ -14,11 +14,10 @@ from typing import Any
 
 from markupsafe import Markup
 
-from orchestrator.headings import headings_for
-from orchestrator.locales import direction
-from orchestrator.message import Message
-from orchestrator.textblocks import breach_dates, clean, package_template, split_paragraphs
-from orchestrator.textblocks import paragraphs as _paragraphs
+from orchestrator.plugin import Message, direction
+from orchestrator.plugin.headings import headings_for
+from orchestrator.plugin.textblocks import breach_dates, clean, package_template, split_paragraphs
+from orchestrator.plugin.textblocks import paragraphs as _paragraphs
 
 #: Languages whose headings the e-mail is sent in. Mail in any other language gets English
 #: headings, Arabic, Chinese and Portuguese included although the core has tables for them:

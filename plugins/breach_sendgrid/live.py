@@ -17,8 +17,8 @@ from typing import Any
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from orchestrator.notifier import Outcome
-from orchestrator.reasons import mask_reason
+from orchestrator.plugin import Outcome
+from orchestrator.plugin.reasons import mask_reason
 
 from .outcomes import Answer, classify_http_error
 

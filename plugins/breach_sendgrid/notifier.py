@@ -13,10 +13,17 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from orchestrator.errors import BreachError
-from orchestrator.message import Message
-from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
-from orchestrator.reasons import mask_reason
+from orchestrator.plugin import (
+    BreachError,
+    Contact,
+    Message,
+    Mode,
+    Notifier,
+    Outcome,
+    Receipt,
+    Setting,
+)
+from orchestrator.plugin.reasons import mask_reason
 
 from .document import EmailDocument, render_html
 from .outcomes import Answer

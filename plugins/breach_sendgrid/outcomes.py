@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.notifier import Outcome
-from orchestrator.reasons import mask_reason
+from orchestrator.plugin import Outcome
+from orchestrator.plugin.reasons import mask_reason
 
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\.")
 _AUTH_HINT = "SendGrid refused the API key: check SENDGRID_API_KEY and its Mail Send permission"

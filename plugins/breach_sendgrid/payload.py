@@ -35,7 +35,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from orchestrator.message import Message
+from orchestrator.plugin import Message
 
 from .document import EmailDocument, paragraphs, render_html, render_text, template_data
 

@@ -5,12 +5,14 @@ top-level keys, so ``delivery_id`` finds the delivery, and ``sg_message_id`` (th
 ``X-Message-Id`` followed by ``.<suffix>``) is kept as the provider id.
 
 ========================  =============================================
-event                     update
+event                     outcome
 ========================  =============================================
 delivered                 delivered
-bounce (type bounce or    failed, reason "bounce: <SMTP reason>"
-blocked)
-dropped                   failed, reason "dropped: <reason>"
+bounce (type bounce or    bounce, reason "bounce: <SMTP reason>" or
+blocked)                  "blocked: <SMTP reason>"
+dropped                   bounce, reason "dropped: <reason>" (the
+                          address is suppressed: it bounced before,
+                          is invalid, or unsubscribed)
 deferred, processed,      none (still trying, or not about delivery)
 open, click, spamreport,
 unsubscribe, ...
@@ -40,12 +42,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.pluginhost import resolve_settings
-from orchestrator.reasons import mask_reason
-from orchestrator.receipts import ReceiptRejected, ReceiptRequest, ReceiptUpdate
-
-from .notifier import SendGridEmail
+from orchestrator.plugin import (
+    ConfigurationError,
+    ReceiptOutcome,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+)
+from orchestrator.plugin.reasons import mask_reason
 
 SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -123,11 +127,12 @@ def update_for(event: Mapping[str, Any]) -> ReceiptUpdate | None:
     if kind is None or (key is None and provider_id is None):
         return None
     if kind == "delivered":
-        return ReceiptUpdate("delivered", key, provider_id, event=kind)
+        return ReceiptUpdate(ReceiptOutcome.DELIVERED, key, provider_id, event=kind)
     if kind in ("bounce", "dropped"):
         label = (_text(event, "type") or "bounce") if kind == "bounce" else "dropped"
         why = _text(event, "reason") or _text(event, "status") or "no reason given"
-        return ReceiptUpdate("failed", key, provider_id, mask_reason(f"{label}: {why}"), event=kind)
+        reason = mask_reason(f"{label}: {why}")
+        return ReceiptUpdate(ReceiptOutcome.BOUNCE, key, provider_id, reason, event=kind)
     return None
 
 
@@ -144,6 +149,6 @@ def parse_events(body: bytes) -> list[Mapping[str, Any]]:
 
 async def handle(request: ReceiptRequest) -> Sequence[ReceiptUpdate]:
     """The ``sendgrid`` receipt handler: authenticate, parse, map each final event."""
-    authenticate(request, resolve_settings(SendGridEmail, request.settings))
+    authenticate(request, request.settings)
     updates = (update_for(event) for event in parse_events(request.body))
     return [u for u in updates if u is not None]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator import hookimpl
-from orchestrator.notifier import Notifier
-from orchestrator.receipts import ReceiptHandler
+from orchestrator.plugin import Notifier, ReceiptHandler, hookimpl
 
 from . import receipts
 from .notifiers import TwilioCall, TwilioSms

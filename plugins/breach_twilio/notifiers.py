@@ -19,11 +19,19 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from orchestrator.errors import BreachError, ConfigurationError
-from orchestrator.locales import direction
-from orchestrator.message import Message
-from orchestrator.notifier import Contact, Mode, Notifier, Outcome, Receipt, Setting
-from orchestrator.reasons import mask_reason
+from orchestrator.plugin import (
+    BreachError,
+    ConfigurationError,
+    Contact,
+    Message,
+    Mode,
+    Notifier,
+    Outcome,
+    Receipt,
+    Setting,
+    direction,
+)
+from orchestrator.plugin.reasons import mask_reason
 
 from .callbacks import with_delivery
 from .outcomes import classify_rest_error

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from orchestrator.notifier import Outcome
-from orchestrator.reasons import mask_reason
+from orchestrator.plugin import Outcome
+from orchestrator.plugin.reasons import mask_reason
 
 T = Outcome.TRANSIENT
 P = Outcome.PERMANENT

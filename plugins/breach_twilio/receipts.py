@@ -2,26 +2,27 @@
 
 Twilio posts a form to the ``StatusCallback`` URL of each message or call as its status changes,
 signed with the account's auth token (HMAC-SHA1 of the full URL and the sorted form fields). The
-SDK's ``RequestValidator`` checks it. Only final states become updates:
+SDK's ``RequestValidator`` checks it. Only final states become updates; each outcome but
+``delivered`` leaves the delivery failed:
 
-================================  =========================================
-Messages (``MessageStatus``)       update
-================================  =========================================
+================================  ===============================================
+Messages (``MessageStatus``)       outcome
+================================  ===============================================
 delivered, read                    delivered
-undelivered, failed                failed, reason "undelivered: 30003 ..."
-canceled                           failed
+undelivered, failed                undelivered, reason "undelivered: 30003 ..."
+canceled                           undelivered, reason "canceled"
 accepted, scheduled, queued,       none (the message is still on its way)
 sending, sent
-================================  =========================================
+================================  ===============================================
 
-================================  =========================================
-Calls (``CallStatus``)             update
-================================  =========================================
+================================  ===============================================
+Calls (``CallStatus``)             outcome
+================================  ===============================================
 completed                          delivered (the call was answered)
-busy, no-answer, failed, canceled  failed, reason "call busy" ...
+busy, no-answer, failed, canceled  undelivered, reason "call busy" ...
 queued, initiated, ringing,        none
 in-progress
-================================  =========================================
+================================  ===============================================
 
 The delivery is found by the ``delivery_id`` query parameter the notifier put in the callback URL,
 or else by the message or call SID.
@@ -33,12 +34,16 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 from urllib.parse import parse_qsl
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.pluginhost import resolve_settings
-from orchestrator.receipts import ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from orchestrator.plugin import (
+    ConfigurationError,
+    ReceiptOutcome,
+    ReceiptRejected,
+    ReceiptRequest,
+    ReceiptUpdate,
+)
 
 from .callbacks import canonical, delivery_of
-from .notifiers import RECEIPT_PATH, TwilioSms
+from .notifiers import RECEIPT_PATH
 
 _MESSAGE_DELIVERED: Final = frozenset({"delivered", "read"})
 _MESSAGE_FAILED: Final = frozenset({"undelivered", "failed", "canceled"})
@@ -92,7 +97,7 @@ def verify(request: ReceiptRequest, fields: Mapping[str, str]) -> None:
     """Raise :class:`ReceiptRejected` unless ``X-Twilio-Signature`` matches the auth token."""
     from twilio.request_validator import RequestValidator
 
-    settings = resolve_settings(TwilioSms, request.settings)
+    settings = request.settings  # resolved by the host: the same values TwilioSms gets
     token = settings.get("TWILIO_AUTH_TOKEN")
     if not token:
         raise ConfigurationError("TWILIO_AUTH_TOKEN is not set: Twilio receipts cannot be checked")
@@ -120,18 +125,19 @@ def updates_from(url: str, fields: Mapping[str, str]) -> list[ReceiptUpdate]:
         status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").lower()
         sid = fields.get("MessageSid") or fields.get("SmsSid") or None
         if status in _MESSAGE_DELIVERED:
-            return [ReceiptUpdate("delivered", key, sid, event=status)]
+            return [ReceiptUpdate(ReceiptOutcome.DELIVERED, key, sid, event=status)]
         if status in _MESSAGE_FAILED:
-            return [ReceiptUpdate("failed", key, sid, _reason(status, fields), event=status)]
+            reason = _reason(status, fields)
+            return [ReceiptUpdate(ReceiptOutcome.UNDELIVERED, key, sid, reason, event=status)]
         return []
     if "CallStatus" in fields:
         status = fields["CallStatus"].lower()
         sid = fields.get("CallSid") or None
         if status in _CALL_DELIVERED:
-            return [ReceiptUpdate("delivered", key, sid, event=status)]
+            return [ReceiptUpdate(ReceiptOutcome.DELIVERED, key, sid, event=status)]
         if status in _CALL_FAILED:
             reason = _reason(status, fields, "call ")
-            return [ReceiptUpdate("failed", key, sid, reason, event=status)]
+            return [ReceiptUpdate(ReceiptOutcome.UNDELIVERED, key, sid, reason, event=status)]
         return []
     raise ReceiptRejected("not a Twilio status callback (no MessageStatus or CallStatus)", 400)
 

@@ -1,15 +1,14 @@
 """SMS limits Twilio enforces, and the segment count a body is billed as.
 
-Segment arithmetic lives in the core (:mod:`orchestrator.segments`): it is exact (an escape pair
-or a surrogate pair is never split across two parts) and playbook validation uses the same count,
-so the preview and ``breach validate`` can never disagree. It is re-exported here for the plugin's
-callers.
+Segment arithmetic lives in the core (:func:`orchestrator.plugin.count_segments`): it is exact
+(an escape pair or a surrogate pair is never split across two parts) and playbook validation uses
+the same count, so the preview and ``breach validate`` can never disagree. It is re-exported here
+for the plugin's callers.
 """
 
 from __future__ import annotations
 
-from orchestrator.errors import BreachError
-from orchestrator.segments import SegmentCount, count_segments
+from orchestrator.plugin import BreachError, SegmentCount, count_segments
 
 __all__ = ["MAX_BODY_CHARS", "SegmentCount", "SmsTooLong", "count_segments"]
 

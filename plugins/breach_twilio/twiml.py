@@ -13,9 +13,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from orchestrator.errors import BreachError
-from orchestrator.locales import language
-from orchestrator.textblocks import split_paragraphs
+from orchestrator.plugin import BreachError, language
+from orchestrator.plugin.textblocks import split_paragraphs
 
 #: Twilio's limit for the ``Twiml`` parameter of a Calls request (error 32018).
 TWIML_MAX_CHARS = 4000

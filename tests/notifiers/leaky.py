@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from orchestrator import hookimpl
-from orchestrator.message import Message
-from orchestrator.notifier import Mode, Notifier, Receipt
+from orchestrator.plugin import Message, Mode, Notifier, Receipt, hookimpl
 
 
 class LeakySms(Notifier):

@@ -13,9 +13,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from orchestrator import hookimpl
-from orchestrator.message import Message
-from orchestrator.notifier import Mode, Notifier, Outcome, Receipt, Setting
+from orchestrator.plugin import Message, Mode, Notifier, Outcome, Receipt, Setting, hookimpl
 from orchestrator.retry import parse_retry_after
 
 

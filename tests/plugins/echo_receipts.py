@@ -6,8 +6,7 @@ import hmac
 import json
 from collections.abc import Callable, Sequence
 
-from orchestrator import hookimpl
-from orchestrator.receipts import ReceiptRejected, ReceiptRequest, ReceiptUpdate
+from orchestrator.plugin import ReceiptRejected, ReceiptRequest, ReceiptUpdate, hookimpl
 
 
 async def echo(request: ReceiptRequest) -> Sequence[ReceiptUpdate]:

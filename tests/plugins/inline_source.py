@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from orchestrator import hookimpl
-from orchestrator.audience import Recipient
+from orchestrator.plugin import Recipient, hookimpl
 
 
 class InlineSource:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator import hookimpl
-from orchestrator.events import IncidentEvent
+from orchestrator.plugin import IncidentEvent, hookimpl
 
 seen: list[IncidentEvent] = []
 

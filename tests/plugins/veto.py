@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator import hookimpl
-from orchestrator.message import Message
+from orchestrator.plugin import Message, hookimpl
 
 
 @hookimpl

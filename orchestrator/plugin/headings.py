@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Final
 
-from .locales import language
+from ..locales import language
 
 __all__ = ["HEADINGS", "headings_for"]
 

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from .errors import BreachError, ConfigurationError
-from .message import Message
-from .notifier import Notifier, Outcome, Receipt
+from ..errors import BreachError, ConfigurationError
+from ..message import Message
+from ..notifier import Notifier, Outcome, Receipt
 
 __all__ = [
     "PERMANENT_ERRNOS",
