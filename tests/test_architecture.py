@@ -1,8 +1,8 @@
 """The layering, read statically from the source: no import cycle, no SDK in the core.
 
 Every ``import`` counts, at module level or inside a function, except those under
-``if TYPE_CHECKING:`` (they never run). A module importing ``a.b.c`` depends on the nearest
-module of the tree that name starts with.
+``if TYPE_CHECKING:`` (they never run). A module importing ``a.b.c`` (or ``c`` from ``a.b``)
+depends on the nearest module of the tree that name starts with.
 """
 
 from __future__ import annotations
@@ -58,12 +58,13 @@ def imported_names(module: str, file: Path) -> Iterator[tuple[str, int]]:
                 base = f"{base}.{node.module}" if node.module else base
             else:
                 base = node.module or ""
-            yield base, node.lineno
+            # `from a import b` depends on a.b when that is a module, else on a itself
             for alias in node.names:
                 yield f"{base}.{alias.name}", node.lineno
 
 
 def dependency_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the tree it imports."""
     modules = source_modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, file in modules.items():
