@@ -89,6 +89,17 @@ class Notifier(ABC):
         self.settings: Mapping[str, str] = dict(settings or {})
         self.clock: Callable[[], datetime] = _utcnow if clock is None else clock
 
+    @classmethod
+    def check_facts(cls, facts: Mapping[str, Any]) -> list[str]:
+        """What is wrong with the incident facts this notifier reads (empty: nothing).
+
+        Called when an incident is triggered and whenever its facts change, so a bad value is
+        refused then, with the fact named, instead of failing the step when it fires (perhaps
+        hours later, with a deadline running). Override when :meth:`build_payload` reads facts
+        beyond the playbook's declared types.
+        """
+        return []
+
     def missing_settings(self) -> list[str]:
         """Names of required settings that are not set (never their values)."""
         return [s.name for s in self.settings_spec if s.required and not self.settings.get(s.name)]

@@ -33,10 +33,10 @@ from . import facts as facts_mod
 from . import shipped
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
-from .errors import BreachError, ConfigurationError, LedgerError, Problem
+from .errors import BreachError, ConfigurationError, FactError, LedgerError, Problem
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
-from .notifier import Mode
+from .notifier import Mode, Notifier
 from .outbox import Outbox
 from .playbook import Playbook
 from .pluginhost import PluginHost
@@ -203,6 +203,7 @@ class Breach:
         if mode != "dry-run":
             self.require_settings(playbook)
         resolved = facts_mod.resolve(playbook.facts, dict(facts or {}))
+        self.check_facts(playbook, resolved)
         aware = (aware_at or now()).astimezone(UTC)
         options = dict(audience_options or {})
         people = open_audience(audience, options, self.host.source_factory)
@@ -251,21 +252,36 @@ class Breach:
 
     def require_settings(self, playbook: Playbook) -> None:
         """Refuse to go live when a notifier a step needs lacks settings (named, never shown)."""
-        missing: dict[str, list[str]] = {}
-        for step in playbook.steps:
-            channels = [(step.channel, step.notifier)]
-            if step.fallback is not None:
-                channels.append((step.fallback.channel, step.fallback.notifier))
-            for channel, name in channels:
-                notifier = self.host.notifier(channel, name)
-                if gaps := notifier.missing_settings():
-                    missing[notifier.name] = gaps
+        missing = {
+            n.name: gaps for n in self._notifiers_of(playbook) if (gaps := n.missing_settings())
+        }
         if missing:
             listing = "; ".join(f"{n}: {', '.join(gaps)}" for n, gaps in sorted(missing.items()))
             raise ConfigurationError(
                 f"cannot go live, notifier settings missing ({listing}); set them in the "
                 "environment (or NAME_FILE), or use --dry-run / --sandbox"
             )
+
+    def check_facts(self, playbook: Playbook, facts: Mapping[str, Any]) -> None:
+        """Raise :class:`FactError` naming every problem the notifiers of ``playbook`` find in
+        ``facts`` (a value a step would fail on when it fires)."""
+        problems = [f"{problem} (read by {notifier.name})"
+                    for notifier in self._notifiers_of(playbook)
+                    for problem in type(notifier).check_facts(facts)]  # fmt: skip
+        if problems:
+            raise FactError("; ".join(dict.fromkeys(problems)))
+
+    def _notifiers_of(self, playbook: Playbook) -> list[Notifier]:
+        """The notifiers a playbook's steps and fallbacks use, each once, by name."""
+        used: dict[str, Notifier] = {}
+        for step in playbook.steps:
+            targets = [(step.channel, step.notifier)]
+            if step.fallback is not None:
+                targets.append((step.fallback.channel, step.fallback.notifier))
+            for channel, name in targets:
+                notifier = self.host.notifier(channel, name)
+                used[notifier.name] = notifier
+        return [used[name] for name in sorted(used)]
 
     def incidents(self, limit: int = 50) -> list[dict[str, Any]]:
         """The most recent incidents, newest first."""
@@ -378,6 +394,7 @@ class Breach:
         event_detail = dict(detail or {})
         if facts:
             merged = {**incident.facts, **jsonable(facts)}
+            self.check_facts(self.recorded_playbook(incident), merged)
             self.ledger.update_incident(incident_id, facts=merged,
                                         facts_version=incident.facts_version + 1)  # fmt: skip
             event_detail["facts"] = sorted(facts)

@@ -282,3 +282,25 @@ def test_invalid_report_gives_a_permanent_receipt(tmp_path: Path) -> None:
 def test_live_filing_without_a_folder_names_the_setting() -> None:
     with pytest.raises(ConfigurationError, match="BREACH_FILING_DIR"):
         asyncio.run(_notifier().send([_message()], "live"))
+
+
+def test_a_bad_report_phase_is_refused_when_the_incident_is_triggered(tmp_path: Path) -> None:
+    """Not hours later when the filing step fires: the trigger names the fact and writes nothing
+    (the CLI exits 2, a webhook answers 400)."""
+    from orchestrator.errors import FactError
+    from orchestrator.session import Breach
+
+    people = tmp_path / "people.csv"
+    people.write_text("id,name,email\np1,Ana,ana@example.org\n")
+    with Breach(f"sqlite:///{tmp_path / 'l.db'}") as breach:
+        facts = {"affected_count": 10, "report_phase": "bogus"}
+        with pytest.raises(FactError, match=r"report_phase is 'bogus'.*regulator-filing"):
+            breach.trigger("credential-leak", audience=str(people), facts=facts,
+                           mode="dry-run", outbox=tmp_path / "out")  # fmt: skip
+        assert breach.incidents() == []
+        incident = breach.trigger("credential-leak", audience=str(people), mode="dry-run",
+                                  facts={"affected_count": 10, "report_phase": "follow_up"},
+                                  outbox=tmp_path / "out").incident_id  # fmt: skip
+        with pytest.raises(FactError, match="report_phase"):
+            breach.record(incident, "facts.updated", facts={"report_phase": "later"})
+        assert breach.facts(incident)["report_phase"] == "follow_up"

@@ -20,7 +20,7 @@ from orchestrator.plugin import Contact, Message, Mode, Notifier, Receipt, Setti
 from orchestrator.plugin.files import atomic_write, setting_folder, write_each
 
 from .render import render_report
-from .report import build_report, filing_name
+from .report import ReportError, build_report, filing_name, report_phase
 
 #: Filings are not public: readable by the owner and group only.
 FILING_MODE = 0o640
@@ -41,6 +41,15 @@ class RegulatorReport(Notifier):
     settings_spec: ClassVar[tuple[Setting, ...]] = (
         Setting("BREACH_FILING_DIR", "Folder where regulator reports are written for filing"),
     )
+
+    @classmethod
+    def check_facts(cls, facts: Mapping[str, Any]) -> list[str]:
+        """``report_phase`` must name a phase of Art. 33(4) reporting."""
+        try:
+            report_phase(facts)
+        except ReportError as exc:
+            return [str(exc)]
+        return []
 
     def build_payload(self, message: Message) -> dict[str, Any]:
         """``{"filename", "report", "html", "warnings"}``; the report is what gets filed.
