@@ -22,7 +22,7 @@ import hashlib
 import secrets
 import signal
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -415,9 +415,12 @@ class Breach:
         """Channel -> delivery state -> count, for one incident."""
         return self.ledger.delivery_counts(incident_id, by="channel")
 
-    def apply_receipts(self, updates: Iterable[ReceiptUpdate]) -> int:
-        """Apply provider receipts to their deliveries; returns how many rows changed."""
-        return self.ledger.apply_receipts(updates)
+    def apply_receipts(
+        self, updates: Iterable[ReceiptUpdate], *, notifiers: Collection[str] | None = None
+    ) -> int:
+        """Apply provider receipts to their deliveries (of ``notifiers`` only, when given);
+        returns how many deliveries changed. See :meth:`Ledger.apply_receipts`."""
+        return self.ledger.apply_receipts(updates, notifiers=notifiers)
 
     # -- delivery -------------------------------------------------------------------------------
 

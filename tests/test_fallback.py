@@ -71,13 +71,13 @@ def test_receipt_outcomes_select_the_fallback_and_reasons_are_never_parsed(
     import asyncio
 
     asyncio.run(engine.run(until_idle=True))
-    keys = {d.recipient_id: d.key for d in deliveries(db, incident)}
+    sent = {d.recipient_id: (d.key, d.provider_message_id) for d in deliveries(db, incident)}
     changed = Ledger(db).apply_receipts([
-        ReceiptUpdate(ReceiptOutcome.UNDELIVERED, keys["p2"], reason="undelivered: 30003"),
-        ReceiptUpdate(ReceiptOutcome.DELIVERED, keys["p3"]),
-        ReceiptUpdate("bounce", keys["p4"], reason="mailbox full"),  # the plain word is accepted
+        ReceiptUpdate(ReceiptOutcome.UNDELIVERED, *sent["p2"], reason="undelivered: 30003"),
+        ReceiptUpdate(ReceiptOutcome.DELIVERED, *sent["p3"]),
+        ReceiptUpdate("bounce", *sent["p4"], reason="mailbox full"),  # the plain word is accepted
         # a failure of another kind, worded like a bounce: `on: [bounce]` does not read reasons
-        ReceiptUpdate(ReceiptOutcome.FAILED, keys["p5"], reason="bounce: or so it says"),
+        ReceiptUpdate(ReceiptOutcome.FAILED, *sent["p5"], reason="bounce: or so it says"),
         ReceiptUpdate(ReceiptOutcome.BOUNCE, provider_id="unknown-id"),  # not ours: ignored
     ])  # fmt: skip
     assert changed == 4

@@ -115,7 +115,7 @@ def test_handler_sees_url_headers_form_and_its_settings(
             },
         )
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "accepted", "updates": 0}
+    assert response.json() == {"status": "accepted", "updates": 0, "applied": 0}
     (request,) = seen
     base = "https://hooks.example.org" if behind_proxy else server.url
     assert request.url == f"{base}/receipts/recorder?token=a%2Fb&x=1"  # exactly as called
@@ -148,22 +148,34 @@ def test_rejected_receipt_is_a_problem_and_changes_nothing(
     assert delivery_state(db, sent_key) == "sent"
 
 
-def test_genuine_receipt_updates_the_delivery(
-    tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost
+def test_a_receipt_applies_only_to_what_its_own_plugin_sent(
+    tmp_path: Path, db: str, sent_key: str, echo_host: PluginHost, caplog: pytest.LogCaptureFixture
 ) -> None:
-    body = json.dumps(
-        [
-            {"outcome": "delivered", "delivery_key": sent_key},
-            {"outcome": "bounce", "provider_id": "unknown-id", "reason": "mailbox full"},
-        ]
-    )
+    """The echo plugin has a genuine handler but sent nothing: a receipt it passes on for
+    SendGrid's delivery, even naming its key and provider id, changes nothing and is logged."""
+    from sqlalchemy import update
+
+    from orchestrator.ledger import DELIVERIES
+
+    ledger = Ledger(db)
+    with ledger.engine.begin() as connection:
+        connection.execute(update(DELIVERIES).where(DELIVERIES.c.key == sent_key)
+                           .values(provider_message_id="SG-1"))  # fmt: skip
+    receipt = {"outcome": "delivered", "delivery_key": sent_key, "provider_id": "SG-1"}
+    body = json.dumps([receipt, {"outcome": "bounce", "provider_id": "unknown-id"}])
     with serving(load(write_config(tmp_path), echo_host), db, host=echo_host) as server:
         response = httpx.post(
             f"{server.url}/receipts/echo", content=body, headers={"X-Echo-Secret": "s3cret"}
         )
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "accepted", "updates": 2}
-    assert delivery_state(db, sent_key) == "delivered"
+    assert response.json() == {"status": "accepted", "updates": 2, "applied": 0}
+    assert delivery_state(db, sent_key) == "sent"
+    assert any(r.getMessage() == "receipts changed nothing" and r.__dict__["unmatched"] == 2
+               for r in caplog.records)  # fmt: skip
+    # the same receipt, from the plugin whose notifier sent the message, is applied
+    scoped = Breach(db).apply_receipts([ReceiptUpdate(**receipt)], notifiers=["sendgrid-email"])
+    assert scoped == 1 and delivery_state(db, sent_key) == "delivered"
+    ledger.close()
 
 
 def test_an_unknown_outcome_is_the_handlers_failure_and_changes_nothing(
@@ -262,7 +274,9 @@ def test_breach_serve_mounts_plugins_dir_receipt_handlers(
         f"{breach_serve}/receipts/echo", content=body, headers={"X-Echo-Secret": "s3cret"}
     )
     assert genuine.status_code == 200
-    assert delivery_state(db, sent_key) == "delivered"
+    # authenticated, but a bare key names nothing, and the echo plugin sent nothing anyway
+    assert genuine.json() == {"status": "accepted", "updates": 1, "applied": 0}
+    assert delivery_state(db, sent_key) == "sent"
     deadline = time.monotonic() + 10
     while True:  # the request line is written just after the response is sent
         lines = [

@@ -7,7 +7,7 @@ campaign. Opening a ledger brings its schema to the latest Alembic revision.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -27,6 +27,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -348,7 +349,12 @@ class Ledger:
     def settle(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
         """Record send outcomes: dicts with key, state, and provider_message_id, error, reason,
         next_attempt_at, sent_at. Only rows still ``sending`` change (a cancelled or reclaimed
-        row keeps what happened to it since)."""
+        row keeps what happened to it since).
+
+        A provider receipt that arrived while the row was ``sending`` (parked by
+        :meth:`apply_receipts`) decides the final state when it names the provider message id
+        this send returned; otherwise it is dropped (it was about another message, or forged).
+        """
         if not outcomes:
             return 0
         current = now()
@@ -359,13 +365,27 @@ class Ledger:
              "nxt": o.get("next_attempt_at"), "sent": o.get("sent_at"), "now": current}
             for o in outcomes
         ]  # fmt: skip
+        received = table.c.receipt_outcome.is_not(None)
+        # a parked receipt counts only if it names the message this send produced
+        verified = received & (table.c.provider_message_id == bindparam("pid"))
+        receipt_failed = verified & (table.c.receipt_outcome != ReceiptOutcome.DELIVERED.value)
         stmt = (
             update(table)
             .where(table.c.key == bindparam("k"), table.c.state == DeliveryState.SENDING.value)
             .values(
-                state=bindparam("state"), provider_message_id=func.coalesce(
-                    bindparam("pid"), table.c.provider_message_id),
-                error=bindparam("error"), reason=bindparam("reason"),
+                state=case(
+                    (verified & (table.c.receipt_outcome == ReceiptOutcome.DELIVERED.value),
+                     DeliveryState.DELIVERED.value),
+                    (verified, DeliveryState.FAILED.value),
+                    else_=bindparam("state"),
+                ),
+                receipt_outcome=case((verified, table.c.receipt_outcome), else_=None),
+                provider_message_id=case(
+                    (received & ~verified, bindparam("pid")),
+                    else_=func.coalesce(bindparam("pid"), table.c.provider_message_id),
+                ),
+                error=bindparam("error"),
+                reason=case((receipt_failed, table.c.reason), else_=bindparam("reason")),
                 next_attempt_at=bindparam("nxt"), sent_at=bindparam("sent"),
                 lease_until=None, updated_at=bindparam("now"),
             )
@@ -374,32 +394,49 @@ class Ledger:
             result = connection.execute(stmt, rows)
         return int(result.rowcount)
 
-    def apply_receipts(self, updates: Iterable[ReceiptUpdate]) -> int:
-        """Apply provider receipts: sent -> delivered or failed, with the receipt's outcome.
+    def apply_receipts(
+        self, updates: Iterable[ReceiptUpdate], *, notifiers: Collection[str] | None = None
+    ) -> int:
+        """Apply provider receipts to the deliveries they are about; returns how many changed.
 
-        A receipt is matched by delivery key, else by provider message id; it never moves a
-        delivery backwards (a late "delivered" does not undo a "failed" the provider sent first).
-        Returns how many deliveries changed.
+        A receipt names its delivery by the provider's message id, and by our delivery key as
+        well when the provider echoes it: a key alone (predictable from incident, step and
+        recipient) matches nothing. ``notifiers`` confines a receipt handler to the deliveries
+        its own plugin's notifiers sent. A settled (``sent``) delivery moves to delivered or
+        failed, never backwards. A receipt that overtakes its send (the row is still
+        ``sending``) is parked on the row, counted as changed, and decides the row's state when
+        the send settles with the same provider message id.
         """
         table = DELIVERIES
         changed = 0
         current = now()
-        movable = (DeliveryState.SENDING.value, DeliveryState.SENT.value)
+        scope = table.c.notifier.in_(list(notifiers)) if notifiers is not None else true()
         with self.engine.begin() as connection:
             for receipt in updates:
+                if not receipt.provider_id:
+                    continue  # a bare delivery key is not proof enough
+                named = table.c.provider_message_id == receipt.provider_id
                 if receipt.delivery_key:
-                    match = table.c.key == receipt.delivery_key
-                elif receipt.provider_id:
-                    match = table.c.provider_message_id == receipt.provider_id
-                else:
-                    continue
-                values: dict[str, Any] = {"state": receipt.state, "updated_at": current,
+                    named = named & (table.c.key == receipt.delivery_key)
+                values: dict[str, Any] = {"updated_at": current,
                                           "receipt_outcome": receipt.outcome.value}  # fmt: skip
                 if receipt.state == DeliveryState.FAILED.value:
                     values["reason"] = receipt.reason or receipt.event or receipt.outcome.value
-                changed += connection.execute(
-                    update(table).where(match, table.c.state.in_(movable)).values(**values)
+                settled = connection.execute(
+                    update(table)
+                    .where(scope, named, table.c.state == DeliveryState.SENT.value)
+                    .values(state=receipt.state, **values)
                 ).rowcount
+                if not settled and receipt.delivery_key:
+                    settled = connection.execute(
+                        update(table)
+                        .where(scope, table.c.key == receipt.delivery_key,
+                               table.c.state == DeliveryState.SENDING.value,
+                               table.c.receipt_outcome.is_(None))
+                        .values(provider_message_id=func.coalesce(
+                            table.c.provider_message_id, receipt.provider_id), **values)
+                    ).rowcount  # fmt: skip
+                changed += settled
         return changed
 
     def fallback_candidates(

@@ -13,6 +13,7 @@ ledger runs in worker threads, so the event loop keeps answering.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import Counter
@@ -200,6 +201,9 @@ def create_app(
     stats: Counter[str] = Counter()
     settings = {name: host.plugin_settings(plugin)
                 for name, (plugin, _) in host.receipt_handlers.items()}  # fmt: skip
+    #: a handler's receipts may only touch what its own plugin's notifiers sent
+    scopes = {name: [n for n, (owner, _) in host.notifier_classes.items() if owner == plugin]
+              for name, (plugin, _) in host.receipt_handlers.items()}  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -358,12 +362,19 @@ def create_app(
                 "Receipt handler failed",
                 f"plugin {plugin!r} returned something other than ReceiptUpdate objects",
             )
-        note(request, updates=len(updates))
+        applied = 0
         if updates:
             try:
-                await anyio.to_thread.run_sync(breach.apply_receipts, updates)
+                applied = await anyio.to_thread.run_sync(
+                    functools.partial(breach.apply_receipts, updates, notifiers=scopes[name])
+                )
             except LedgerError as exc:
                 refuse(503, "dependency-unavailable", "Ledger unavailable", str(exc))
-        return JSONResponse({"status": "accepted", "updates": len(updates)})
+        note(request, updates=len(updates), applied=applied)
+        if applied < len(updates):
+            # a repeat of a final receipt, or one naming what this handler's plugin never sent
+            log.warning("receipts changed nothing",
+                        extra={"handler": name, "unmatched": len(updates) - applied})  # fmt: skip
+        return JSONResponse({"status": "accepted", "updates": len(updates), "applied": applied})
 
     return app
