@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..audience import parse_audience_spec
-from ..errors import BreachError, Problem, ValidationFailed
-from ..playbook import Playbook
-from ..pluginhost import PluginHost
-from ..regimes import load_regimes
-from ..validation import validate_file
-from .routing import MATCHER_KEYS, Matcher, compile_matcher, normalise_path
+from ...audience import parse_audience_spec
+from ...errors import BreachError, Problem, ValidationFailed
+from ...playbook import Playbook
+from ...pluginhost import PluginHost
+from ...regimes import load_regimes
+from ...validation import validate_file
+from ..routing import MATCHER_KEYS, Matcher, compile_matcher, normalise_path
 
 Hook = Literal["alertmanager", "generic"]
 RouteMode = Literal["live", "dry-run"]
