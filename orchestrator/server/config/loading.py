@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from ...audience import parse_audience_spec
 from ...errors import BreachError, Problem, ValidationFailed
 from ...pluginhost import PluginHost
+from ...problems import located, model_problems
 from ...regimes import load_regimes
 from ...validation import validate_file
 from ..routing import MATCHER_KEYS, Matcher, compile_matcher, normalise_path
@@ -30,11 +31,9 @@ from .resolved import AlertmanagerCredentials, Audience, Route, Secret, ServerCo
 from .schema import (
     AlertmanagerAuthSection,
     AudienceSection,
-    AuthSection,
     ConfigFile,
     GenericAuthSection,
     RouteSection,
-    ServerSection,
 )
 
 DEFAULT_CONFIG = Path("breach.toml")
@@ -76,27 +75,16 @@ def load_config(
     try:
         parsed = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigInvalid(checker.model_problems(exc, data)) from None
+        raise ConfigInvalid(model_problems(exc, data, ConfigFile, checker)) from None
     return checker.build(parsed, host=host, regimes_file=regimes_file)
-
-
-def describe(path: Sequence[str | int], names: Mapping[int, str] | None = None) -> str:
-    """``("routes", 2, "mode")`` -> ``routes[2] ("ransomware").mode``."""
-    out = ""
-    for position, part in enumerate(path):
-        if isinstance(part, int):
-            out += f"[{part}]"
-            if names and position == 1 and path[0] == "routes" and part in names:
-                out += f" ({names[part]!r})"
-        else:
-            out += ("." if out else "") + part
-    return out or "(file)"
 
 
 # -- checking ------------------------------------------------------------------------------------
 
 
 class _Checker:
+    """Checks one config file, collecting every problem; the document they are located in."""
+
     def __init__(self, locator: Locator, base: Path, env: Mapping[str, str]) -> None:
         self.locator = locator
         self.base = base
@@ -105,11 +93,30 @@ class _Checker:
         #: route index -> name, so messages say which route as well as where
         self.route_names: dict[int, str] = {}
 
+    @property
+    def file(self) -> str:
+        """The config file's name, as given."""
+        return self.locator.file
+
+    def locate(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        """Where ``path`` was written (a TOML key and its value start on one line)."""
+        return self.locator.locate(path)
+
+    def describe(self, path: Sequence[str | int], *, key: bool = False) -> str:
+        """``("routes", 2, "mode")`` -> ``routes[2] ('ransomware').mode``."""
+        out = ""
+        for position, part in enumerate(path):
+            if isinstance(part, int):
+                out += f"[{part}]"
+                if position == 1 and path[0] == "routes" and part in self.route_names:
+                    out += f" ({self.route_names[part]!r})"
+            else:
+                out += ("." if out else "") + part
+        return out or "(file)"
+
     def add(self, path: Sequence[str | int], message: str) -> None:
         """Record a problem at ``path``."""
-        line, column = self.locator.locate(path)
-        message = f"{describe(path, self.route_names)}: {message}"
-        self.problems.append(Problem(self.locator.file, line, column, message))
+        self.problems.append(located(self, path, message))
 
     def resolve_path(self, value: str) -> Path:
         """``value`` as a path, relative ones taken from the config file's folder."""
@@ -134,31 +141,6 @@ class _Checker:
                         route[key] = _flatten(route[key])
             fixed.append(route)
         return {**data, "routes": fixed}
-
-    def model_problems(self, exc: ValidationError, data: dict[str, Any]) -> list[Problem]:
-        """pydantic's errors as located problems (unknown keys with a "did you mean")."""
-        seen: set[tuple[Any, ...]] = set()
-        for error in exc.errors():
-            loc = _clean_loc(error["loc"])
-            if (loc, error["type"]) in seen:
-                continue
-            seen.add((loc, error["type"]))
-            kind = error["type"]
-            if kind == "extra_forbidden":
-                parent = _value_at(data, loc[:-1])
-                known = _known_keys(loc[:-1])
-                hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
-                message = f"unknown key {loc[-1]!r}" + (
-                    f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
-                )
-                if not isinstance(parent, dict):  # pragma: no cover - pydantic reports the parent
-                    message = "unexpected value"
-                self.add(loc, message)
-            elif kind == "missing":
-                self.add(loc[:-1], f"missing required key {loc[-1]!r}")
-            else:
-                self.add(loc, _plain(error["msg"]))
-        return sorted(self.problems)
 
     # meaning --------------------------------------------------------------------------------
 
@@ -440,48 +422,3 @@ def _sqlite_relative(url: str, base: Path) -> str:
     if match is None or match.group(2).startswith(":memory:"):
         return url
     return match.group(1) + str(base / match.group(2))
-
-
-def _clean_loc(loc: Sequence[int | str]) -> tuple[int | str, ...]:
-    # pydantic adds union-member and function tags to the location; keep the data path
-    return tuple(p for p in loc if isinstance(p, int) or not _is_tag(p))
-
-
-_TAGS = {"str", "int", "float", "bool", "list[str]", "dict[str,any]", "none"}
-
-
-def _is_tag(part: str) -> bool:
-    return part in _TAGS or part.startswith(
-        ("function-", "literal[", "lax-or-strict", "json-or-python")
-    )
-
-
-def _value_at(data: Any, path: Sequence[int | str]) -> Any:
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
-    (): ConfigFile,
-    ("server",): ServerSection,
-    ("auth",): AuthSection,
-    ("auth", "alertmanager"): AlertmanagerAuthSection,
-    ("auth", "generic"): GenericAuthSection,
-    ("audiences", "*"): AudienceSection,
-    ("routes", "*"): RouteSection,
-}
-
-
-def _known_keys(path: Sequence[int | str]) -> list[str]:
-    shape = tuple("*" if isinstance(p, int) or (i == 1 and path[0] == "audiences") else str(p)
-                  for i, p in enumerate(path))  # fmt: skip
-    model = _SECTIONS.get(shape)
-    return sorted(model.model_fields) if model is not None else []
-
-
-def _plain(message: str) -> str:
-    return message.replace("Input should be", "should be").replace("String should", "should")
