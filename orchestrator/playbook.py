@@ -17,10 +17,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .durations import format_duration, parse_duration
 from .regimes import Deadline
@@ -167,14 +170,25 @@ class Step(_Strict):
     misfire: Literal["run_late", "skip"] = "run_late"
     description: str = ""
 
-    @field_validator("at", mode="before")
+    @field_validator("at", mode="wrap")
     @classmethod
-    def _parse_at(cls, value: Any) -> Any:
+    def _parse_at(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         if isinstance(value, str) and value.strip().startswith("+"):
             return parse_duration(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return timedelta(seconds=value)
-        return value
+        if isinstance(value, dict):
+            # only the before_deadline form is a mapping: its own errors say what is wrong
+            return BeforeDeadline.model_validate(value)
+        try:
+            return handler(value)
+        except ValidationError:
+            # every form refused it; one message listing the forms beats one per form
+            raise PydanticCustomError(
+                "time",
+                "invalid time; write an offset like '+24h', an ISO time, or "
+                "{before_deadline: REGULATOR, margin: 6h}",
+            ) from None
 
 
 class Regulator(_Strict):

@@ -1,20 +1,20 @@
 """Playbook validation: every problem of a file at once, each located as ``FILE:LINE:COLUMN``.
 
-Shape and types come from the pydantic model; the rest needs context: templates rendered with
-sample facts, channels of the installed plugins, SMS segment budgets, regulators and regimes.
+Shape and types come from the pydantic model (its errors located by :mod:`.problems`); the rest
+needs context: templates rendered with sample facts, channels of the installed plugins, SMS
+segment budgets, regulators and regimes.
 """
 
 from __future__ import annotations
 
 import difflib
-import types
-import typing
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from . import conditions, facts
 from .errors import Problem, ValidationFailed
@@ -22,6 +22,7 @@ from .locations import SourceMap, load_yaml
 from .notice import NoticeRenderer, template_context
 from .playbook import BeforeDeadline, Playbook
 from .pluginhost import PluginHost
+from .problems import model_problems
 from .regimes import Regime, builtin_regimes
 from .segments import count_segments
 
@@ -68,7 +69,8 @@ def validate_text(
     try:
         playbook = Playbook.model_validate(data)
     except ValidationError as exc:
-        return None, sorted(problems + _model_problems(exc, smap, data))
+        shape = model_problems(exc, data, Playbook, _PlaybookDocument(smap))
+        return None, sorted(problems + shape)
     playbook._source_text = text
     problems += _semantic_problems(playbook, smap, host, regimes or builtin_regimes())
     return playbook, sorted(problems)
@@ -97,92 +99,22 @@ def load_playbook(
 # -- shape and types -----------------------------------------------------------------------
 
 
-def _model_problems(exc: ValidationError, smap: SourceMap, data: Any) -> list[Problem]:
-    seen: set[tuple[Any, ...]] = set()
-    out: list[Problem] = []
-    for error in exc.errors():
-        kind = error["type"]
-        path = _data_path(error["loc"], data, kind)
-        where = ".".join(str(p) for p in path) or "playbook"
-        if kind == "extra_forbidden":
-            key = str(path[-1])
-            known = _fields_at(path[:-1], data)
-            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            suffix = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
-            out.append(smap.problem(path, f"unknown key {key!r}{suffix}", key=True))
-            continue
-        if kind == "missing":
-            parent = ".".join(str(p) for p in path[:-1]) or "playbook"
-            message = f"{parent}: missing required key {path[-1]!r}"
-        elif path and path[-1] == "at" and len(error["loc"]) > len(path) + 0:
-            # The time is a union (offset | time | before_deadline): every branch complains.
-            if isinstance(_value_at(data, path), dict):
-                continue  # the before_deadline branch reports the precise nested error
-            message = (f"{where}: invalid time; write an offset like '+24h', an ISO time, or "
-                       "{before_deadline: REGULATOR, margin: 6h}")  # fmt: skip
-        else:
-            message = f"{where}: {_plain(error['msg'])}"
-        if (tuple(path), message) in seen:
-            continue
-        seen.add((tuple(path), message))
-        out.append(smap.problem(path, message))
-    return out
+@dataclass(frozen=True)
+class _PlaybookDocument:
+    """A playbook's source map, naming paths as playbook messages do: ``steps.2.channel``."""
 
+    smap: SourceMap
 
-def _plain(msg: str) -> str:
-    return msg.replace("Value error, ", "").replace("Input should be", "should be")
+    @property
+    def file(self) -> str:
+        return self.smap.file
 
+    def locate(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        return self.smap.locate(path, key=key)
 
-def _data_path(loc: Sequence[int | str], data: Any, kind: str) -> list[int | str]:
-    """Drop pydantic's union/validator tags from ``loc``, keeping only real keys and indexes."""
-    path: list[int | str] = []
-    node = data
-    for n, part in enumerate(loc):
-        present = (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and part < len(node)
-        )
-        if present:
-            path.append(part)
-            node = node[part]
-        elif n == len(loc) - 1 and kind in ("missing", "extra_forbidden"):
-            path.append(part)  # the key that is missing or not allowed
-    return path
-
-
-def _value_at(data: Any, path: Sequence[int | str]) -> Any:
-    for part in path:
-        data = data[part]
-    return data
-
-
-def _fields_at(path: Sequence[int | str], data: Any) -> list[str]:
-    """Field names of the model that governs the mapping at ``path`` (for "did you mean")."""
-    model: Any = Playbook
-    for part in path:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if _is_model(model) else None
-        if field is None:
-            # A dict of models (notice.<locale>, facts.<name>): the key is data, keep the model.
-            continue
-        model = _inner_model(field.annotation)
-    return sorted(model.model_fields) if _is_model(model) else []
-
-
-def _is_model(obj: Any) -> bool:
-    return isinstance(obj, type) and issubclass(obj, BaseModel)
-
-
-def _inner_model(annotation: Any) -> Any:
-    if _is_model(annotation):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    if isinstance(annotation, types.UnionType):
-        return None
-    return None
+    def describe(self, path: Sequence[str | int], *, key: bool = False) -> str:
+        # an unknown key is located at the key itself, and the message names it
+        return "" if key else ".".join(str(p) for p in path) or "playbook"
 
 
 # -- meaning ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The server's config file (``breach.toml``): listener, secrets, audiences, routes.
+"""Loading ``breach.toml``: read it, check it, and resolve it into a :class:`ServerConfig`.
 
 Loading checks everything an operator could get wrong before the server takes a request: TOML
 syntax, unknown keys, types, secrets that cannot be read, routes that name a missing audience or
@@ -14,214 +14,37 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from ..audience import parse_audience_spec
-from ..errors import BreachError, Problem, ValidationFailed
-from ..playbook import Playbook
-from ..pluginhost import PluginHost
-from ..regimes import load_regimes
-from ..validation import validate_file
-from .routing import MATCHER_KEYS, Matcher, compile_matcher, normalise_path
-
-Hook = Literal["alertmanager", "generic"]
-RouteMode = Literal["live", "dry-run"]
+from ...audience import parse_audience_spec
+from ...errors import BreachError, Problem, ValidationFailed
+from ...pluginhost import PluginHost
+from ...problems import located, model_problems
+from ...regimes import load_regimes
+from ...validation import validate_file
+from ..routing import MATCHER_KEYS, Matcher, compile_matcher, normalise_path
+from .locator import Locator, syntax_problem
+from .resolved import AlertmanagerCredentials, Audience, Route, Secret, ServerConfig
+from .schema import (
+    AlertmanagerAuthSection,
+    AudienceSection,
+    ConfigFile,
+    GenericAuthSection,
+    RouteSection,
+)
 
 DEFAULT_CONFIG = Path("breach.toml")
-DEFAULT_MAX_BODY = 1_048_576
-#: lowest to highest; ``severity = { at_least = "high" }`` compares positions in this list
-DEFAULT_SEVERITIES = ("info", "low", "warning", "medium", "high", "error", "critical")
 #: the generic webhook's default rule for "this payload resolves the incident"
 DEFAULT_RESOLVED = {"status": "resolved"}
-_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class ConfigInvalid(ValidationFailed):
     """The server config (or a route's playbook) has problems; all are attached, located."""
 
     exit_code = 2
-
-
-class Secret:
-    """A secret value that never shows in a repr, a log line or an error message."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value.encode("utf-8")
-
-    def reveal(self) -> bytes:
-        """The secret's bytes, for comparing or signing only."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(***)"
-
-
-# -- the file's shape (pydantic) ---------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerSection(_Strict):
-    """``[server]``: listener defaults, limits, and the staging switch."""
-
-    host: str | None = None
-    port: int | None = Field(default=None, ge=0, le=65535)
-    outbox: str = "outbox"
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
-    behind_proxy: bool = False
-    force_mode: Literal["dry-run"] | None = None
-    severity_order: list[str] = Field(default_factory=lambda: list(DEFAULT_SEVERITIES))
-
-
-class AlertmanagerAuthSection(_Strict):
-    """``[auth.alertmanager]``: a bearer token, or a basic-auth user and password."""
-
-    token: str | None = None
-    token_file: str | None = None
-    token_env: str | None = None
-    username: str | None = None
-    password: str | None = None
-    password_file: str | None = None
-    password_env: str | None = None
-
-
-class GenericAuthSection(_Strict):
-    """``[auth.generic]``: the HMAC-SHA256 shared secret of signed JSON senders."""
-
-    secret: str | None = None
-    secret_file: str | None = None
-    secret_env: str | None = None
-
-
-class AuthSection(_Strict):
-    """``[auth]``: credentials per hook; a hook without them refuses every request."""
-
-    alertmanager: AlertmanagerAuthSection | None = None
-    generic: GenericAuthSection | None = None
-
-
-class AudienceSection(_Strict):
-    """``[audiences.NAME]``: a source as ``--audience`` takes it, its options, bound facts."""
-
-    source: str
-    query: str | None = None
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    #: query parameter -> the fact whose value is bound to it (never pasted into the query)
-    bind: dict[str, str] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class RouteSection(_Strict):
-    """One ``[[routes]]`` entry."""
-
-    name: str = Field(pattern=_NAME)
-    hook: Hook
-    playbook: str
-    audience: str
-    mode: RouteMode
-    match: dict[str, Any] = Field(default_factory=dict)
-    facts: dict[str, str] = Field(default_factory=dict)
-    dedupe: str | None = None
-    aware_at: str | None = None
-    resolved: dict[str, Any] | None = None
-
-
-class ConfigFile(_Strict):
-    """The whole file, as written."""
-
-    server: ServerSection = Field(default_factory=ServerSection)
-    auth: AuthSection = Field(default_factory=AuthSection)
-    audiences: dict[str, AudienceSection] = Field(default_factory=dict)
-    routes: list[RouteSection] = Field(default_factory=list)
-
-
-# -- the loaded config ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AlertmanagerCredentials:
-    """What Alertmanager's ``http_config`` must send: a bearer token or basic auth."""
-
-    token: Secret | None = None
-    username: str | None = None
-    password: Secret | None = None
-
-
-@dataclass(frozen=True)
-class Audience:
-    """A configured audience source; ``bind`` maps query parameters to fact names."""
-
-    name: str
-    spec: str
-    options: Mapping[str, Any]
-    bind: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Route:
-    """A routing rule, compiled: matchers, fact mapping, its validated playbook."""
-
-    index: int
-    name: str
-    hook: Hook
-    playbook_path: Path
-    playbook: Playbook
-    audience: Audience
-    mode: RouteMode
-    matchers: tuple[Matcher, ...]
-    #: fact name -> path in the payload view (``labels.tenant``, ``annotations.summary``)
-    facts: Mapping[str, str]
-    dedupe: str | None
-    aware_at: str | None
-    resolved: tuple[Matcher, ...]
-
-    @property
-    def label(self) -> str:
-        """``routes[2] ('ransomware')``, for messages."""
-        return f"routes[{self.index}] ({self.name!r})"
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Everything ``breach serve`` needs, checked and resolved."""
-
-    path: Path
-    host: str
-    port: int
-    outbox: Path
-    max_body_bytes: int
-    behind_proxy: bool
-    force_mode: str | None
-    severity_order: tuple[str, ...]
-    alertmanager: AlertmanagerCredentials | None
-    generic_secret: Secret | None
-    audiences: Mapping[str, Audience]
-    routes: tuple[Route, ...]
-    regimes_file: Path | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def mode_for(self, route: Route) -> str:
-        """The mode a route runs in here: ``force_mode`` wins over the route's own."""
-        return self.force_mode or route.mode
-
-    def routes_for(self, hook: str) -> list[Route]:
-        """The routes of one hook, in config order."""
-        return [r for r in self.routes if r.hook == hook]
-
-    def secrets(self) -> list[str]:
-        """Every secret of this config, for the log redactor (never for display)."""
-        found = [self.generic_secret]
-        if self.alertmanager is not None:
-            found += [self.alertmanager.token, self.alertmanager.password]
-        return [s.reveal().decode("utf-8") for s in found if s is not None]
 
 
 def load_config(
@@ -245,171 +68,23 @@ def load_config(
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigInvalid([_syntax_problem(file, text, exc)]) from None
+        raise ConfigInvalid([syntax_problem(file, text, exc)]) from None
     locator = Locator(file, text)
     checker = _Checker(locator, path.parent, env)
     data = checker.flatten_matchers(data)
     try:
         parsed = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigInvalid(checker.model_problems(exc, data)) from None
+        raise ConfigInvalid(model_problems(exc, data, ConfigFile, checker)) from None
     return checker.build(parsed, host=host, regimes_file=regimes_file)
-
-
-# -- locating problems -------------------------------------------------------------------------
-
-_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
-
-
-def _syntax_problem(file: str, text: str, exc: tomllib.TOMLDecodeError) -> Problem:
-    message = str(exc)
-    found = _TOML_POS.search(message)
-    if found:
-        line, column = int(found.group(1)), int(found.group(2))
-        message = message[: found.start()]
-    else:
-        line, column = max(1, text.count("\n") + 1), 1
-        message = _TOML_END.sub("", message) + " (at the end of the file)"
-    return Problem(file, line, column, f"TOML syntax: {message}")
-
-
-_BARE = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _split_key(text: str, start: int = 0) -> tuple[list[str], int] | None:
-    """Parse a TOML (dotted, possibly quoted) key at ``start``: (parts, end index) or None."""
-    parts: list[str] = []
-    i = start
-    while True:
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i >= len(text):
-            return None
-        if text[i] in "\"'":
-            quote = text[i]
-            j = i + 1
-            buf = []
-            while j < len(text) and text[j] != quote:
-                if quote == '"' and text[j] == "\\" and j + 1 < len(text):
-                    buf.append(text[j + 1])
-                    j += 2
-                    continue
-                buf.append(text[j])
-                j += 1
-            if j >= len(text):
-                return None
-            parts.append("".join(buf))
-            i = j + 1
-        else:
-            bare = _BARE.match(text, i)
-            if bare is None:
-                return None
-            parts.append(bare.group())
-            i = bare.end()
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == ".":
-            i += 1
-            continue
-        return parts, i
-
-
-class Locator:
-    """Line and column of keys and tables in a TOML text, found by a light scan.
-
-    tomllib reports positions only for syntax errors; this finds where ``routes[2].mode`` was
-    written so that semantic problems are located too (falling back to the enclosing table).
-    """
-
-    def __init__(self, file: str, text: str) -> None:
-        self.file = file
-        self.positions: dict[tuple[str, ...], tuple[int, int]] = {}
-        arrays: dict[tuple[str, ...], int] = {}
-        table: tuple[str, ...] = ()
-        in_multiline: str | None = None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if in_multiline is not None:
-                if line.count(in_multiline) % 2 == 1:
-                    in_multiline = None
-                continue
-            stripped = line.lstrip()
-            column = len(line) - len(stripped) + 1
-            if stripped.startswith("[["):
-                parsed = _split_key(stripped, 2)
-                if parsed:
-                    # the last part is the array itself; only its parents take their index
-                    base = (*self._resolve(parsed[0][:-1], arrays), parsed[0][-1])
-                    arrays[base] = arrays.get(base, -1) + 1
-                    table = (*base, str(arrays[base]))
-                    self.positions.setdefault(table, (number, column))
-                continue
-            if stripped.startswith("["):
-                parsed = _split_key(stripped, 1)
-                if parsed:
-                    table = self._resolve(parsed[0], arrays)
-                    self.positions.setdefault(table, (number, column))
-                continue
-            parsed = _split_key(stripped)
-            if parsed is None or not stripped[parsed[1] :].startswith("="):
-                continue
-            self.positions.setdefault((*table, *parsed[0]), (number, column))
-            for quote in ('"""', "'''"):
-                if stripped.count(quote) % 2 == 1:
-                    in_multiline = quote
-
-    @staticmethod
-    def _resolve(parts: Sequence[str], arrays: Mapping[tuple[str, ...], int]) -> tuple[str, ...]:
-        """A header's path with the current index of every array of tables it passes through."""
-        out: list[str] = []
-        for part in parts:
-            out.append(part)
-            if tuple(out) in arrays:
-                out.append(str(arrays[tuple(out)]))
-        return tuple(out)
-
-    def locate(self, path: Sequence[str | int]) -> tuple[int, int]:
-        """Position of ``path`` (dotted parts allowed), else of its nearest located ancestor."""
-        parts: list[str] = []
-        for p in path:
-            parts.extend(str(p).split(".") if isinstance(p, str) else [str(p)])
-        wanted = tuple(parts)
-        while wanted:
-            if wanted in self.positions:
-                return self.positions[wanted]
-            # a quoted key with dots ("labels.severity") was recorded as one part
-            for length in range(len(wanted) - 1, 0, -1):
-                joined = (*wanted[:length], ".".join(wanted[length:]))
-                if joined in self.positions:
-                    return self.positions[joined]
-            wanted = wanted[:-1]
-        return (1, 1)
-
-    def problem(
-        self, path: Sequence[str | int], message: str, names: Mapping[int, str] | None = None
-    ) -> Problem:
-        """A problem located at ``path``, its message prefixed with the dotted key."""
-        line, column = self.locate(path)
-        return Problem(self.file, line, column, f"{describe(path, names)}: {message}")
-
-
-def describe(path: Sequence[str | int], names: Mapping[int, str] | None = None) -> str:
-    """``("routes", 2, "mode")`` -> ``routes[2] ("ransomware").mode``."""
-    out = ""
-    for position, part in enumerate(path):
-        if isinstance(part, int):
-            out += f"[{part}]"
-            if names and position == 1 and path[0] == "routes" and part in names:
-                out += f" ({names[part]!r})"
-        else:
-            out += ("." if out else "") + part
-    return out or "(file)"
 
 
 # -- checking ------------------------------------------------------------------------------------
 
 
 class _Checker:
+    """Checks one config file, collecting every problem; the document they are located in."""
+
     def __init__(self, locator: Locator, base: Path, env: Mapping[str, str]) -> None:
         self.locator = locator
         self.base = base
@@ -418,9 +93,30 @@ class _Checker:
         #: route index -> name, so messages say which route as well as where
         self.route_names: dict[int, str] = {}
 
+    @property
+    def file(self) -> str:
+        """The config file's name, as given."""
+        return self.locator.file
+
+    def locate(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        """Where ``path`` was written (a TOML key and its value start on one line)."""
+        return self.locator.locate(path)
+
+    def describe(self, path: Sequence[str | int], *, key: bool = False) -> str:
+        """``("routes", 2, "mode")`` -> ``routes[2] ('ransomware').mode``."""
+        out = ""
+        for position, part in enumerate(path):
+            if isinstance(part, int):
+                out += f"[{part}]"
+                if position == 1 and path[0] == "routes" and part in self.route_names:
+                    out += f" ({self.route_names[part]!r})"
+            else:
+                out += ("." if out else "") + part
+        return out or "(file)"
+
     def add(self, path: Sequence[str | int], message: str) -> None:
         """Record a problem at ``path``."""
-        self.problems.append(self.locator.problem(path, message, self.route_names))
+        self.problems.append(located(self, path, message))
 
     def resolve_path(self, value: str) -> Path:
         """``value`` as a path, relative ones taken from the config file's folder."""
@@ -445,31 +141,6 @@ class _Checker:
                         route[key] = _flatten(route[key])
             fixed.append(route)
         return {**data, "routes": fixed}
-
-    def model_problems(self, exc: ValidationError, data: dict[str, Any]) -> list[Problem]:
-        """pydantic's errors as located problems (unknown keys with a "did you mean")."""
-        seen: set[tuple[Any, ...]] = set()
-        for error in exc.errors():
-            loc = _clean_loc(error["loc"])
-            if (loc, error["type"]) in seen:
-                continue
-            seen.add((loc, error["type"]))
-            kind = error["type"]
-            if kind == "extra_forbidden":
-                parent = _value_at(data, loc[:-1])
-                known = _known_keys(loc[:-1])
-                hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
-                message = f"unknown key {loc[-1]!r}" + (
-                    f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
-                )
-                if not isinstance(parent, dict):  # pragma: no cover - pydantic reports the parent
-                    message = "unexpected value"
-                self.add(loc, message)
-            elif kind == "missing":
-                self.add(loc[:-1], f"missing required key {loc[-1]!r}")
-            else:
-                self.add(loc, _plain(error["msg"]))
-        return sorted(self.problems)
 
     # meaning --------------------------------------------------------------------------------
 
@@ -751,48 +422,3 @@ def _sqlite_relative(url: str, base: Path) -> str:
     if match is None or match.group(2).startswith(":memory:"):
         return url
     return match.group(1) + str(base / match.group(2))
-
-
-def _clean_loc(loc: Sequence[int | str]) -> tuple[int | str, ...]:
-    # pydantic adds union-member and function tags to the location; keep the data path
-    return tuple(p for p in loc if isinstance(p, int) or not _is_tag(p))
-
-
-_TAGS = {"str", "int", "float", "bool", "list[str]", "dict[str,any]", "none"}
-
-
-def _is_tag(part: str) -> bool:
-    return part in _TAGS or part.startswith(
-        ("function-", "literal[", "lax-or-strict", "json-or-python")
-    )
-
-
-def _value_at(data: Any, path: Sequence[int | str]) -> Any:
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
-    (): ConfigFile,
-    ("server",): ServerSection,
-    ("auth",): AuthSection,
-    ("auth", "alertmanager"): AlertmanagerAuthSection,
-    ("auth", "generic"): GenericAuthSection,
-    ("audiences", "*"): AudienceSection,
-    ("routes", "*"): RouteSection,
-}
-
-
-def _known_keys(path: Sequence[int | str]) -> list[str]:
-    shape = tuple("*" if isinstance(p, int) or (i == 1 and path[0] == "audiences") else str(p)
-                  for i, p in enumerate(path))  # fmt: skip
-    model = _SECTIONS.get(shape)
-    return sorted(model.model_fields) if model is not None else []
-
-
-def _plain(message: str) -> str:
-    return message.replace("Input should be", "should be").replace("String should", "should")

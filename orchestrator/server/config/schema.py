@@ -1,0 +1,97 @@
+"""The config file's shape: pydantic models of ``breach.toml`` exactly as written.
+
+Unknown keys are refused (``extra="forbid"``), so a typo is a located problem rather than a
+setting silently ignored. :mod:`.loading` checks what a shape cannot express.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Hook = Literal["alertmanager", "generic"]
+RouteMode = Literal["live", "dry-run"]
+
+DEFAULT_MAX_BODY = 1_048_576
+#: lowest to highest; ``severity = { at_least = "high" }`` compares positions in this list
+DEFAULT_SEVERITIES = ("info", "low", "warning", "medium", "high", "error", "critical")
+_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSection(_Strict):
+    """``[server]``: listener defaults, limits, and the staging switch."""
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=0, le=65535)
+    outbox: str = "outbox"
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
+    behind_proxy: bool = False
+    force_mode: Literal["dry-run"] | None = None
+    severity_order: list[str] = Field(default_factory=lambda: list(DEFAULT_SEVERITIES))
+
+
+class AlertmanagerAuthSection(_Strict):
+    """``[auth.alertmanager]``: a bearer token, or a basic-auth user and password."""
+
+    token: str | None = None
+    token_file: str | None = None
+    token_env: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+
+
+class GenericAuthSection(_Strict):
+    """``[auth.generic]``: the HMAC-SHA256 shared secret of signed JSON senders."""
+
+    secret: str | None = None
+    secret_file: str | None = None
+    secret_env: str | None = None
+
+
+class AuthSection(_Strict):
+    """``[auth]``: credentials per hook; a hook without them refuses every request."""
+
+    alertmanager: AlertmanagerAuthSection | None = None
+    generic: GenericAuthSection | None = None
+
+
+class AudienceSection(_Strict):
+    """``[audiences.NAME]``: a source as ``--audience`` takes it, its options, bound facts."""
+
+    source: str
+    query: str | None = None
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    #: query parameter -> the fact whose value is bound to it (never pasted into the query)
+    bind: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RouteSection(_Strict):
+    """One ``[[routes]]`` entry."""
+
+    name: str = Field(pattern=_NAME)
+    hook: Hook
+    playbook: str
+    audience: str
+    mode: RouteMode
+    match: dict[str, Any] = Field(default_factory=dict)
+    facts: dict[str, str] = Field(default_factory=dict)
+    dedupe: str | None = None
+    aware_at: str | None = None
+    resolved: dict[str, Any] | None = None
+
+
+class ConfigFile(_Strict):
+    """The whole file, as written."""
+
+    server: ServerSection = Field(default_factory=ServerSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    audiences: dict[str, AudienceSection] = Field(default_factory=dict)
+    routes: list[RouteSection] = Field(default_factory=list)
