@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 from .errors import AudienceError
+from .limits import MAX_COLUMNS
 
 CONTACT_FIELDS = ("phone", "email", "push_token")
 _LABELS = {"phone": "phone number", "email": "e-mail address", "push_token": "push token"}
@@ -197,6 +198,9 @@ def map_columns(names: Iterable[str], where: str) -> ColumnMap:
     attrs: list[tuple[str, int]] = []
     seen: set[str] = set()
     listed = [str(n).strip() for n in names]
+    if len(listed) > MAX_COLUMNS:
+        raise AudienceError(f"{where} has {len(listed):,} columns, more than the {MAX_COLUMNS:,} "
+                            "this reads; is the header the right line?")  # fmt: skip
     for index, name in enumerate(listed):
         key = name.lower()
         if key in seen:

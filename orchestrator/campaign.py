@@ -19,6 +19,7 @@ from .audience import AudienceSource, Recipient, open_audience
 from .events import IncidentEvent
 from .fanout import FanOut, StepTally
 from .ledger import FALLBACK_SUFFIX, DeliveryState, Incident, StepState, now
+from .limits import read_document
 from .message import IncidentContext, Message
 from .notice import NoticeRenderer
 from .outbox import Outbox
@@ -244,7 +245,7 @@ class Campaign:
 def read_redirect_file(path: Path) -> dict[str, list[str]]:
     """Test recipients for staging, one per line: phone numbers, e-mails, push tokens."""
     table: dict[str, list[str]] = {"phone": [], "email": [], "push_token": []}
-    for line in path.read_text("utf-8").splitlines():
+    for line in read_document(path, "test recipients file").splitlines():
         value = line.split("#", 1)[0].strip()
         if not value:
             continue

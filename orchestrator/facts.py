@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import FactError
+from .limits import InputRejected, check_value
 from .playbook import FactSpec, FactType
 
 _TRUE = {"true", "yes", "y", "1", "on"}
@@ -100,8 +101,19 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def check_values(given: Mapping[str, Any]) -> None:
+    """Refuse values no ledger, outbox or report could hold: nested absurdly deep, or text that
+    is not valid Unicode (a lone surrogate from a JSON escape)."""
+    for name, value in given.items():
+        try:
+            check_value(value, f"fact {name!r}")
+        except InputRejected as exc:
+            raise FactError(str(exc)) from None
+
+
 def resolve(specs: Mapping[str, FactSpec], given: Mapping[str, Any]) -> dict[str, Any]:
     """Typed facts: declared ones coerced (defaults filled, required checked), others kept."""
+    check_values(given)
     facts: dict[str, Any] = {}
     missing = []
     for name, spec in specs.items():

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import Problem
+from .limits import MAX_DEPTH, MAX_YAML_NODES
 
 Path = tuple[str | int, ...]
 
@@ -46,14 +47,31 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class TooLarge(Exception):
+    """The document expands beyond the limits (aliases used as a bomb, absurd nesting)."""
+
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.position = _pos(node)
+
+
 class _Builder:
     def __init__(self, smap: SourceMap, problems: list[Problem]) -> None:
         self.smap = smap
         self.problems = problems
         # Scalars are resolved by the safe constructor so "yes", "1.5", dates behave as in YAML.
         self.constructor = yaml.constructor.SafeConstructor()
+        self.built = 0
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        # An alias is built again wherever it is used: count every value built, so a few lines
+        # of nested aliases cannot expand to billions.
+        self.built += 1
+        if self.built > MAX_YAML_NODES:
+            raise TooLarge(node, f"the document expands to more than {MAX_YAML_NODES:,} values "
+                                 "(aliases repeated inside aliases?)")  # fmt: skip
+        if len(path) > MAX_DEPTH:
+            raise TooLarge(node, f"values are nested more than {MAX_DEPTH} levels deep")
         self.smap.values[path] = _pos(node)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
@@ -100,6 +118,8 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[Problem]]:
     problems: list[Problem] = []
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        return None, smap, [Problem(file, 1, 1, "YAML error: values are nested too deeply")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -113,6 +133,8 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[Problem]]:
         return None, smap, [Problem(file, 1, 1, "the file is empty")]
     try:
         data = _Builder(smap, problems).build(node, ())
+    except TooLarge as exc:
+        return None, smap, [Problem(file, *exc.position, f"YAML error: {exc}")]
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -393,6 +393,7 @@ class Breach:
         incident = self.ledger.incident(incident_id)
         event_detail = dict(detail or {})
         if facts:
+            facts_mod.check_values(facts)
             merged = {**incident.facts, **jsonable(facts)}
             self.check_facts(self.recorded_playbook(incident), merged)
             self.ledger.update_incident(incident_id, facts=merged,

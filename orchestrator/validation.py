@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from . import conditions, facts
 from .errors import Problem, ValidationFailed
+from .limits import InputRejected, read_document
 from .locations import SourceMap, load_yaml
 from .notice import NoticeRenderer, template_context
 from .playbook import BeforeDeadline, Playbook
@@ -80,9 +81,9 @@ def validate_file(
     path: Path, *, host: PluginHost | None = None, regimes: dict[str, Regime] | None = None
 ) -> tuple[Playbook | None, list[Problem]]:
     try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(str(path), 0, 0, f"cannot read the file: {exc}")]
+        text = read_document(path, "playbook")
+    except InputRejected as exc:
+        return None, [Problem(str(path), 0, 0, str(exc))]
     return validate_text(text, str(path), host=host, regimes=regimes)
 
 

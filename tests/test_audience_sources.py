@@ -275,11 +275,18 @@ def test_sql_streams_in_batches(people_db: Path) -> None:
     assert [r.row for r in source] == list(range(1, 26))
 
 
-def test_sql_never_commits(people_db: Path) -> None:
-    query = "UPDATE customers SET notified = 1 RETURNING customer_id AS id, mail AS email"
-    assert len(list(open_sql(f"sqlite:///{people_db}", {"query": query}))) == 30
+@pytest.mark.parametrize(
+    "query",
+    [
+        "UPDATE customers SET notified = 1 RETURNING customer_id AS id, mail AS email",
+        "DROP TABLE customers",  # DDL, which SQLite would otherwise commit at once
+    ],
+)
+def test_sql_audiences_are_read_only(people_db: Path, query: str) -> None:
+    with pytest.raises(AudienceError, match="the query failed: attempt to write a readonly"):
+        list(open_sql(f"sqlite:///{people_db}", {"query": query}))
     with sqlite3.connect(people_db) as db:
-        assert db.execute("SELECT SUM(notified) FROM customers").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*), SUM(notified) FROM customers").fetchone() == (30, 0)
 
 
 @pytest.mark.parametrize(

@@ -140,6 +140,8 @@ def routes_test(
         raise BreachError(f"cannot read {payload}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BreachError(f"{payload} is not JSON: {exc}") from None
+    except RecursionError:
+        raise BreachError(f"{payload}: the JSON is nested too deeply") from None
     if hook == "auto":
         hook = "alertmanager" if _looks_like_alertmanager(document) else "generic"
     # reading a ledger that does not exist would create it; treat it as empty instead

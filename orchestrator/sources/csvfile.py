@@ -34,6 +34,7 @@ from ..audience import (
 )
 from ..contacts import build_recipient, malformed_recipient
 from ..errors import AudienceError
+from ..limits import MAX_LINE_CHARS, bounded_lines
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -76,9 +77,10 @@ class CsvSource:
         """The file opened and its header read and mapped; every failure names the file."""
         with open_text(self.path, self.encoding) as file:
             try:
-                first = file.readline()
+                first = file.readline(MAX_LINE_CHARS)
                 file.seek(0)
-                reader = csv.reader(file, delimiter=self.delimiter or _detect_delimiter(first))
+                lines = bounded_lines(file, f"audience file {self.path}")
+                reader = csv.reader(lines, delimiter=self.delimiter or _detect_delimiter(first))
                 header = next(reader, None)
             except READ_ERRORS as exc:
                 raise read_error(self.path, exc, "header") from None

@@ -19,6 +19,7 @@ from typing import Any
 from ..audience import READ_ERRORS, Recipient, check_options, open_text, read_error
 from ..contacts import build_recipient, malformed_recipient
 from ..errors import AudienceError
+from ..limits import InputRejected, bounded_lines, check_value
 
 OPTIONS = {"encoding": "text encoding; default utf-8"}
 
@@ -38,7 +39,9 @@ class JsonlSource:
         row = line_no = 0
         with open_text(self.path, self.encoding) as file:
             try:
-                for line_no, line in enumerate(file, 1):
+                for line_no, line in enumerate(
+                    bounded_lines(file, f"audience file {self.path}"), 1
+                ):
                     if not line.strip():
                         continue
                     row += 1
@@ -55,6 +58,10 @@ def _recipient(line: str, row: int, line_no: int) -> Recipient:
         return malformed_recipient(row, f"invalid JSON (line {line_no})")
     if not isinstance(data, dict):
         return malformed_recipient(row, f"not a JSON object (line {line_no})")
+    try:
+        check_value(data, f"line {line_no}")
+    except InputRejected as exc:
+        return malformed_recipient(row, str(exc))
     get = data.pop
     return build_recipient(
         row,

@@ -7,8 +7,9 @@ column becomes an attr with the database's type). ``params`` are bound to the qu
 a command line cannot change the query. ``batch_size`` sets how many rows are fetched at a time.
 
 Rows stream through a server-side cursor where the driver has one, and each iteration runs the
-query afresh in its own connection. The connection is never committed: a query that writes by
-mistake is rolled back.
+query afresh in its own connection. Every connection is opened read-only (SQLite's
+``query_only``, PostgreSQL's and MySQL's read-only transactions), so a query that writes, even
+DDL that SQLite would otherwise commit at once, fails and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, make_url, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -53,6 +54,7 @@ class SqlSource:
             self.engine: Engine = create_engine(parsed)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise AudienceError(f"{self.description}: cannot connect: {exc}") from None
+        event.listen(self.engine, "connect", _read_only(self.engine.dialect.name))
         # Run the query once now, reading only its column names: a typo in the query or a
         # missing id column should fail when the step is planned, not when it fires.
         with self._connect() as conn:
@@ -74,6 +76,7 @@ class SqlSource:
         self.engine.dispose()
 
     def _connect(self) -> Connection:
+        """A connection for one run of the query (read-only, see :func:`_read_only`)."""
         try:
             return self.engine.connect()
         except SQLAlchemyError as exc:
@@ -153,3 +156,27 @@ def open_sql(target: str, options: Mapping[str, Any]) -> SqlSource:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise AudienceError("sql audience source: batch_size must be a positive whole number")
     return SqlSource(target, query, params, batch_size=batch_size)
+
+
+_READ_ONLY = {
+    "sqlite": "PRAGMA query_only = ON",
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "mariadb": "SET SESSION TRANSACTION READ ONLY",
+}
+
+
+def _read_only(dialect: str) -> Any:
+    """A connect hook that makes every new connection of ``dialect`` read-only."""
+    statement = _READ_ONLY.get(dialect)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if statement is None:
+            return  # an unknown database: only the rollback protects it
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    return on_connect

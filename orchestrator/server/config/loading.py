@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from ...audience import parse_audience_spec
 from ...errors import BreachError, Problem, ValidationFailed
+from ...limits import InputRejected, read_document
 from ...pluginhost import PluginHost
 from ...problems import located, model_problems
 from ...regimes import load_regimes
@@ -57,14 +58,14 @@ def load_config(
     """Read, check and resolve a config file; raise :class:`ConfigInvalid` with every problem."""
     env = os.environ if environ is None else environ
     file = str(path)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise ConfigInvalid([Problem(file, 0, 0, "config file not found (pass --config FILE; "
                                                   "README, section Webhooks, has an example)")]
                             ) from None  # fmt: skip
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigInvalid([Problem(file, 0, 0, f"cannot read the config file: {exc}")]) from None
+    try:
+        text = read_document(path, "config file")
+    except InputRejected as exc:
+        raise ConfigInvalid([Problem(file, 0, 0, str(exc))]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
