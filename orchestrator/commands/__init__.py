@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
+    except click.UsageError as exc:
+        # one line, like every other error; the usage is one --help away
+        where = exc.ctx.command_path if exc.ctx is not None else "breach"
+        err.print(Text.assemble(("error:", "red"),
+                                f" {exc.format_message()} (see `{where} --help`)"))  # fmt: skip
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
