@@ -173,8 +173,10 @@ class Dispatcher:
             got = list(await asyncio.wait_for(notifier.send(batch, mode),
                                               self.settings.send_timeout))  # fmt: skip
         except TimeoutError:
+            # the request may have gone out and been accepted: whatever happens next, count it
             error = f"no answer within {self.settings.send_timeout:g}s"
-            return [Receipt(m.delivery_id, Outcome.TRANSIENT, error=error) for m in batch]
+            return [Receipt(m.delivery_id, Outcome.TRANSIENT, error=error, uncertain=True)
+                    for m in batch]  # fmt: skip
         except Exception as exc:  # a plugin bug must not lose the batch: retry it, loudly
             log.error(
                 "notifier failed",
@@ -199,7 +201,8 @@ class Dispatcher:
         for receipt in receipts:
             if receipt.delivery_id not in attempts:
                 continue  # a receipt for a message that was not in this batch
-            base: dict[str, Any] = {"key": receipt.delivery_id, "error": receipt.error}
+            base: dict[str, Any] = {"key": receipt.delivery_id, "error": receipt.error,
+                                    "uncertain": receipt.uncertain}  # fmt: skip
             if receipt.outcome is Outcome.SENT:
                 self.counts["sent"] += 1
                 out.append(

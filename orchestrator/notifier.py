@@ -54,6 +54,10 @@ class Receipt:
     provider_id: str | None = None
     error: str | None = None
     retry_after: float | None = None  # seconds, from Retry-After / X-RateLimit-Reset
+    #: the provider may have accepted the message although no answer said so (a timeout, a
+    #: connection lost after the request went out): a retry may deliver it twice, and the
+    #: ledger counts it among the possible duplicates
+    uncertain: bool = False
 
 
 def _utcnow() -> datetime:

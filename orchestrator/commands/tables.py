@@ -157,7 +157,10 @@ def print_status(data: dict[str, Any]) -> None:
                               text)  # fmt: skip
         out.print(deadlines)
     if data.get("possible_duplicates"):
-        out.print(f"possible duplicates (lease expired mid-send): {data['possible_duplicates']:,}")
+        out.print(
+            "possible duplicates (a send unanswered or cut off, then tried again): "
+            f"{data['possible_duplicates']:,}"
+        )
 
 
 def print_demo_report(result: DemoResult, console: Console, *, keep: bool) -> None:

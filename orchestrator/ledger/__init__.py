@@ -348,8 +348,10 @@ class Ledger:
 
     def settle(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
         """Record send outcomes: dicts with key, state, and provider_message_id, error, reason,
-        next_attempt_at, sent_at. Only rows still ``sending`` change (a cancelled or reclaimed
-        row keeps what happened to it since).
+        next_attempt_at, sent_at, uncertain. Only rows still ``sending`` change (a cancelled or
+        reclaimed row keeps what happened to it since). An ``uncertain`` outcome (the provider
+        may have the message although it did not say so) counts the row among the possible
+        duplicates, as an expired lease does.
 
         A provider receipt that arrived while the row was ``sending`` (parked by
         :meth:`apply_receipts`) decides the final state when it names the provider message id
@@ -362,7 +364,8 @@ class Ledger:
         rows = [
             {"k": o["key"], "state": o["state"], "pid": o.get("provider_message_id"),
              "error": o.get("error"), "reason": o.get("reason"),
-             "nxt": o.get("next_attempt_at"), "sent": o.get("sent_at"), "now": current}
+             "nxt": o.get("next_attempt_at"), "sent": o.get("sent_at"), "now": current,
+             "maybe": int(bool(o.get("uncertain")))}
             for o in outcomes
         ]  # fmt: skip
         received = table.c.receipt_outcome.is_not(None)
@@ -387,6 +390,7 @@ class Ledger:
                 error=bindparam("error"),
                 reason=case((receipt_failed, table.c.reason), else_=bindparam("reason")),
                 next_attempt_at=bindparam("nxt"), sent_at=bindparam("sent"),
+                reclaims=table.c.reclaims + bindparam("maybe"),
                 lease_until=None, updated_at=bindparam("now"),
             )
         )  # fmt: skip
@@ -621,11 +625,13 @@ class Ledger:
             return int(result.rowcount)
 
     def reclaimed(self, incident_id: str) -> int:
-        """Deliveries whose lease expired mid-send at least once: the possible duplicates."""
+        """The possible duplicates: how many extra copies of its messages the providers may
+        hold. Each time a send was cut off (a lease expired mid-send) or went unanswered and
+        was tried again, one more copy may exist; a delivery can count more than once."""
         with self.session() as s:
             return int(s.scalar(
-                select(func.count()).where(Delivery.incident_id == incident_id,
-                                           Delivery.reclaims > 0)) or 0)  # fmt: skip
+                select(func.coalesce(func.sum(Delivery.reclaims), 0))
+                .where(Delivery.incident_id == incident_id)) or 0)  # fmt: skip
 
     # -- audit ---------------------------------------------------------------------------------
 
