@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,18 +40,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(tmp_path: Path, ledger_url: str) -> Iterator[str]:
+@contextmanager
+def breach_serve(tmp_path: Path, db: str, server_settings: str = "") -> Iterator[str]:
     """`breach serve` (dry-run generic route, three people) on a free loopback port."""
     people = tmp_path / "three.csv"
     people.write_text("\n".join((HERE / "people.csv").read_text("utf-8").splitlines()[:4]) + "\n")
     config = write_config(tmp_path, GENERIC_ROUTE)
-    config.write_text(config.read_text("utf-8").replace(str(HERE / "people.csv"), str(people)))
+    text = config.read_text("utf-8").replace(str(HERE / "people.csv"), str(people))
+    config.write_text(text.replace("[server]\n", "[server]\n" + server_settings, 1))
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "serve", "--config", str(config), "--port",
-         str(port), "--db", ledger_url, "--no-engine", "--log-json"],
+         str(port), "--db", db, "--no-engine", "--log-json"],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -70,6 +72,12 @@ def server(tmp_path: Path, ledger_url: str) -> Iterator[str]:
         process.terminate()
         process.wait(15)
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, ledger_url: str) -> Iterator[str]:
+    with breach_serve(tmp_path, ledger_url) as url:
+        yield url
 
 
 async def burst(url: str, bodies: list[bytes]) -> list[httpx.Response]:
@@ -137,3 +145,30 @@ def test_a_failure_while_opening_an_incident_leaves_nothing(
         (incident,) = server.breach.incidents()
         kinds = [e["kind"] for e in server.breach.timeline(incident["id"])]
         assert kinds[:2] == ["incident.triggered", "alert.received"]
+
+
+def stalled_request(url: str, sent: int = 10, declared: int = 100) -> socket.socket:
+    """A connection that sends its headers and the start of its body, then stalls."""
+    port = int(url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    sock.sendall(b"POST /hooks/generic HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % declared + b"{" * sent)  # fmt: skip
+    return sock
+
+
+def test_a_stalled_body_is_408_and_connections_are_limited(tmp_path: Path) -> None:
+    settings = "body_timeout = 1\nmax_connections = 3\n"
+    with breach_serve(tmp_path, f"sqlite:///{tmp_path / 'l.db'}", settings) as url:
+        stalled = []
+        for _ in range(4):  # one more than the server serves at once
+            stalled.append(stalled_request(url))
+            time.sleep(0.1)
+        answers = [s.recv(4096) for s in stalled]
+        for sock in stalled:
+            sock.close()
+        codes = [int(a.split(b" ", 2)[1]) for a in answers]
+        assert 503 in codes, codes  # turned away at once: senders cannot hoard connections
+        assert 408 in codes, codes  # the ones served were cut off when their second was up
+        assert set(codes) == {408, 503}, codes
+        assert b"did not arrive within 1 s" in answers[codes.index(408)]
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200  # free again

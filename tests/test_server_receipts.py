@@ -294,3 +294,18 @@ def test_breach_serve_mounts_plugins_dir_receipt_handlers(
         time.sleep(0.05)
     assert statuses == [401, 200]
     assert "s3cret" not in json.dumps(lines)  # headers are never logged
+
+
+def test_receipts_of_an_unconfigured_provider_are_503_naming_the_setting(
+    tmp_path: Path, db: str
+) -> None:
+    """Twilio's handler cannot check a signature without the auth token: the server says so
+    (and Twilio retries later), instead of failing with a 500."""
+    host = PluginHost(settings={})
+    with serving(load(write_config(tmp_path), host), db, host=host) as server:
+        response = httpx.post(f"{server.url}/receipts/twilio",
+                              data={"MessageSid": "SM1", "MessageStatus": "delivered"},
+                              headers={"X-Twilio-Signature": "x"})  # fmt: skip
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "300"
+    assert "TWILIO_AUTH_TOKEN is not set" in response.json()["detail"]

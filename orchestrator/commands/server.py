@@ -84,7 +84,7 @@ def serve(
     bound = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=False, proxy_headers=False, server_header=False,
-        lifespan="on",
+        lifespan="on", limit_concurrency=config.max_connections, timeout_keep_alive=5,
     ))  # fmt: skip
     log.info("listening", extra={"url": f"http://{address}:{bound}", "config": str(config_path),
                                  "routes": [r.name for r in config.routes],

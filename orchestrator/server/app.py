@@ -13,6 +13,7 @@ ledger runs in worker threads, so the event loop keeps answering.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -26,7 +27,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import AudienceError, BreachError, FactError, LedgerError, ValidationFailed
+from ..errors import (
+    AudienceError,
+    BreachError,
+    ConfigurationError,
+    FactError,
+    LedgerError,
+    ValidationFailed,
+)
 from ..logs import mask_text
 from ..receipts import ReceiptRejected, ReceiptUpdate
 from ..session import Breach
@@ -112,8 +120,10 @@ def require_json(request: Request) -> None:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or read)."""
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or read), and
+    with 408 when it has not all arrived within ``timeout`` seconds (a sender trickling bytes
+    would otherwise hold a connection for ever)."""
     header = request.headers.get("content-length")
     if header is not None:
         declared = decimal(header, max_digits=19)
@@ -127,15 +137,20 @@ async def read_body(request: Request, limit: int) -> bytes:
                 f"the body is {declared} bytes; this server accepts at most {limit}",
             )
     buffer = bytearray()
-    async for chunk in request.stream():
-        buffer += chunk
-        if len(buffer) > limit:
-            refuse(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                f"the body exceeds {limit} bytes, the most this server accepts",
-            )
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                buffer += chunk
+                if len(buffer) > limit:
+                    refuse(
+                        413,
+                        "payload-too-large",
+                        "Payload too large",
+                        f"the body exceeds {limit} bytes, the most this server accepts",
+                    )
+    except TimeoutError:
+        refuse(408, "request-timeout", "Request timeout",
+               f"the body did not arrive within {timeout:g} s; send it in one go")  # fmt: skip
     return bytes(buffer)
 
 
@@ -279,7 +294,7 @@ def create_app(
             headers = {"WWW-Authenticate": exc.challenge} if exc.challenge else {}
             refuse(401, "unauthorized", "Unauthorized", str(exc), **headers)
         require_json(request)
-        document = parse_json(await read_body(request, config.max_body_bytes))
+        document = parse_json(await read_body(request, config.max_body_bytes, config.body_timeout))
         try:
             notification = am.parse(document)
         except ValueError as exc:
@@ -293,7 +308,7 @@ def create_app(
         """A signed JSON object: verify signature and freshness, refuse replays, route."""
         note(request, hook="generic")
         require_json(request)
-        body = await read_body(request, config.max_body_bytes)
+        body = await read_body(request, config.max_body_bytes, config.body_timeout)
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             signature, timestamp = check_signature(headers, body, config.generic_secret)
@@ -332,7 +347,7 @@ def create_app(
                 f"no plugin handles receipts named {name!r} ({known})",
             )
         plugin, handler = entry
-        body = await read_body(request, config.max_body_bytes)
+        body = await read_body(request, config.max_body_bytes, config.body_timeout)
         scope = request.scope
         url = called_url(
             scope.get("scheme", "http"), request.headers, scope.get("raw_path") or
@@ -347,6 +362,12 @@ def create_app(
         except ReceiptRejected as exc:
             status = exc.status if 400 <= exc.status < 500 else 401
             refuse(status, "receipt-rejected", "Receipt rejected", str(exc))
+        except ConfigurationError as exc:
+            # this server cannot check such receipts yet: the provider retries later
+            log.warning("receipt handler not configured",
+                        extra={"plugin": plugin, "handler": name, "error": str(exc)})  # fmt: skip
+            refuse(503, "receipts-not-configured", "Receipts not configured", str(exc),
+                   **{"Retry-After": "300"})  # fmt: skip
         except Exception as exc:
             log.error(
                 "receipt handler failed",

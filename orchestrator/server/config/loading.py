@@ -200,6 +200,7 @@ class _Checker:
             behind_proxy=server.behind_proxy, force_mode=server.force_mode,
             severity_order=order, alertmanager=alertmanager, generic_secret=generic,
             audiences=audiences, routes=tuple(routes), regimes_file=regimes_file, notes=notes,
+            body_timeout=server.body_timeout, max_connections=server.max_connections,
         )  # fmt: skip
 
     def locator_path(self) -> Path:

@@ -89,6 +89,8 @@ class ServerConfig:
     routes: tuple[Route, ...]
     regimes_file: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    body_timeout: float = 30.0
+    max_connections: int = 512
 
     def mode_for(self, route: Route) -> str:
         """The mode a route runs in here: ``force_mode`` wins over the route's own."""

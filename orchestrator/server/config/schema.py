@@ -14,6 +14,8 @@ Hook = Literal["alertmanager", "generic"]
 RouteMode = Literal["live", "dry-run"]
 
 DEFAULT_MAX_BODY = 1_048_576
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_MAX_CONNECTIONS = 512
 #: lowest to highest; ``severity = { at_least = "high" }`` compares positions in this list
 DEFAULT_SEVERITIES = ("info", "low", "warning", "medium", "high", "error", "critical")
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -30,6 +32,10 @@ class ServerSection(_Strict):
     port: int | None = Field(default=None, ge=0, le=65535)
     outbox: str = "outbox"
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
+    #: seconds a request may take to send its body; a sender that stalls is answered 408
+    body_timeout: float = Field(default=DEFAULT_BODY_TIMEOUT, gt=0)
+    #: connections served at once; more are answered 503 (slow or idle senders cannot hoard)
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, gt=0)
     behind_proxy: bool = False
     force_mode: Literal["dry-run"] | None = None
     severity_order: list[str] = Field(default_factory=lambda: list(DEFAULT_SEVERITIES))
