@@ -1,8 +1,8 @@
 """Hostile and clumsy input, as a command line meets it: every case is one line, exit 1 or 2.
 
 Each case runs ``breach`` in its own process and is measured there: its exit code, its message
-(one line, no traceback), its wall time and its peak memory (``ru_maxrss`` of that process,
-which it writes as it exits). The limits are loose on purpose (10 s, 300 MB): they catch a
+(one line, no traceback), its wall time and its peak memory (the high-water mark of that
+process, which it writes as it exits). The limits are loose on purpose (10 s, 300 MB): they catch a
 command that reads a file without end or expands an alias bomb, not a slow machine.
 """
 
@@ -36,11 +36,16 @@ class Outcome:
     rss_mb: float
 
 
-#: runs `breach` and, as the process exits, writes its own peak memory to stderr
+#: runs `breach` and, as the process exits, writes its own peak memory to stderr: VmHWM, the
+#: high-water mark of this program's memory (ru_maxrss would include the parent's, inherited
+#: across fork)
 LAUNCHER = """
-import atexit, os, resource, sys
-atexit.register(lambda: os.write(2, b"peak-rss-kb=%d\\n"
-                                 % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+import atexit, os, re, sys
+def report():
+    with open("/proc/self/status") as status:
+        peak = re.search(r"VmHWM:\\s*(\\d+) kB", status.read()).group(1)
+    os.write(2, b"peak-rss-kb=" + peak.encode() + b"\\n")
+atexit.register(report)
 from orchestrator.commands import main
 main(sys.argv[1:])
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -156,6 +157,24 @@ def stalled_request(url: str, sent: int = 10, declared: int = 100) -> socket.soc
     return sock
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response: its head, then as many body bytes as it declares."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    while length and len(body) < int(length.group(1)):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_a_stalled_body_is_408_and_connections_are_limited(tmp_path: Path) -> None:
     settings = "body_timeout = 1\nmax_connections = 3\n"
     with breach_serve(tmp_path, f"sqlite:///{tmp_path / 'l.db'}", settings) as url:
@@ -163,7 +182,7 @@ def test_a_stalled_body_is_408_and_connections_are_limited(tmp_path: Path) -> No
         for _ in range(4):  # one more than the server serves at once
             stalled.append(stalled_request(url))
             time.sleep(0.1)
-        answers = [s.recv(4096) for s in stalled]
+        answers = [read_response(s) for s in stalled]
         for sock in stalled:
             sock.close()
         codes = [int(a.split(b" ", 2)[1]) for a in answers]
