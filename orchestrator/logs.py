@@ -367,23 +367,51 @@ class _Handler(logging.StreamHandler[TextIO]):
     """The handler :func:`configure` installs, told apart from handlers others installed."""
 
 
-def configure(json: bool = False, level: str = "INFO", stream: TextIO | None = None) -> None:
+#: the loggers of this project and of the plugins it loaded; every other logger is a library's
+_OURS: set[str] = {"orchestrator"}
+_our_level: int | None = None
+
+
+def adopt(name: str) -> None:
+    """Log ``name`` (a plugin's package) at the project's level rather than the libraries'."""
+    _OURS.add(name)
+    if _our_level is not None:
+        logging.getLogger(name).setLevel(_our_level)
+
+
+def _level(name: str) -> int:
+    number = logging.getLevelNamesMapping().get(name.strip().upper())
+    if number is None:
+        raise ValueError(f"unknown log level {name!r}")
+    return number
+
+
+def configure(
+    json: bool = False,
+    level: str = "INFO",
+    stream: TextIO | None = None,
+    libraries: str = "WARNING",
+) -> None:
     """Send all logging (the project's, plugins', libraries') to ``stream`` in one format.
 
-    ``json`` picks JSON lines over plain text; ``level`` is a level name (``"debug"`` works too);
-    ``stream`` defaults to the current ``sys.stderr``. Calling it again replaces the handler it
-    installed before; handlers installed by others (a test's log capture) are left alone.
+    ``json`` picks JSON lines over plain text; ``level`` is a level name (``"debug"`` works too)
+    for the project and its plugins; ``libraries`` is the level of every other logger (SDKs,
+    HTTP clients, the database): quiet by default, because a provider SDK narrating each request
+    at INFO costs more than the request. ``stream`` defaults to the current ``sys.stderr``.
+    Calling it again replaces the handler it installed before; handlers installed by others (a
+    test's log capture) are left alone.
     """
-    number = logging.getLevelNamesMapping().get(level.strip().upper())
-    if number is None:
-        raise ValueError(f"unknown log level {level!r}")
+    global _our_level
+    number = _level(level)
+    library_number = _level(libraries)
     handler = _Handler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if json else PlainFormatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(number)
-    # Libraries narrate their start-up at INFO (migrations, scheduler); only their trouble counts.
-    for chatty in ("alembic", "apscheduler"):
-        logging.getLogger(chatty).setLevel(max(number, logging.WARNING))
+    # Libraries inherit the root's level, so their records below it are never even created.
+    root.setLevel(library_number)
+    _our_level = number
+    for name in _OURS:
+        logging.getLogger(name).setLevel(number)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import hookspecs, logs
 from .audience import AudienceSourceFactory
 from .errors import PluginError
 from .events import IncidentEvent
@@ -115,6 +115,9 @@ class PluginHost:
         except ValueError as exc:
             raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from None
         self._versions[name] = (version, origin)
+        # a plugin's own log lines are the project's, not a library's
+        module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        logs.adopt(str(module).split(".")[0])
 
     def _load_entrypoints(self) -> None:
         allow = os.environ.get("BREACH_LOAD_PLUGINS")

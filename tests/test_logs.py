@@ -378,3 +378,30 @@ def test_mask_text_leaves_non_personal_values_alone(text: str) -> None:
 )
 def test_mask_recipient(value: str, masked: str) -> None:
     assert mask_recipient(value) == masked
+
+
+def test_libraries_are_quiet_unless_asked_and_plugins_log_as_the_project() -> None:
+    """A provider SDK narrating every request at INFO would drown the campaign's own lines."""
+    from orchestrator.logs import adopt, configure
+    from orchestrator.pluginhost import PluginHost
+
+    PluginHost()  # loads the built-in plugins: their packages are adopted as the project's
+    stream = io.StringIO()
+    try:
+        configure(stream=stream)
+        logging.getLogger("twilio.http_client").info("-- BEGIN Twilio API Request --")
+        logging.getLogger("httpx").info("HTTP Request: POST https://fcm.example")
+        logging.getLogger("twilio.http_client").warning("the SDK's own trouble")
+        logging.getLogger("orchestrator.engine").info("step fired")
+        logging.getLogger("breach_twilio.notifiers").info("sms batch")
+        adopt("breach_fax")  # a plugin loaded after logging was configured
+        logging.getLogger("breach_fax.send").info("fax sent")
+        quiet = stream.getvalue()
+        configure(stream=(loud := io.StringIO()), libraries="INFO")
+        logging.getLogger("twilio.http_client").info("-- BEGIN Twilio API Request --")
+    finally:
+        configure()
+    assert "BEGIN Twilio" not in quiet and "HTTP Request" not in quiet
+    assert "the SDK's own trouble" in quiet
+    assert "step fired" in quiet and "sms batch" in quiet and "fax sent" in quiet
+    assert "BEGIN Twilio" in loud.getvalue()

@@ -33,6 +33,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 log_json_option = click.option(
     "--log-json", is_flag=True, help="Log JSON lines (phone numbers, e-mails masked)."
 )
+log_libraries_option = click.option(
+    "--log-libraries", envvar="BREACH_LOG_LIBRARIES", default="WARNING", show_default=True,
+    metavar="LEVEL", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level of libraries (provider SDKs, HTTP clients); the project's own is INFO.",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

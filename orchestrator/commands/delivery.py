@@ -10,7 +10,7 @@ from ..logs import configure
 from ..progress import ProgressView
 from ..retry import RetryPolicy
 from ..session import Breach
-from .context import err, log_json_option, pass_breach
+from .context import err, log_json_option, log_libraries_option, pass_breach
 
 
 @click.command()
@@ -40,13 +40,15 @@ from .context import err, log_json_option, pass_breach
     help="First backoff in seconds (doubles per attempt, full jitter).",
 )  # fmt: skip
 @log_json_option
+@log_libraries_option
 @pass_breach()
 def run(
     breach: Breach, until_idle: bool, rates: tuple[str, ...], concurrency: int, lease: float,
     send_timeout: float, max_attempts: int, retry_base: float, log_json: bool,
+    log_libraries: str,
 ) -> None:  # fmt: skip
     """Deliver live incidents: fire due steps, send, retry; safe to kill and start again."""
-    configure(json=log_json)
+    configure(json=log_json, libraries=log_libraries)
     overrides = {}
     for name, value in facts_mod.parse_assignments(list(rates)).items():
         try:

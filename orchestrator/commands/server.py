@@ -19,7 +19,15 @@ from ..server import alertmanager as am
 from ..server.config import DEFAULT_CONFIG, load_config
 from ..server.intake import Decision, Intake
 from ..session import Breach
-from .context import Options, db_option, echo_json, log_json_option, pass_breach, pass_options
+from .context import (
+    Options,
+    db_option,
+    echo_json,
+    log_json_option,
+    log_libraries_option,
+    pass_breach,
+    pass_options,
+)
 from .tables import print_decision
 
 log = logging.getLogger("orchestrator.server")
@@ -55,6 +63,7 @@ def _listen(address: str, port: int) -> socket.socket:
     help="Port to listen on (default: [server] port, else 8080; 0 picks a free one).",
 )
 @log_json_option
+@log_libraries_option
 @click.option(
     "--engine/--no-engine",
     "with_engine",
@@ -65,7 +74,7 @@ def _listen(address: str, port: int) -> socket.socket:
 @pass_breach()
 def serve(
     breach: Breach, config_path: Path, address: str | None, port: int | None, log_json: bool,
-    with_engine: bool,
+    log_libraries: str, with_engine: bool,
 ) -> None:  # fmt: skip
     """Serve webhooks (Alertmanager, signed JSON), provider receipts and /healthz."""
     import uvicorn
@@ -74,7 +83,7 @@ def serve(
 
     config = load_config(config_path, host=breach.host, regimes_file=breach.regimes_file)
     breach.ledger  # noqa: B018 - an unreachable ledger stops the start, not the first alert
-    configure(json=log_json)
+    configure(json=log_json, libraries=log_libraries)
     for secret in config.secrets():
         register_secret(secret)
     engine = breach.engine() if with_engine else None
