@@ -202,3 +202,21 @@ def test_markup_in_a_playbook_is_printed_as_written(tmp_path: Path) -> None:
                     BREACH_DATABASE_URL=f"sqlite:///{tmp_path / 'ledger.db'}")  # fmt: skip
     assert result.code == 0, result.stderr
     assert "[/bold] closing a tag that was never opened" in result.stdout
+
+
+def test_a_ledger_that_cannot_be_written_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    from orchestrator.session import Breach
+
+    ledger = tmp_path / "ledger.db"
+    with Breach(f"sqlite:///{ledger}") as session:
+        incident = session.trigger("credential-leak", audience=str(PEOPLE), mode="dry-run",
+                                  facts={"affected_count": 5},
+                                  outbox=tmp_path / "out").incident_id  # fmt: skip
+    read_only = f"sqlite:///file:{ledger}?mode=ro&uri=true"
+    result = breach(["cancel", incident, "--by", "ic", "--db", read_only], tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.code == 2 and len(lines) == 1, result.stderr
+    assert "attempt to write a readonly database" in lines[0]
+    assert "nothing was lost" in lines[0]
+    with Breach(f"sqlite:///{ledger}") as session:
+        assert session.status(incident)["state"] == "finished"  # the cancel changed nothing

@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    Connection,
     Engine,
     Table,
     bindparam,
@@ -118,7 +119,7 @@ class Ledger:
             "script_location", str(resources.files("orchestrator.ledger").joinpath("migrations"))
         )
         try:
-            with self.engine.begin() as connection:
+            with self.transaction() as connection:
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
@@ -129,8 +130,27 @@ class Ledger:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self.sessions.begin() as session:
+        """An ORM session in one transaction; storage failures become :class:`LedgerError`."""
+        with self._storage(), self.sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in one transaction; storage failures become :class:`LedgerError`."""
+        with self._storage(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _storage(self) -> Iterator[None]:
+        # A locked, read-only or full database is the operator's to fix, and nothing is lost
+        # (the transaction rolled back): say so in one line instead of a driver traceback.
+        try:
+            yield
+        except OperationalError as exc:
+            raise LedgerError(
+                f"the ledger {_safe(self.url)} cannot be used: {_reason(exc)}; fix that and run "
+                "the command again (nothing was lost: the change was rolled back)"
+            ) from None
 
     # -- incidents -----------------------------------------------------------------------------
 
@@ -219,7 +239,7 @@ class Ledger:
         full = [{**_DELIVERY_DEFAULTS, **row} for row in rows]
         try:
             # Core insert (not ORM bulk): one executemany, several times faster.
-            with self.engine.begin() as connection:
+            with self.transaction() as connection:
                 if full:
                     connection.execute(insert(DELIVERIES), full)
                 self._progress(connection, progress)
@@ -227,7 +247,7 @@ class Ledger:
         except IntegrityError:
             pass  # somewhere in the batch is a duplicate: go row by row to find it
         duplicates: list[int] = []
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             self._progress(connection, progress)
             for position, row in enumerate(full):
                 if connection.execute(self._insert_new(row)).rowcount == 1:
@@ -343,7 +363,7 @@ class Ledger:
             )
             .returning(*table.c)
         )
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             return [dict(row._mapping) for row in connection.execute(stmt)]
 
     def settle(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
@@ -394,7 +414,7 @@ class Ledger:
                 lease_until=None, updated_at=bindparam("now"),
             )
         )  # fmt: skip
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             result = connection.execute(stmt, rows)
         return int(result.rowcount)
 
@@ -415,7 +435,7 @@ class Ledger:
         changed = 0
         current = now()
         scope = table.c.notifier.in_(list(notifiers)) if notifiers is not None else true()
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             for receipt in updates:
                 if not receipt.provider_id:
                     continue  # a bare delivery key is not proof enough
@@ -484,7 +504,7 @@ class Ledger:
                    table.c.contact.is_not(None), or_(*wanted), ~has_fallback)
             .limit(limit)
         )  # fmt: skip
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             return [str(r) for r in connection.execute(query).scalars()]
 
     def step_active(self, incident_id: str, step_id: str) -> bool:
@@ -495,7 +515,7 @@ class Ledger:
             table.c.step_id.in_((step_id, step_id + FALLBACK_SUFFIX)),
             table.c.state.in_(ACTIVE),
         ).limit(1)  # fmt: skip
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             return connection.execute(query).first() is not None
 
     def sent_since(self, incident_id: str, step_id: str, since: datetime) -> bool:
@@ -506,13 +526,13 @@ class Ledger:
             table.c.incident_id == incident_id, table.c.step_id == step_id,
             table.c.state == DeliveryState.SENT.value, table.c.sent_at > since,
         ).limit(1)  # fmt: skip
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             return connection.execute(query).first() is not None
 
     def pending_counts(self) -> dict[str, int]:
         """notifier -> deliveries pending or sending (what dispatch still has to do)."""
         table = DELIVERIES
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             rows = connection.execute(
                 select(table.c.notifier, func.count())
                 .where(table.c.state.in_(ACTIVE))
@@ -523,7 +543,7 @@ class Ledger:
     def next_retry_at(self) -> datetime | None:
         """When the earliest pending delivery becomes due (None: nothing pending)."""
         table = DELIVERIES
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             return cast(datetime | None, connection.execute(
                 select(func.min(table.c.next_attempt_at))
                 .where(table.c.state == DeliveryState.PENDING.value)
@@ -664,6 +684,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _reason(exc: OperationalError) -> str:
+    """The driver's own words, without SQLAlchemy's statement and parameters."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).split("\n", 1)[0]
 
 
 def _safe(url: str) -> str:
