@@ -143,3 +143,8 @@ def samples(specs: Mapping[str, FactSpec]) -> dict[str, Any]:
         value = spec.example if spec.example is not None else spec.default
         out[name] = coerce(name, value, spec.type) if value is not None else _SAMPLES[spec.type]
     return out
+
+
+def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Facts as the ledger stores them (JSON): datetimes as ISO 8601 text."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}

@@ -217,8 +217,8 @@ class Breach:
             id=incident_id, playbook_id=playbook.id, playbook_version=str(playbook.version),
             playbook_text=text, playbook_digest=digest, title=playbook.title,
             severity=playbook.severity, mode=mode, state="running", aware_at=aware,
-            created_at=now(), facts=jsonable(resolved), audience_spec=audience,
-            audience_options=jsonable(options), outbox=str(outbox) if outbox else None,
+            created_at=now(), facts=facts_mod.jsonable(resolved), audience_spec=audience,
+            audience_options=facts_mod.jsonable(options), outbox=str(outbox) if outbox else None,
             source=source, dedupe_key=dedupe_key, redirect_to=redirect,
         )  # fmt: skip
         timed = ordered_steps(playbook, aware, deadlines(playbook, aware, self.regimes))
@@ -394,7 +394,7 @@ class Breach:
         event_detail = dict(detail or {})
         if facts:
             facts_mod.check_values(facts)
-            merged = {**incident.facts, **jsonable(facts)}
+            merged = {**incident.facts, **facts_mod.jsonable(facts)}
             self.check_facts(self.recorded_playbook(incident), merged)
             self.ledger.update_incident(incident_id, facts=merged,
                                         facts_version=incident.facts_version + 1)  # fmt: skip
@@ -463,8 +463,3 @@ class Breach:
 def playbook_digest(text: str) -> str:
     """The SHA-256 of a playbook's text: what an incident records to name its exact version."""
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Facts as the ledger stores them: datetimes as ISO text."""
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import BreachError, FactError
+from ..facts import jsonable
 from ..session import Breach
 from . import alertmanager as am
 from .config import Route, ServerConfig
@@ -86,14 +87,14 @@ class Decision:
         if self.dedupe_key is not None:
             out["dedupe_key"] = self.dedupe_key
         if self.action == "create":
-            out["facts"] = _jsonable(self.facts)
+            out["facts"] = jsonable(self.facts)
             out["aware_at"] = self.aware_at.isoformat() if self.aware_at else None
         if self.action == "join":
             out["alerts"] = {"new": [fp for fp, _ in self.joined], "repeated": self.repeated,
                              "resolved": self.resolved, "refired": self.refired}  # fmt: skip
             if self.fact_errors:
                 out["facts_refused"] = self.fact_errors
-            out["facts_changed"] = _jsonable(
+            out["facts_changed"] = jsonable(
                 {k: v for _, changed in self.joined for k, v in changed.items()} | self.facts
             )
         if self.tried:
@@ -202,7 +203,7 @@ class Intake:
                         decision.fact_errors[alert.fingerprint] = str(exc)
                         facts = {}
                     changed = _changed(facts, current)
-                    current.update(_jsonable(changed))
+                    current.update(jsonable(changed))
                 decision.joined.append((alert.fingerprint, changed))
                 states[alert.fingerprint] = "firing"
             elif known == "resolved":
@@ -398,9 +399,5 @@ def _alert_states(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 def _changed(facts: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
     """The facts whose value differs from the incident's (compared as stored: JSON)."""
-    stored = _jsonable(facts)
+    stored = jsonable(facts)
     return {k: v for k, v in facts.items() if stored[k] != current.get(k)}
-
-
-def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
