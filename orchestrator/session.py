@@ -24,11 +24,12 @@ import signal
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import clocks as clocks_mod
 from . import facts as facts_mod
 from . import shipped
 from .audience import open_audience
@@ -314,22 +315,29 @@ class Breach:
                 "eta_seconds": round(active / rate, 1) if rate and active else None,
             })  # fmt: skip
         deadline_rows = []
+        clock_rows: list[dict[str, Any]] = []
         if playbook is not None:
-            due = deadlines(playbook, incident.aware_at, self.regimes)
+            happened = clocks_mod.started(incident.aware_at, self.timeline(incident_id))
+            due = deadlines(playbook, incident.aware_at, self.regimes, happened)
             for regulator in playbook.regulators:
                 at = due.get(regulator.id)
+                regime = self.regimes.get(regulator.regime)
+                waiting = (regime.start_event if regime is not None and at is None
+                           and regime.start_event not in happened else None)  # fmt: skip
                 deadline_rows.append({
                     "regulator": regulator.id, "name": regulator.name,
                     "regime": regulator.regime, "due_at": at.isoformat() if at else None,
                     "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
+                    "waiting_for": waiting,
                 })  # fmt: skip
+            clock_rows = [c.as_dict() for c in self._clocks(playbook, happened, current)]
         return {
             "id": incident.id, "playbook": incident.playbook_id,
             "version": incident.playbook_version, "title": incident.title, "mode": incident.mode,
             "state": incident.state, "aware_at": incident.aware_at.isoformat(),
             "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
-            "deadlines": deadline_rows, "outbox": incident.outbox,
+            "deadlines": deadline_rows, "clocks": clock_rows, "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
         }  # fmt: skip
@@ -410,6 +418,71 @@ class Breach:
              "detail": e.detail}
             for e in self.ledger.events(incident_id)
         ]  # fmt: skip
+
+    def record_event(
+        self, incident_id: str, event: str, *, at: datetime | None = None, by: str
+    ) -> dict[str, Any]:
+        """Record that ``event`` happened (``determined``, ``assessed``, ``discovered``,
+        ``filed:REGIME``) at ``at`` (default now), recorded by ``by``: it starts the clocks of
+        the regimes that count from it. Recording an event again corrects its time."""
+        if not by.strip():
+            raise BreachError("say who records the event: --by NAME")
+        name = clocks_mod.event_name(event)
+        if name.startswith("filed:") and name.removeprefix("filed:") not in self.regimes:
+            regime = name.removeprefix("filed:")
+            raise BreachError(f"unknown regime {regime!r} in {name!r}; see `breach regimes`")
+        if at is not None and at.tzinfo is None:
+            raise BreachError("give the event's time with its UTC offset: 2026-12-24T15:00-05:00")
+        when = (at or now()).astimezone(UTC)
+        if when > now() + timedelta(minutes=5):  # a little leeway for clocks that differ
+            raise BreachError(f"{name} at {when.isoformat()} is in the future: record it then")
+        incident = self.ledger.incident(incident_id)
+        if when < incident.aware_at and name != "discovered":
+            raise BreachError(
+                f"{name} at {when.isoformat()} is before the incident's awareness "
+                f"({incident.aware_at.isoformat()})"
+            )
+        detail = {"event": name, "occurred_at": when.isoformat()}
+        record = IncidentEvent(incident_id, clocks_mod.EVENT_KIND, None, detail, actor=by)
+        self.ledger.record(record)
+        self.host.emit(record)
+        return {"incident": incident_id, "event": name, "at": when.isoformat(), "by": by}
+
+    def clocks(self, incident_id: str) -> list[dict[str, Any]]:
+        """The statutory clocks of an incident's regimes: started or waiting, and when due."""
+        incident = self.ledger.incident(incident_id)
+        happened = clocks_mod.started(incident.aware_at, self.timeline(incident_id))
+        playbook = self.recorded_playbook(incident)
+        return [c.as_dict() for c in self._clocks(playbook, happened, now())]
+
+    def _clocks(
+        self, playbook: Playbook, happened: Mapping[str, datetime], current: datetime
+    ) -> list[clocks_mod.Clock]:
+        """One clock per regime the playbook's regulators name (their deadline overrides)."""
+        out: dict[str, clocks_mod.Clock] = {}
+        for regulator in playbook.regulators:
+            regime = self.regimes.get(regulator.regime)
+            if regime is not None and regulator.regime not in out:
+                out[regulator.regime] = clocks_mod.clock(
+                    regulator.regime, regime, happened, current, regulator.deadline
+                )
+        return list(out.values())
+
+    def deadline(self, regime_id: str, start: datetime) -> dict[str, Any]:
+        """When ``regime_id``'s deadline falls due for a clock started at ``start``."""
+        regime = self.regimes.get(regime_id)
+        if regime is None:
+            raise BreachError(f"unknown regime {regime_id!r}; see `breach regimes`")
+        if start.tzinfo is None:
+            raise BreachError("give the clock's start with its UTC offset: 2026-12-24T15:00-05:00")
+        due = clocks_mod.regime_due(regime, start)
+        return {
+            "regime": regime_id, "name": regime.name, "statute": regime.statute,
+            "rule": str(regime.deadline), "clock": regime.clock,
+            "timezone": regime.timezone, "holidays": regime.holidays,
+            "from": start.astimezone(regime.zone).isoformat(),
+            "due_at": due.isoformat() if due is not None else None,
+        }  # fmt: skip
 
     def deliveries_by_channel(self, incident_id: str) -> dict[str, dict[str, int]]:
         """Channel -> delivery state -> count, for one incident."""

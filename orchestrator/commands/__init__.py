@@ -17,6 +17,7 @@ from rich.text import Text
 
 from ..errors import BreachError, ValidationFailed
 from ..version import __version__
+from .clocks import deadline, event
 from .context import Options, err
 from .delivery import run
 from .demo import demo, gen_audience, simulate
@@ -46,7 +47,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> N
 
 
 for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
-                cancel, timeline, run, serve, routes, demo, simulate, gen_audience):  # fmt: skip
+                cancel, timeline, event, deadline, run, serve, routes, demo, simulate,
+                gen_audience):  # fmt: skip
     cli.add_command(command)
 
 
