@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import conditions
+from .applicability import COUNTED_KIND, RegionCounts, count_regions
 from .audience import AudienceSource, Recipient, open_audience
 from .events import IncidentEvent
 from .fanout import FanOut, StepTally
@@ -92,6 +93,8 @@ class Campaign:
             redirect=_redirect_table(incident.redirect_to),
         )  # fmt: skip
         self.audience_total: int | None = incident.audience_total
+        #: people per region (None until counted, or read back from the timeline)
+        self.regions: dict[str, int] | None = None
 
     @property
     def audience(self) -> AudienceSource:
@@ -111,8 +114,24 @@ class Campaign:
         self.ledger.record(event)
         self.host.emit(event)
 
+    def count_audience(self) -> dict[str, int]:
+        """People per region: read back from the timeline, else counted by streaming the
+        audience once and recorded there (``audience.counted``) for status and evidence."""
+        if self.regions is None:
+            for event in self.ledger.events(self.incident.incident_id):
+                if event.kind == COUNTED_KIND:
+                    self.regions = dict(event.detail["regions"])
+        if self.regions is None:
+            total, self.regions = count_regions(r.region for r in self.audience)
+            if self.audience_total is None:
+                self.audience_total = total
+            self.emit(COUNTED_KIND, total=total, regions=self.regions)
+        return self.regions
+
     def counts(self) -> dict[str, Any]:
-        """What conditions may read: audience size, people reached so far, skipped rows."""
+        """What conditions may read: audience size and people per region, people reached so
+        far, skipped rows."""
+        regions = self.count_audience()
         if self.audience_total is None:
             self.audience_total = sum(1 for _ in self.audience)
         total = self.audience_total
@@ -120,7 +139,7 @@ class Campaign:
         per_step = self.ledger.delivery_counts(self.incident.incident_id)
         skipped = sum(c.get(DeliveryState.SKIPPED.value, 0) for c in per_step.values())
         return {"total": total, "reached": reached, "unreachable": total - reached,
-                "skipped": skipped}  # fmt: skip
+                "skipped": skipped, "regions": RegionCounts(regions)}  # fmt: skip
 
     def run_step(
         self,

@@ -57,6 +57,23 @@ class Condition:
     def __call__(self, scope: Mapping[str, Any]) -> bool:
         return bool(self.evaluate(scope))
 
+    def readings(self, scope: Mapping[str, Any]) -> dict[str, Any]:
+        """What each name (and each literal key) it reads holds in ``scope``, by its source
+        text: ``{"counts.regions['US-CA']": 812}``, so a decision can say why."""
+        out: dict[str, Any] = {}
+        keyed: set[str | None] = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Subscript):
+                out[ast.unparse(node)] = _eval(node, scope)
+                keyed.add(_dotted(node.value))
+        for name in sorted(self.names - keyed - _LITERAL_NAMES):
+            out[name] = _eval(ast.parse(name, mode="eval").body, scope)
+        return out
+
+
+#: names that read as literals rather than data
+_LITERAL_NAMES = frozenset({"true", "false", "null", "none"})
+
 
 def parse(source: str) -> Condition:
     """Parse and whitelist-check; raise :class:`ConditionError` with the column of the problem."""
@@ -126,7 +143,7 @@ def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
-        if node.id in ("true", "false", "null", "none"):
+        if node.id in _LITERAL_NAMES:
             return {"true": True, "false": False}.get(node.id)
         return scope.get(node.id)
     if isinstance(node, ast.Attribute):
@@ -134,7 +151,12 @@ def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Subscript):
         assert isinstance(node.slice, ast.Constant)  # parse() allows literal keys only
         container = _eval(node.value, scope)
-        return container.get(node.slice.value) if isinstance(container, Mapping) else None
+        if not isinstance(container, Mapping):
+            return None
+        try:  # indexing (not .get) lets a mapping answer for absent keys, e.g. 0 people
+            return container[node.slice.value]
+        except (KeyError, TypeError):
+            return None
     if isinstance(node, ast.BoolOp):
         if isinstance(node.op, ast.And):
             result: Any = True

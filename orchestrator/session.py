@@ -29,9 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import applicability, shipped
 from . import clocks as clocks_mod
 from . import facts as facts_mod
-from . import shipped
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
 from .errors import BreachError, ConfigurationError, FactError, LedgerError, Problem
@@ -242,12 +242,15 @@ class Breach:
         if mode != "dry-run":
             return TriggerResult(incident_id, self.status(incident_id), [])
         outcomes = [campaign.run_step(step, at) for step, at in timed]
+        counts = campaign.counts()
         total = campaign.audience_total if campaign.audience_total is not None else 0
         self.ledger.update_incident(incident_id, state="finished", audience_total=total)
         campaign.emit("incident.finished", mode=mode)
         assert box is not None
+        counted = {"total": total, "regions": counts["regions"]}
+        applying = applicability.applicable(playbook, self.regimes, resolved, counted)
         summary = dry_run_summary(playbook, campaign.incident, outcomes, total, self.host,
-                                  self.regimes, audience, box)  # fmt: skip
+                                  self.regimes, audience, box, applying)  # fmt: skip
         box.close(summary)
         return TriggerResult(incident_id, summary, outcomes)
 
@@ -316,8 +319,13 @@ class Breach:
             })  # fmt: skip
         deadline_rows = []
         clock_rows: list[dict[str, Any]] = []
+        regime_rows: list[dict[str, Any]] = []
         if playbook is not None:
-            happened = clocks_mod.started(incident.aware_at, self.timeline(incident_id))
+            events = self.timeline(incident_id)
+            counted = applicability.recorded_counts(events)
+            regime_rows = [a.as_dict() for a in applicability.applicable(
+                playbook, self.regimes, incident.facts, counted)]  # fmt: skip
+            happened = clocks_mod.started(incident.aware_at, events)
             due = deadlines(playbook, incident.aware_at, self.regimes, happened)
             for regulator in playbook.regulators:
                 at = due.get(regulator.id)
@@ -337,7 +345,8 @@ class Breach:
             "state": incident.state, "aware_at": incident.aware_at.isoformat(),
             "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
-            "deadlines": deadline_rows, "clocks": clock_rows, "outbox": incident.outbox,
+            "deadlines": deadline_rows, "clocks": clock_rows, "regimes": regime_rows,
+            "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
         }  # fmt: skip

@@ -116,6 +116,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             due = _when(d["due_at"]) if d["due_at"] else "no fixed clock"
             deadlines.add_row(d["name"], d["regime"], d["rule"], due)
         out.print(deadlines)
+    if summary.get("regimes"):
+        print_applicability(summary["regimes"])
     out.print(f"outbox: {summary['outbox']}  (open index.html for previews)")
 
 
@@ -161,6 +163,8 @@ def print_status(data: dict[str, Any]) -> None:
             deadlines.add_row(d["name"], d["regime"], _when(d["due_at"]) if d["due_at"] else "",
                               text)  # fmt: skip
         out.print(deadlines)
+    if data.get("regimes"):
+        print_applicability(data["regimes"])
     if data.get("clocks"):
         print_clocks(data["clocks"])
     if data.get("possible_duplicates"):
@@ -190,6 +194,16 @@ def print_deadline(data: Mapping[str, Any]) -> None:
               + (f", holidays {data['holidays']}" if data["holidays"] else "") + ")")  # fmt: skip
     out.print(f"  from:   {data['from']}")
     out.print(f"  due at: {due}")
+
+
+def print_applicability(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Which regimes apply to an incident, and why."""
+    table = Table("applies", "why", title="Regimes")
+    _whole_column(table, "regime", [r["regime"] for r in rows])
+    for r in rows:
+        applies = {True: Text("yes", style="bold"), False: Text("no"), None: Text("unknown")}
+        table.add_row(r["regime"], applies[r["applies"]], r["why"])
+    out.print(table)
 
 
 def print_clocks(clocks: Sequence[Mapping[str, Any]]) -> None:
