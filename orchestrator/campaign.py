@@ -20,7 +20,7 @@ from .audience import AudienceSource, Recipient, open_audience
 from .events import IncidentEvent
 from .fanout import FanOut, StepTally
 from .ledger import FALLBACK_SUFFIX, DeliveryState, Incident, StepState, now
-from .message import IncidentContext, Message
+from .message import IncidentContext, Message, RenderedNotice
 from .notice import NoticeRenderer
 from .outbox import Outbox
 from .playbook import Playbook, Step
@@ -258,6 +258,12 @@ class Campaign:
 
     def _shared(self) -> dict[str, Any]:
         return self.fanout.shared_context
+
+    def public_notices(self) -> dict[str, RenderedNotice]:
+        """The notice in every locale as the public and regulators read it (no person)."""
+        return {
+            loc: self.renderer.render_public(loc, self._shared()) for loc in self.playbook.notice
+        }
 
 
 def read_redirect_file(path: Path) -> dict[str, list[str]]:

@@ -37,6 +37,7 @@ from .campaign import Campaign, StepOutcome, read_redirect_file
 from .errors import BreachError, ConfigurationError, FactError, LedgerError, Problem
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
+from .ledger.chain import ChainReport
 from .notifier import Mode, Notifier
 from .outbox import Outbox
 from .playbook import Playbook
@@ -424,9 +425,22 @@ class Breach:
         self.ledger.incident(incident_id)  # NotFound for an unknown id
         return [
             {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, "actor": e.actor,
-             "detail": e.detail}
+             "detail": e.detail, "row": e.id, "hash": e.hash}
             for e in self.ledger.events(incident_id)
         ]  # fmt: skip
+
+    def verify_audit(self, incident_id: str) -> ChainReport:
+        """Walk the incident's hash-chained audit trail; the report names the first row that
+        breaks it (edited, removed or inserted after it was written)."""
+        self.ledger.incident(incident_id)  # NotFound for an unknown id
+        return self.ledger.verify_chain(incident_id)
+
+    def evidence(self, incident_id: str, path: Path) -> dict[str, Any]:
+        """Write the incident's evidence bundle (a zip, see :mod:`orchestrator.evidence`) to
+        ``path``; returns its manifest."""
+        from .evidence import write_bundle
+
+        return write_bundle(self, incident_id, path)
 
     def record_event(
         self, incident_id: str, event: str, *, at: datetime | None = None, by: str

@@ -21,6 +21,7 @@ from .clocks import deadline, event
 from .context import Options, err
 from .delivery import run
 from .demo import demo, gen_audience, simulate
+from .evidence import audit, evidence
 from .incidents import approve, cancel, status, timeline, trigger
 from .playbooks import list_playbooks, plugins, regimes, schema, validate
 from .server import routes, serve
@@ -47,8 +48,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> N
 
 
 for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
-                cancel, timeline, event, deadline, run, serve, routes, demo, simulate,
-                gen_audience):  # fmt: skip
+                cancel, timeline, event, deadline, audit, evidence, run, serve, routes, demo,
+                simulate, gen_audience):  # fmt: skip
     cli.add_command(command)
 
 

@@ -179,3 +179,6 @@ class AuditEvent(Base):
     step_id: Mapped[str | None] = mapped_column(String(64), default=None)
     actor: Mapped[str] = mapped_column(String(200), default="orchestrator")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: the hash chain (see ``ledger/chain.py``): the previous row's hash, and this row's
+    prev_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    hash: Mapped[str | None] = mapped_column(String(64), default=None)
