@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2 import StrictUndefined, TemplateError, meta, pass_context
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from .localise import format_count, format_when
 from .message import RenderedNotice
 from .playbook import NoticeText, Playbook
 
@@ -35,16 +36,18 @@ DEFAULTS = {
 }
 
 
-def _format_date(value: Any, fmt: str = "%Y-%m-%d") -> str:
-    if isinstance(value, datetime):
-        return value.strftime(fmt)
-    return str(value)
+#: the context key holding the locale a notice is being rendered in (read by the filters)
+LOCALE_KEY = "notice_locale"
 
 
-def _format_number(value: Any) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+@pass_context
+def _format_date(context: Context, value: Any, fmt: str | None = None) -> str:
+    return format_when(value, fmt, context.get(LOCALE_KEY))
+
+
+@pass_context
+def _format_number(context: Context, value: Any) -> str:
+    return format_count(value, context.get(LOCALE_KEY))
 
 
 def make_environment() -> SandboxedEnvironment:
@@ -152,7 +155,7 @@ class NoticeRenderer:
         templates = self._templates[locale]
         values: dict[str, str | None] = {}
         problems: list[TemplateProblem] = []
-        derived_context = {**context, "notice": values}
+        derived_context = {**context, "notice": values, LOCALE_KEY: locale}
         for name in (*BASE_FIELDS, *DERIVED_FIELDS):
             template = None if name in skip else templates.get(name)
             if template is None:
