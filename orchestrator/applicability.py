@@ -61,7 +61,9 @@ def recorded_counts(timeline: Iterable[Mapping[str, Any]]) -> dict[str, Any] | N
     found = None
     for entry in timeline:
         if entry["kind"] == COUNTED_KIND:
-            found = {"total": entry["detail"]["total"], "regions": entry["detail"]["regions"]}
+            detail = entry["detail"]
+            found = {"total": detail["total"], "regions": detail["regions"],
+                     "locales": detail.get("locales") or {}}  # fmt: skip
     return found
 
 

@@ -8,7 +8,8 @@ deliveries for the dispatcher, which rebuilds each message from its ledger row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -93,8 +94,9 @@ class Campaign:
             redirect=_redirect_table(incident.redirect_to),
         )  # fmt: skip
         self.audience_total: int | None = incident.audience_total
-        #: people per region (None until counted, or read back from the timeline)
+        #: people per region and per locale ("" for none), once counted
         self.regions: dict[str, int] | None = None
+        self.locales: dict[str, int] = {}
 
     @property
     def audience(self) -> AudienceSource:
@@ -115,17 +117,27 @@ class Campaign:
         self.host.emit(event)
 
     def count_audience(self) -> dict[str, int]:
-        """People per region: read back from the timeline, else counted by streaming the
-        audience once and recorded there (``audience.counted``) for status and evidence."""
+        """People per region (and per locale, in :attr:`locales`): read back from the
+        timeline, else counted by streaming the audience once and recorded there
+        (``audience.counted``) for status and evidence."""
         if self.regions is None:
             for event in self.ledger.events(self.incident.incident_id):
                 if event.kind == COUNTED_KIND:
                     self.regions = dict(event.detail["regions"])
+                    self.locales = dict(event.detail.get("locales") or {})
         if self.regions is None:
-            total, self.regions = count_regions(r.region for r in self.audience)
+            locales = Counter[str]()
+
+            def regions() -> Iterator[str | None]:
+                for person in self.audience:
+                    locales[person.locale or ""] += 1
+                    yield person.region
+
+            total, self.regions = count_regions(regions())
+            self.locales = dict(sorted(locales.items()))
             if self.audience_total is None:
                 self.audience_total = total
-            self.emit(COUNTED_KIND, total=total, regions=self.regions)
+            self.emit(COUNTED_KIND, total=total, regions=self.regions, locales=self.locales)
         return self.regions
 
     def counts(self) -> dict[str, Any]:

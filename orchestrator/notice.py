@@ -120,6 +120,22 @@ class NoticeRenderer:
                     return locale
         return self.playbook.default_locale
 
+    def locale_gaps(self, people: Mapping[str, int]) -> list[str]:
+        """Warnings for audience locales (tag -> people) that no notice serves in their
+        language, one per language: those people would get another language's notice."""
+        unserved: dict[tuple[str, str], dict[str, int]] = {}
+        for tag, count in people.items():
+            chosen = self.locale_for(tag) if tag else None
+            language = tag.split("-")[0].lower()
+            if chosen is not None and chosen.split("-")[0].lower() != language:
+                unserved.setdefault((language, chosen), {})[tag] = count
+        out = []
+        for (language, chosen), tags in sorted(unserved.items()):
+            n = sum(tags.values())
+            who = f"{n:,} {'person' if n == 1 else 'people'} with locale {', '.join(sorted(tags))}"
+            out.append(f"{who} would get the {chosen} notice: add a `{language}` notice")
+        return out
+
     def is_personal(self, locale: str) -> bool:
         return self._personal.get(locale, False)
 

@@ -38,6 +38,7 @@ from .errors import BreachError, ConfigurationError, FactError, LedgerError, Pro
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
 from .ledger.chain import ChainReport
+from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
 from .outbox import Outbox
 from .playbook import Playbook
@@ -250,8 +251,9 @@ class Breach:
         assert box is not None
         counted = {"total": total, "regions": counts["regions"]}
         applying = applicability.applicable(playbook, self.regimes, resolved, counted)
+        warnings = campaign.renderer.locale_gaps(campaign.locales)
         summary = dry_run_summary(playbook, campaign.incident, outcomes, total, self.host,
-                                  self.regimes, audience, box, applying)  # fmt: skip
+                                  self.regimes, audience, box, applying, warnings)  # fmt: skip
         box.close(summary)
         return TriggerResult(incident_id, summary, outcomes)
 
@@ -321,9 +323,12 @@ class Breach:
         deadline_rows = []
         clock_rows: list[dict[str, Any]] = []
         regime_rows: list[dict[str, Any]] = []
+        warnings: list[str] = []
         if playbook is not None:
             events = self.timeline(incident_id)
             counted = applicability.recorded_counts(events)
+            if counted is not None:
+                warnings = NoticeRenderer(playbook).locale_gaps(counted["locales"])
             regime_rows = [a.as_dict() for a in applicability.applicable(
                 playbook, self.regimes, incident.facts, counted)]  # fmt: skip
             happened = clocks_mod.started(incident.aware_at, events)
@@ -347,6 +352,7 @@ class Breach:
             "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
             "deadlines": deadline_rows, "clocks": clock_rows, "regimes": regime_rows,
+            "warnings": warnings,
             "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),

@@ -28,9 +28,10 @@ def dry_run_summary(
     audience: str,
     outbox: Outbox,
     applying: Sequence[Applicability] = (),
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The dry-run report: what each step did, per-channel volumes and ETAs, deadlines, and
-    which regimes apply (``applying``) and why."""
+    """The dry-run report: what each step did, per-channel volumes and ETAs, deadlines, which
+    regimes apply (``applying``) and why, and ``warnings`` for the commander."""
     channels: dict[str, dict[str, Any]] = {}
     steps = []
     for outcome in outcomes:
@@ -77,6 +78,7 @@ def dry_run_summary(
         "channels": channels,
         "deadlines": deadline_rows,
         "regimes": [a.as_dict() for a in applying],
+        "warnings": list(warnings),
         "previews": sorted(outbox.previews.values()),
         "outbox": str(outbox.folder),
     }

@@ -152,7 +152,8 @@ def test_dry_run_summary_and_status_list_the_regimes_that_apply(
         assert len(counted) == 1
         assert counted[0]["detail"] == {"total": 753,
                                         "regions": {"DE": 3, "US": 750, "US-CA": 501,
-                                                    "US-TX": 249}}  # fmt: skip
+                                                    "US-TX": 249},
+                                        "locales": {"": 753}}  # fmt: skip
 
 
 def test_a_live_incident_shows_thresholds_unknown_until_counted(

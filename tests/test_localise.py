@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+from engine_support import NOTIFIERS
 
 from orchestrator.localise import cldr_pattern, format_count, format_when
 from orchestrator.notice import NoticeRenderer, template_context
 from orchestrator.playbook import Playbook
+from orchestrator.session import Breach
 
 MOMENT = datetime(2026, 3, 5, 14, 30, tzinfo=UTC)
 
@@ -74,3 +77,52 @@ def test_a_german_notice_reads_german_dates_and_numbers() -> None:
         "Am 05. März 2026 (12.345 Betroffene) wurden Daten offengelegt."
     )
     assert renderer.render("en", context).impact == "On 05 March 2026 (12,345 people)."
+
+
+LOCALISED = """\
+id: localised
+title: Localised
+version: 1
+severity: high
+organisation:
+  name: Example Org
+  contact_email: privacy@example.org
+notice:
+  en:
+    impact: Your e-mail address was exposed.
+    measures: We fixed the bug.
+    advice: Watch out for phishing.
+    contact: privacy@example.org
+  de:
+    impact: Ihre E-Mail-Adresse wurde offengelegt.
+    measures: Wir haben den Fehler behoben.
+    advice: Achten Sie auf Phishing.
+    contact: privacy@example.org
+steps:
+  - id: sms-all
+    channel: sms
+    notifier: standin-sms
+    at: +0m
+"""
+
+
+def test_audience_locales_without_a_notice_are_warned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_URL", "http://127.0.0.1:9")
+    (tmp_path / "localised.yaml").write_text(LOCALISED)
+    people = tmp_path / "people.csv"
+    rows = [("ja-JP", 2), ("ja", 1), ("de-AT", 1), ("en-US", 1), ("", 1), ("ko-KR", 1)]
+    lines = ["id,phone,locale"]
+    for locale, n in rows:
+        lines += [f"p{len(lines)},+1415555{100 + len(lines):04d},{locale}" for _ in range(n)]
+    people.write_text("\n".join(lines) + "\n")
+    with Breach(f"sqlite:///{tmp_path / 'ledger.db'}", plugins_dir=NOTIFIERS) as breach:
+        result = breach.trigger(tmp_path / "localised.yaml", audience=str(people),
+                                mode="dry-run", outbox=tmp_path / "out")  # fmt: skip
+        expected = [
+            "3 people with locale ja, ja-JP would get the en notice: add a `ja` notice",
+            "1 person with locale ko-KR would get the en notice: add a `ko` notice",
+        ]
+        assert result.summary["warnings"] == expected
+        assert breach.status(result.incident_id)["warnings"] == expected

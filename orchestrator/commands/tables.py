@@ -118,6 +118,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         out.print(deadlines)
     if summary.get("regimes"):
         print_applicability(summary["regimes"])
+    for warning in summary.get("warnings", ()):
+        out.print(f"warning: {warning}", style="yellow")
     out.print(f"outbox: {summary['outbox']}  (open index.html for previews)")
 
 
@@ -165,6 +167,8 @@ def print_status(data: dict[str, Any]) -> None:
         out.print(deadlines)
     if data.get("regimes"):
         print_applicability(data["regimes"])
+    for warning in data.get("warnings", ()):
+        out.print(f"warning: {warning}", style="yellow")
     if data.get("clocks"):
         print_clocks(data["clocks"])
     if data.get("possible_duplicates"):
