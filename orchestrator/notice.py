@@ -20,7 +20,7 @@ from .message import RenderedNotice
 from .playbook import NoticeText, Playbook
 
 BASE_FIELDS = ("subject", "greeting", "impact", "measures", "advice", "contact",
-               "what_happened", "data_involved")  # fmt: skip
+               "what_happened", "data_involved", "remedies")  # fmt: skip
 DERIVED_FIELDS = ("sms", "push", "call")
 #: who "recipient" is on a public notice or a regulator report
 PUBLIC_RECIPIENT: dict[str, Any] = {
@@ -32,7 +32,8 @@ DEFAULTS = {
     "sms": "{{ organisation.name }}: {{ notice.impact }} {{ notice.advice }} {{ notice.contact }}",
     "push": "{{ notice.impact }}",
     "call": "{{ notice.greeting or '' }} {{ notice.impact }} {{ notice.measures }} "
-    "{{ notice.advice }} {{ notice.contact }}",
+    "{{ notice.advice }}{% if notice.remedies %} {{ notice.remedies }}{% endif %} "
+    "{{ notice.contact }}",
 }
 
 
