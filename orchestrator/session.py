@@ -41,11 +41,11 @@ from .ledger.chain import ChainReport
 from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
 from .outbox import Outbox
-from .playbook import Playbook
+from .playbook import BeforeDeadline, Playbook
 from .pluginhost import PluginHost
 from .receipts import ReceiptUpdate
 from .regimes import Regime, load_regimes
-from .schedule import deadlines, ordered_steps
+from .schedule import deadlines, due_at, ordered_steps
 from .summary import dry_run_summary
 from .validation import load_playbook, validate_file, validate_text
 
@@ -225,9 +225,12 @@ class Breach:
             source=source, dedupe_key=dedupe_key, redirect_to=redirect,
         )  # fmt: skip
         timed = ordered_steps(playbook, aware, deadlines(playbook, aware, self.regimes))
+        # Live, a step due before a deadline whose clock has not started waits for its event.
+        waiting = set() if mode == "dry-run" else self._waiting_steps(playbook)
         steps = [
             Step(incident_id=incident_id, step_id=step.id, position=i, channel=step.channel,
-                 due_at=at, state=StepState.SCHEDULED.value, detail={})
+                 due_at=None if step.id in waiting else at, detail={},
+                 state=(StepState.WAITING if step.id in waiting else StepState.SCHEDULED).value)
             for i, (step, at) in enumerate(timed)
         ]  # fmt: skip
         triggered = {"playbook": playbook.id, "version": str(playbook.version), "mode": mode,
@@ -373,7 +376,11 @@ class Breach:
         if not by.strip():
             raise BreachError("say who approves: --by NAME")
         step = self.ledger.step(incident_id, step_id)
-        if step.state not in (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value):
+        if step.state not in (
+            StepState.SCHEDULED.value,
+            StepState.AWAITING_APPROVAL.value,
+            StepState.WAITING.value,
+        ):
             raise BreachError(
                 f"step {step_id!r} of {incident_id} is {step.state}: nothing to approve"
             )
@@ -475,7 +482,51 @@ class Breach:
         record = IncidentEvent(incident_id, clocks_mod.EVENT_KIND, None, detail, actor=by)
         self.ledger.record(record)
         self.host.emit(record)
-        return {"incident": incident_id, "event": name, "at": when.isoformat(), "by": by}
+        rescheduled = self._reschedule(incident)
+        return {"incident": incident_id, "event": name, "at": when.isoformat(), "by": by,
+                "rescheduled": rescheduled}  # fmt: skip
+
+    def _waiting_steps(
+        self, playbook: Playbook, happened: Mapping[str, datetime] | None = None
+    ) -> set[str]:
+        """Ids of the steps due before a regulator deadline whose starting event (of those in
+        ``happened``; default: awareness only) has not happened."""
+        started = set(happened or ("aware", "discovered"))
+        out = set()
+        for step in playbook.steps:
+            if isinstance(step.at, BeforeDeadline):
+                regulator = playbook.regulator(step.at.before_deadline)
+                regime = self.regimes.get(regulator.regime) if regulator is not None else None
+                if regime is not None and regime.start_event not in started:
+                    out.add(step.id)
+        return out
+
+    def _reschedule(self, incident: Incident) -> list[dict[str, Any]]:
+        """After an event: steps due before a deadline get their due time from the clocks as
+        they now stand (a waiting step is scheduled once its clock runs)."""
+        if incident.mode == "dry-run" or incident.state not in ("open", "running"):
+            return []
+        playbook = self.recorded_playbook(incident)
+        happened = clocks_mod.started(incident.aware_at, self.timeline(incident.id))
+        due = deadlines(playbook, incident.aware_at, self.regimes, happened)
+        still = self._waiting_steps(playbook, happened)
+        changed = []
+        movable = (StepState.WAITING.value, StepState.SCHEDULED.value)
+        for row in self.ledger.steps(incident.id):
+            step = playbook.step(row.step_id)
+            if step is None or row.state not in movable or not isinstance(step.at, BeforeDeadline):
+                continue
+            if step.id in still:
+                continue
+            at = due_at(step, incident.aware_at, due)
+            if row.state == StepState.SCHEDULED.value and row.due_at == at:
+                continue
+            self.ledger.update_step(incident.id, step.id, state=StepState.SCHEDULED.value,
+                                    due_at=at)  # fmt: skip
+            changed.append({"step": step.id, "due_at": at.isoformat()})
+            self.ledger.record(IncidentEvent(incident.id, "step.rescheduled", step.id,
+                                             {"due_at": at.isoformat()}))  # fmt: skip
+        return changed
 
     def clocks(self, incident_id: str) -> list[dict[str, Any]]:
         """The statutory clocks of an incident's regimes: started or waiting, and when due."""

@@ -291,3 +291,61 @@ def test_the_readme_clocks_table_is_generated_from_the_data(
     assert shown == out
     assert "not legal advice" in readme.split("## Statutory clocks", 1)[1].lower()
     assert all(f"| `{regime}` | {r.statute} |" in shown for regime, r in builtin_regimes().items())
+
+
+LIVE_SEC = (
+    SEC_PLAYBOOK
+    + """\
+  - id: sec-filing
+    channel: regulator
+    regulator: sec
+    at: {before_deadline: sec, margin: 1d}
+  - id: dpc-report
+    channel: regulator
+    regulator: dpc
+    at: {before_deadline: dpc, margin: 12h}
+"""
+)
+
+
+def test_a_live_step_before_a_waiting_deadline_waits_for_its_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("BREACH_FILING_DIR", str(tmp_path / "filings"))
+    (tmp_path / "sec.yaml").write_text(LIVE_SEC)
+    people = phone_audience(tmp_path / "people.csv", 3)
+    aware = datetime(2026, 7, 1, 14, tzinfo=UTC)
+    with Breach(f"sqlite:///{tmp_path / 'ledger.db'}", plugins_dir=NOTIFIERS) as breach:
+        incident_id = breach.trigger(tmp_path / "sec.yaml", audience=str(people), mode="live",
+                                     aware_at=aware).incident_id  # fmt: skip
+        steps = {s.step_id: s for s in breach.ledger.steps(incident_id)}
+        assert (steps["sec-filing"].state, steps["sec-filing"].due_at) == ("waiting", None)
+        assert steps["dpc-report"].state == "scheduled"  # GDPR counts from awareness
+        assert steps["dpc-report"].due_at == datetime(2026, 7, 4, 2, tzinfo=UTC)
+        # A waiting step keeps the incident open.
+        assert incident_id not in breach.ledger.finish_incidents()
+
+        at = datetime.fromisoformat("2026-07-02T15:30:00-04:00")
+        result = breach.record_event(incident_id, "determined", at=at, by="General Counsel")
+        # Due 9 July 23:59:59 New York time, one day earlier by its margin.
+        expected = datetime(2026, 7, 9, 3, 59, 59, tzinfo=UTC)
+        assert result["rescheduled"] == [{"step": "sec-filing", "due_at": expected.isoformat()}]
+        filing = breach.ledger.step(incident_id, "sec-filing")
+        assert (filing.state, filing.due_at) == ("scheduled", expected)
+        kinds = [e["kind"] for e in breach.timeline(incident_id)]
+        assert kinds[-2:] == ["incident.event", "step.rescheduled"]
+
+
+def test_cancelling_an_incident_cancels_its_waiting_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("BREACH_FILING_DIR", str(tmp_path / "filings"))
+    (tmp_path / "sec.yaml").write_text(LIVE_SEC)
+    people = phone_audience(tmp_path / "people.csv", 3)
+    with Breach(f"sqlite:///{tmp_path / 'ledger.db'}", plugins_dir=NOTIFIERS) as breach:
+        incident_id = breach.trigger(tmp_path / "sec.yaml", audience=str(people),
+                                     mode="live").incident_id  # fmt: skip
+        breach.cancel(incident_id, by="IC")
+        assert breach.ledger.step(incident_id, "sec-filing").state == "cancelled"

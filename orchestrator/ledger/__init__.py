@@ -576,7 +576,7 @@ class Ledger:
     def finish_incidents(self) -> list[str]:
         """Mark running incidents whose steps are all settled as finished."""
         open_states = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value,
-                       StepState.RUNNING.value)  # fmt: skip
+                       StepState.RUNNING.value, StepState.WAITING.value)  # fmt: skip
         unsettled = (
             select(Step.id)
             .where(Step.incident_id == Incident.id, Step.state.in_(open_states))
@@ -610,7 +610,13 @@ class Ledger:
                 update(Step)
                 .where(
                     Step.incident_id == incident_id,
-                    Step.state.in_((StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)),
+                    Step.state.in_(
+                        (
+                            StepState.SCHEDULED.value,
+                            StepState.AWAITING_APPROVAL.value,
+                            StepState.WAITING.value,
+                        )
+                    ),
                 )
                 .values(state=StepState.CANCELLED.value, finished_at=current)
             )

@@ -62,6 +62,8 @@ class StepState(enum.StrEnum):
     """Where one step of an incident stands."""
 
     SCHEDULED = "scheduled"
+    #: due before a deadline whose clock waits for an event (``breach event``) not yet recorded
+    WAITING = "waiting"
     AWAITING_APPROVAL = "awaiting_approval"
     RUNNING = "running"
     DONE = "done"
