@@ -143,3 +143,27 @@ def clock(
         "no fixed deadline" if due is None else "overdue" if due < current else "running"
     )
     return Clock(regime_id, regime.name, rule, event, start.astimezone(regime.zone), due, state)
+
+
+#: channels that reach a regulator or the public, not the people affected one by one
+NOT_INDIVIDUAL_CHANNELS = frozenset({"regulator", "announcement"})
+
+
+def late_steps(
+    steps: Iterable[tuple[str, str, datetime | None]],
+    clocks: Iterable[Clock],
+    individual: Iterable[str],
+) -> list[str]:
+    """Warnings for steps to people (``(step id, channel, due)``) due after the deadline of an
+    individual-notice regime (ids in ``individual``) whose clock runs."""
+    owed = [c for c in clocks if c.regime in set(individual) and c.due_at is not None]
+    out = []
+    for step_id, channel, due in steps:
+        if due is None or channel in NOT_INDIVIDUAL_CHANNELS:
+            continue
+        for c in owed:
+            assert c.due_at is not None
+            if due > c.due_at:
+                out.append(f"step {step_id} is due {due.astimezone(c.due_at.tzinfo).isoformat()}, "
+                           f"after the {c.regime} deadline ({c.due_at.isoformat()})")  # fmt: skip
+    return out

@@ -76,6 +76,9 @@ class Regime(BaseModel):
         description="Evaluate `applies_when` once per audience region starting with this prefix "
         "(`counts.region` is that region's count); applies when any region passes.",
     )
+    individuals: bool = Field(
+        default=False, description="Its duty is a notice to the people affected."
+    )
     notes: str = ""
     phased: bool = False
     report_items: list[str] = Field(default_factory=list)

@@ -255,6 +255,11 @@ class Breach:
         counted = {"total": total, "regions": counts["regions"]}
         applying = applicability.applicable(playbook, self.regimes, resolved, counted)
         warnings = campaign.renderer.locale_gaps(campaign.locales)
+        relevant = [a.regime for a in applying if a.applies is not False]
+        clocks = self._clocks(playbook, {"aware": aware, "discovered": aware}, now(), relevant)
+        warnings += clocks_mod.late_steps(
+            [(o.step.id, o.step.channel, o.due_at) for o in outcomes], clocks,
+            [r for r in relevant if self.regimes[r].individuals])  # fmt: skip
         summary = dry_run_summary(playbook, campaign.incident, outcomes, total, self.host,
                                   self.regimes, audience, box, applying, warnings)  # fmt: skip
         box.close(summary)
@@ -323,43 +328,54 @@ class Breach:
                 "approved_by": s.approved_by,
                 "eta_seconds": round(active / rate, 1) if rate and active else None,
             })  # fmt: skip
-        deadline_rows = []
-        clock_rows: list[dict[str, Any]] = []
-        regime_rows: list[dict[str, Any]] = []
-        warnings: list[str] = []
+        legal: dict[str, Any] = {"deadlines": [], "clocks": [], "regimes": [], "warnings": []}
         if playbook is not None:
-            events = self.timeline(incident_id)
-            counted = applicability.recorded_counts(events)
-            if counted is not None:
-                warnings = NoticeRenderer(playbook).locale_gaps(counted["locales"])
-            regime_rows = [a.as_dict() for a in applicability.applicable(
-                playbook, self.regimes, incident.facts, counted)]  # fmt: skip
-            happened = clocks_mod.started(incident.aware_at, events)
-            due = deadlines(playbook, incident.aware_at, self.regimes, happened)
-            for regulator in playbook.regulators:
-                at = due.get(regulator.id)
-                regime = self.regimes.get(regulator.regime)
-                waiting = (regime.start_event if regime is not None and at is None
-                           and regime.start_event not in happened else None)  # fmt: skip
-                deadline_rows.append({
-                    "regulator": regulator.id, "name": regulator.name,
-                    "regime": regulator.regime, "due_at": at.isoformat() if at else None,
-                    "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
-                    "waiting_for": waiting,
-                })  # fmt: skip
-            clock_rows = [c.as_dict() for c in self._clocks(playbook, happened, current)]
+            legal = self._obligations(playbook, incident, current)
         return {
             "id": incident.id, "playbook": incident.playbook_id,
             "version": incident.playbook_version, "title": incident.title, "mode": incident.mode,
             "state": incident.state, "aware_at": incident.aware_at.isoformat(),
             "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
-            "deadlines": deadline_rows, "clocks": clock_rows, "regimes": regime_rows,
-            "warnings": warnings,
-            "outbox": incident.outbox,
+            **legal, "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
         }  # fmt: skip
+
+    def _obligations(
+        self, playbook: Playbook, incident: Incident, current: datetime
+    ) -> dict[str, Any]:
+        """What the law asks of an incident now: regulator deadlines, statutory clocks, the
+        regimes that apply and why, and warnings (locales without a notice, steps to people
+        due after an individual-notice deadline)."""
+        events = self.timeline(incident.id)
+        counted = applicability.recorded_counts(events)
+        warnings = [] if counted is None else NoticeRenderer(playbook).locale_gaps(
+            counted["locales"])  # fmt: skip
+        applying = applicability.applicable(playbook, self.regimes, incident.facts, counted)
+        happened = clocks_mod.started(incident.aware_at, events)
+        due = deadlines(playbook, incident.aware_at, self.regimes, happened)
+        deadline_rows = []
+        for regulator in playbook.regulators:
+            at = due.get(regulator.id)
+            regime = self.regimes.get(regulator.regime)
+            waiting = (regime.start_event if regime is not None and at is None
+                       and regime.start_event not in happened else None)  # fmt: skip
+            deadline_rows.append({
+                "regulator": regulator.id, "name": regulator.name,
+                "regime": regulator.regime, "due_at": at.isoformat() if at else None,
+                "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
+                "waiting_for": waiting,
+            })  # fmt: skip
+        relevant = [a.regime for a in applying if a.applies is not False]
+        clocks = self._clocks(playbook, happened, current, relevant)
+        individual = [r for r in relevant if self.regimes[r].individuals]
+        unfired = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)
+        timed = [(s.step_id, s.channel, s.due_at) for s in self.ledger.steps(incident.id)
+                 if s.state in unfired]  # fmt: skip
+        warnings += clocks_mod.late_steps(timed, clocks, individual)
+        return {"deadlines": deadline_rows, "clocks": [c.as_dict() for c in clocks],
+                "regimes": [a.as_dict() for a in applying], "warnings": warnings}  # fmt: skip
 
     def _rates(self, playbook: Playbook | None) -> dict[str, float]:
         """Step id -> its notifier's default rate, for ETAs."""
@@ -531,14 +547,20 @@ class Breach:
     def clocks(self, incident_id: str) -> list[dict[str, Any]]:
         """The statutory clocks of an incident's regimes: started or waiting, and when due."""
         incident = self.ledger.incident(incident_id)
-        happened = clocks_mod.started(incident.aware_at, self.timeline(incident_id))
-        playbook = self.recorded_playbook(incident)
-        return [c.as_dict() for c in self._clocks(playbook, happened, now())]
+        clocks: list[dict[str, Any]] = self._obligations(
+            self.recorded_playbook(incident), incident, now()
+        )["clocks"]
+        return clocks
 
     def _clocks(
-        self, playbook: Playbook, happened: Mapping[str, datetime], current: datetime
+        self,
+        playbook: Playbook,
+        happened: Mapping[str, datetime],
+        current: datetime,
+        also: Sequence[str] = (),
     ) -> list[clocks_mod.Clock]:
-        """One clock per regime the playbook's regulators name (their deadline overrides)."""
+        """One clock per regime the playbook's regulators name (their deadline overrides), then
+        one per regime of ``also`` (those that apply, or may)."""
         out: dict[str, clocks_mod.Clock] = {}
         for regulator in playbook.regulators:
             regime = self.regimes.get(regulator.regime)
@@ -546,6 +568,9 @@ class Breach:
                 out[regulator.regime] = clocks_mod.clock(
                     regulator.regime, regime, happened, current, regulator.deadline
                 )
+        for key in also:
+            if key not in out and key in self.regimes:
+                out[key] = clocks_mod.clock(key, self.regimes[key], happened, current)
         return list(out.values())
 
     def deadline(self, regime_id: str, start: datetime) -> dict[str, Any]:

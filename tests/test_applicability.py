@@ -181,3 +181,33 @@ def test_status_json_from_the_command_line_lists_regimes(
     main(["--plugins-dir", str(NOTIFIERS), "status", incident, "--db", str(breach.db), "--json"])
     decided = {r["regime"]: r for r in json.loads(capsys.readouterr().out)["regimes"]}
     assert decided["us-tx-ag"]["applies"] is True
+
+
+def test_a_step_to_people_after_an_individual_deadline_is_warned(
+    breach: Breach, tmp_path: Path
+) -> None:
+    late = (
+        PLAYBOOK
+        + """\
+  - id: late-letter
+    channel: sms
+    notifier: standin-sms
+    at: +31d
+"""
+    )
+    (tmp_path / "late.yaml").write_text(late)
+    people = audience(tmp_path / "people.csv", US_CA=3)
+    aware = datetime(2026, 11, 2, 17, tzinfo=UTC)  # 09:00 in Los Angeles
+    with breach:
+        result = breach.trigger(tmp_path / "late.yaml", audience=str(people), mode="dry-run",
+                                aware_at=aware, outbox=tmp_path / "out")  # fmt: skip
+        assert result.summary["warnings"] == [
+            "step late-letter is due 2026-12-03T09:00:00-08:00, after the us-ca-1798-82 "
+            "deadline (2026-12-02T23:59:59-08:00)"
+        ]
+        live = breach.trigger(tmp_path / "late.yaml", audience=str(people), mode="live",
+                              aware_at=datetime(2026, 11, 30, 17, tzinfo=UTC))  # fmt: skip
+        status = breach.status(live.incident_id)
+        # Live, the audience is not counted yet: California may apply, so its clock shows.
+        assert "us-ca-1798-82" in {c["regime"] for c in status["clocks"]}
+        assert any(w.startswith("step late-letter is due") for w in status["warnings"])
