@@ -85,11 +85,15 @@ def regime_due(
 
 
 def event_name(name: str) -> str:
-    """Check an event name a commander gives: one that starts a clock, or ``filed:REGIME``."""
-    if name in CLOCK_EVENTS.values() or (name.startswith("filed:") and len(name) > 6):
+    """Check an event name a commander gives: one that starts a clock, or ``filed:REGIME``.
+    Awareness is not among them: it is the incident's ``aware_at``, which its steps count from.
+    """
+    recordable = [e for e in CLOCK_EVENTS.values() if e != "aware"]
+    if name in recordable or (name.startswith("filed:") and len(name) > 6):
         return name
-    known = ", ".join([*CLOCK_EVENTS.values(), "filed:REGIME"])
-    raise BreachError(f"unknown event {name!r}: use one of {known}")
+    if name == "aware":
+        raise BreachError("awareness is the incident's aware_at, set when it was triggered")
+    raise BreachError(f"unknown event {name!r}: use one of {', '.join(recordable)}, filed:REGIME")
 
 
 def started(aware_at: datetime, timeline: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:

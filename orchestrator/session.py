@@ -255,11 +255,9 @@ class Breach:
         counted = {"total": total, "regions": counts["regions"]}
         applying = applicability.applicable(playbook, self.regimes, resolved, counted)
         warnings = campaign.renderer.locale_gaps(campaign.locales)
-        relevant = [a.regime for a in applying if a.applies is not False]
-        clocks = self._clocks(playbook, {"aware": aware, "discovered": aware}, now(), relevant)
-        warnings += clocks_mod.late_steps(
-            [(o.step.id, o.step.channel, o.due_at) for o in outcomes], clocks,
-            [r for r in relevant if self.regimes[r].individuals])  # fmt: skip
+        warnings += self._late_steps(
+            playbook, applying, {"aware": aware, "discovered": aware},
+            [(o.step.id, o.step.channel, o.due_at) for o in outcomes])  # fmt: skip
         summary = dry_run_summary(playbook, campaign.incident, outcomes, total, self.host,
                                   self.regimes, audience, box, applying, warnings)  # fmt: skip
         box.close(summary)
@@ -369,13 +367,27 @@ class Breach:
             })  # fmt: skip
         relevant = [a.regime for a in applying if a.applies is not False]
         clocks = self._clocks(playbook, happened, current, relevant)
-        individual = [r for r in relevant if self.regimes[r].individuals]
         unfired = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)
         timed = [(s.step_id, s.channel, s.due_at) for s in self.ledger.steps(incident.id)
                  if s.state in unfired]  # fmt: skip
-        warnings += clocks_mod.late_steps(timed, clocks, individual)
+        warnings += self._late_steps(playbook, applying, happened, timed, current)
         return {"deadlines": deadline_rows, "clocks": [c.as_dict() for c in clocks],
                 "regimes": [a.as_dict() for a in applying], "warnings": warnings}  # fmt: skip
+
+    def _late_steps(
+        self,
+        playbook: Playbook,
+        applying: Sequence[applicability.Applicability],
+        happened: Mapping[str, datetime],
+        timed: Sequence[tuple[str, str, datetime | None]],
+        current: datetime | None = None,
+    ) -> list[str]:
+        """Warnings for steps to people due after the deadline of an individual-notice regime
+        that applies (or may: its counts are not known yet)."""
+        relevant = [a.regime for a in applying if a.applies is not False]
+        clocks = self._clocks(playbook, happened, current or now(), relevant)
+        individual = [r for r in relevant if self.regimes[r].individuals]
+        return clocks_mod.late_steps(timed, clocks, individual)
 
     def _rates(self, playbook: Playbook | None) -> dict[str, float]:
         """Step id -> its notifier's default rate, for ETAs."""

@@ -249,6 +249,8 @@ def test_events_are_refused_with_a_reason(incident: tuple[Breach, str]) -> None:
     with breach:
         with pytest.raises(BreachError, match="unknown event 'decided'"):
             breach.record_event(incident_id, "decided", by="x")
+        with pytest.raises(BreachError, match="awareness is the incident's aware_at"):
+            breach.record_event(incident_id, "aware", by="x")
         with pytest.raises(BreachError, match="unknown regime 'nis3'"):
             breach.record_event(incident_id, "filed:nis3", by="x")
         with pytest.raises(BreachError, match="in the future"):

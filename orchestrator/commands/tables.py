@@ -213,6 +213,8 @@ def print_applicability(rows: Sequence[Mapping[str, Any]]) -> None:
 def print_clocks(clocks: Sequence[Mapping[str, Any]]) -> None:
     """An incident's statutory clocks: running, overdue, or waiting for their event."""
     table = Table("regime", "rule", "started", "due", "state", title="Clocks")
+    for column in table.columns[2:4]:
+        column.no_wrap = True  # times are copied whole, offset and all
     for c in clocks:
         state = c["state"] if c["state"] != "waiting" else f"waiting for {c['event']}"
         style = "red" if c["state"] == "overdue" else ""
