@@ -81,7 +81,29 @@ class Regime(BaseModel):
     )
     notes: str = ""
     phased: bool = False
-    report_items: list[str] = Field(default_factory=list)
+    report_items: dict[str, str] = Field(
+        default_factory=dict,
+        description="What a report under this regime must state: item -> where it comes from, "
+        "an expression over facts, counts, notice, organisation, incident and notified "
+        "(`breach report --check`). A list names items without a source.",
+    )
+
+    @field_validator("report_items", mode="before")
+    @classmethod
+    def _items(cls, value: object) -> object:
+        # A list (the older shape) names items kept by hand: no source to check.
+        return {str(item): "" for item in value} if isinstance(value, list) else value
+
+    @field_validator("report_items")
+    @classmethod
+    def _item_sources_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        for item, source in value.items():
+            if source:
+                try:
+                    conditions.parse(source)
+                except conditions.ConditionError as exc:
+                    raise ValueError(f"report item {item!r}: {exc}") from None
+        return value
 
     @field_validator("clock")
     @classmethod

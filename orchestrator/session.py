@@ -585,6 +585,43 @@ class Breach:
                 out[key] = clocks_mod.clock(key, self.regimes[key], happened, current)
         return list(out.values())
 
+    def report_check(self, incident_id: str, regulator_id: str) -> dict[str, Any]:
+        """Whether the incident gives every item a report to ``regulator_id`` must state
+        (``complete``), item by item, with the missing ones named."""
+        from .reporting import check_items
+
+        incident = self.ledger.incident(incident_id)
+        playbook = self.recorded_playbook(incident)
+        regulator = playbook.regulator(regulator_id)
+        if regulator is None:
+            known = ", ".join(r.id for r in playbook.regulators) or "none"
+            raise BreachError(f"playbook {playbook.id!r} has no regulator {regulator_id!r} "
+                              f"(its regulators: {known})")  # fmt: skip
+        regime = self.regimes.get(regulator.regime)
+        if regime is None:
+            raise BreachError(
+                f"regulator {regulator_id!r} names unknown regime {regulator.regime!r}"
+            )
+        counted = applicability.recorded_counts(self.timeline(incident_id))
+        if counted is not None:
+            counted = {**counted, "regions": applicability.RegionCounts(counted["regions"])}
+        notice = Campaign(self, incident, playbook=playbook).public_notices()[
+            playbook.default_locale
+        ]
+        scope = {
+            "facts": incident.facts, "counts": counted or {}, "severity": playbook.severity,
+            "notice": {k: getattr(notice, k) for k in ("what_happened", "data_involved",
+                       "impact", "measures", "advice", "remedies", "contact", "subject")},
+            "organisation": playbook.organisation.model_dump(),
+            "incident": {"id": incident.id, "aware_at": incident.aware_at},
+            "notified": {"total": self.ledger.reached(incident_id)},
+        }  # fmt: skip
+        items = check_items(regime, scope)
+        missing = [i.item for i in items if i.missing]
+        return {"incident": incident_id, "regulator": regulator_id, "regime": regulator.regime,
+                "complete": not missing, "missing": missing,
+                "items": [i.as_dict() for i in items]}  # fmt: skip
+
     def deadline(self, regime_id: str, start: datetime) -> dict[str, Any]:
         """When ``regime_id``'s deadline falls due for a clock started at ``start``."""
         regime = self.regimes.get(regime_id)

@@ -200,6 +200,18 @@ def print_deadline(data: Mapping[str, Any]) -> None:
     out.print(f"  due at: {due}")
 
 
+def print_report_check(result: Mapping[str, Any]) -> None:
+    """A report's required items: where each comes from, and what the incident gives."""
+    table = Table("item", "from", "value", "", title=f"{result['regime']} report to "
+                  f"{result['regulator']}")  # fmt: skip
+    for i in result["items"]:
+        value = "" if i["value"] is None else str(i["value"])
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        status = Text("missing", style="red") if i["missing"] else Text("ok")
+        table.add_row(i["item"], i["source"] or "(kept by hand)", shown, status)
+    out.print(table)
+
+
 def print_applicability(rows: Sequence[Mapping[str, Any]]) -> None:
     """Which regimes apply to an incident, and why."""
     table = Table("applies", "why", title="Regimes")
