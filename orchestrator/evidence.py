@@ -96,10 +96,9 @@ def write_bundle(breach: Breach, incident_id: str, path: Path) -> dict[str, Any]
 
 
 def _regulator_rows(breach: Breach, incident_id: str) -> Iterator[dict[str, Any]]:
-    for batch in breach.ledger.delivery_batches(incident_id):
+    for batch in breach.ledger.delivery_batches(incident_id, recipient_prefix="regulator:"):
         for d in batch:
-            if d.recipient_id.startswith("regulator:"):
-                yield {c.name: getattr(d, c.name) for c in d.__table__.columns}
+            yield {c.name: getattr(d, c.name) for c in d.__table__.columns}
 
 
 def _delivery_csv(breach: Breach, incident_id: str) -> Iterator[bytes]:

@@ -688,15 +688,21 @@ class Ledger:
         """Walk the incident's audit chain, oldest row first (see :func:`chain.verify`)."""
         return chain.verify(incident_id, self.events(incident_id))
 
-    def delivery_batches(self, incident_id: str, size: int = 5000) -> Iterator[list[Delivery]]:
-        """The incident's deliveries in id order, ``size`` rows per batch (never all at once)."""
+    def delivery_batches(
+        self, incident_id: str, size: int = 5000, *, recipient_prefix: str | None = None
+    ) -> Iterator[list[Delivery]]:
+        """The incident's deliveries in id order, ``size`` rows per batch (never all at once);
+        only those whose recipient id starts with ``recipient_prefix`` when given."""
         after = 0
+        chosen = [Delivery.incident_id == incident_id]
+        if recipient_prefix is not None:
+            chosen.append(Delivery.recipient_id.startswith(recipient_prefix, autoescape=True))
         while True:
             with self.session() as s:
                 batch = list(
                     s.scalars(
                         select(Delivery)
-                        .where(Delivery.incident_id == incident_id, Delivery.id > after)
+                        .where(*chosen, Delivery.id > after)
                         .order_by(Delivery.id)
                         .limit(size)
                     )
