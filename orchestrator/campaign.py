@@ -8,19 +8,21 @@ deliveries for the dispatcher, which rebuilds each message from its ledger row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import conditions
+from .applicability import COUNTED_KIND, RegionCounts, count_regions
 from .audience import AudienceSource, Recipient, open_audience
 from .events import IncidentEvent
 from .fanout import FanOut, StepTally
 from .ledger import FALLBACK_SUFFIX, DeliveryState, Incident, StepState, now
 from .limits import read_document
-from .message import IncidentContext, Message
+from .message import IncidentContext, Message, RenderedNotice
 from .notice import NoticeRenderer
 from .outbox import Outbox
 from .playbook import Playbook, Step
@@ -93,6 +95,9 @@ class Campaign:
             redirect=_redirect_table(incident.redirect_to),
         )  # fmt: skip
         self.audience_total: int | None = incident.audience_total
+        #: people per region and per locale ("" for none), once counted
+        self.regions: dict[str, int] | None = None
+        self.locales: dict[str, int] = {}
 
     @property
     def audience(self) -> AudienceSource:
@@ -112,8 +117,34 @@ class Campaign:
         self.ledger.record(event)
         self.host.emit(event)
 
+    def count_audience(self) -> dict[str, int]:
+        """People per region (and per locale, in :attr:`locales`): read back from the
+        timeline, else counted by streaming the audience once and recorded there
+        (``audience.counted``) for status and evidence."""
+        if self.regions is None:
+            for event in self.ledger.events(self.incident.incident_id):
+                if event.kind == COUNTED_KIND:
+                    self.regions = dict(event.detail["regions"])
+                    self.locales = dict(event.detail.get("locales") or {})
+        if self.regions is None:
+            locales = Counter[str]()
+
+            def regions() -> Iterator[str | None]:
+                for person in self.audience:
+                    locales[person.locale or ""] += 1
+                    yield person.region
+
+            total, self.regions = count_regions(regions())
+            self.locales = dict(sorted(locales.items()))
+            if self.audience_total is None:
+                self.audience_total = total
+            self.emit(COUNTED_KIND, total=total, regions=self.regions, locales=self.locales)
+        return self.regions
+
     def counts(self) -> dict[str, Any]:
-        """What conditions may read: audience size, people reached so far, skipped rows."""
+        """What conditions may read: audience size and people per region, people reached so
+        far, skipped rows."""
+        regions = self.count_audience()
         if self.audience_total is None:
             self.audience_total = sum(1 for _ in self.audience)
         total = self.audience_total
@@ -121,7 +152,7 @@ class Campaign:
         per_step = self.ledger.delivery_counts(self.incident.incident_id)
         skipped = sum(c.get(DeliveryState.SKIPPED.value, 0) for c in per_step.values())
         return {"total": total, "reached": reached, "unreachable": total - reached,
-                "skipped": skipped}  # fmt: skip
+                "skipped": skipped, "regions": RegionCounts(regions)}  # fmt: skip
 
     def run_step(
         self,
@@ -240,6 +271,12 @@ class Campaign:
 
     def _shared(self) -> dict[str, Any]:
         return self.fanout.shared_context
+
+    def public_notices(self) -> dict[str, RenderedNotice]:
+        """The notice in every locale as the public and regulators read it (no person)."""
+        return {
+            loc: self.renderer.render_public(loc, self._shared()) for loc in self.playbook.notice
+        }
 
 
 def read_redirect_file(path: Path) -> dict[str, list[str]]:

@@ -1,9 +1,10 @@
 """The condition language of steps: small, safe Python-like expressions over data.
 
 ``counts.unreachable > 500``, ``facts.credentials_exposed and severity == "critical"``,
-``not recipient.attrs.credentials_breached``. Only comparisons, boolean logic, arithmetic on
-numbers, literals, ``in`` and dotted names are allowed: no calls, no subscripts of code, no dunder
-access. The expression is parsed once; evaluating it walks a whitelisted tree.
+``not recipient.attrs.credentials_breached``, ``counts.regions['US-CA'] > 500``. Only comparisons,
+boolean logic, arithmetic on numbers, literals, ``in``, dotted names and a literal key after a
+dotted name are allowed: no calls, no computed subscripts, no dunder access.
+The expression is parsed once; evaluating it walks a whitelisted tree.
 """
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ class Condition:
     def __call__(self, scope: Mapping[str, Any]) -> bool:
         return bool(self.evaluate(scope))
 
+    def readings(self, scope: Mapping[str, Any]) -> dict[str, Any]:
+        """What each name (and each literal key) it reads holds in ``scope``, by its source
+        text: ``{"counts.regions['US-CA']": 812}``, so a decision can say why."""
+        out: dict[str, Any] = {}
+        keyed: set[str | None] = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Subscript):
+                out[ast.unparse(node)] = _eval(node, scope)
+                keyed.add(_dotted(node.value))
+        for name in sorted(self.names - keyed - _LITERAL_NAMES):
+            out[name] = _eval(ast.parse(name, mode="eval").body, scope)
+        return out
+
+
+#: names that read as literals rather than data
+_LITERAL_NAMES = frozenset({"true", "false", "null", "none"})
+
 
 def parse(source: str) -> Condition:
     """Parse and whitelist-check; raise :class:`ConditionError` with the column of the problem."""
@@ -78,7 +96,7 @@ def parse(source: str) -> Condition:
 _ALLOWED = (
     ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.Compare,
     ast.BinOp, ast.Name, ast.Attribute, ast.Constant, ast.List, ast.Tuple, ast.Load,
-    *_COMPARE, *_ARITH,
+    ast.Subscript, *_COMPARE, *_ARITH,
 )  # fmt: skip
 
 
@@ -94,6 +112,14 @@ def _check(node: ast.AST) -> None:
             raise ConditionError(f"names starting with '_' are not allowed: {ident!r}", column)
     if isinstance(node, ast.Attribute) and _dotted(node) is None:
         raise ConditionError("attributes may only follow names: write facts.name", column)
+    if isinstance(node, ast.Subscript) and (
+        _dotted(node.value) is None
+        or not isinstance(node.slice, ast.Constant)
+        or not isinstance(node.slice.value, str | int)
+    ):
+        raise ConditionError(
+            "a key may only be a literal after a name: write counts.regions['US-CA']", column
+        )
 
 
 def _dotted(node: ast.expr) -> str | None:
@@ -117,11 +143,20 @@ def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
-        if node.id in ("true", "false", "null", "none"):
+        if node.id in _LITERAL_NAMES:
             return {"true": True, "false": False}.get(node.id)
         return scope.get(node.id)
     if isinstance(node, ast.Attribute):
         return _lookup(_eval(node.value, scope), node.attr)
+    if isinstance(node, ast.Subscript):
+        assert isinstance(node.slice, ast.Constant)  # parse() allows literal keys only
+        container = _eval(node.value, scope)
+        if not isinstance(container, Mapping):
+            return None
+        try:  # indexing (not .get) lets a mapping answer for absent keys, e.g. 0 people
+            return container[node.slice.value]
+        except (KeyError, TypeError):
+            return None
     if isinstance(node, ast.BoolOp):
         if isinstance(node.op, ast.And):
             result: Any = True

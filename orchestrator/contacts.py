@@ -4,7 +4,8 @@ Every source (CSV, JSONL, SQL, a plugin's) hands its raw values to :func:`build_
 person reads the same whichever source they came from:
 
 - phone numbers become E.164 (``+819012345678``); a number without ``+`` is read in the row's
-  ``region`` (ISO 3166 alpha-2) and is invalid without one;
+  ``region`` (ISO 3166 alpha-2, or the country of an ISO 3166-2 subdivision such as ``US-CA``)
+  and is invalid without one;
 - e-mail addresses are checked for syntax only (no DNS) and kept in normalised form;
 - push tokens are stripped and checked for a sane length and character set;
 - locales become BCP 47 tags (``EN_us`` -> ``en-US``); regions become upper case.
@@ -240,9 +241,15 @@ def normalise_locale(value: str) -> str | None:
 
 
 def normalise_region(value: str) -> str | None:
-    """An ISO 3166 alpha-2 code in upper case, or None when the value is not one."""
-    text = value.strip()
-    return text.upper() if len(text) == 2 and text.isascii() and text.isalpha() else None
+    """An ISO 3166-1 alpha-2 code (``JP``) or an ISO 3166-2 subdivision (``US-CA``: state
+    thresholds count on it), in upper case; None when the value is neither."""
+    text = value.strip().upper()
+    country, dash, subdivision = text.partition("-")
+    if not (len(country) == 2 and country.isascii() and country.isalpha()):
+        return None
+    if dash and not (0 < len(subdivision) <= 3 and subdivision.isascii() and subdivision.isalnum()):
+        return None
+    return text
 
 
 def _as_text(value: Any) -> str | None:
@@ -293,7 +300,8 @@ def build_recipient(
         why = "missing id" if rid == "" or id is None else "id is not text or a whole number"
         return malformed_recipient(row, why)
     region_code = normalise_region(region) if isinstance(region, str) else None
-    phone_value, bad_phone = _contact(phone, lambda text: normalise_phone(text, region_code))
+    country = region_code.partition("-")[0] if region_code else None  # numbers dial by country
+    phone_value, bad_phone = _contact(phone, lambda text: normalise_phone(text, country))
     email_value, bad_email = _contact(email, normalise_email)
     push_value, bad_push = _contact(push_token, normalise_push_token)
     invalid: dict[str, str] = {}

@@ -27,10 +27,13 @@ class RenderedNotice:
     call: str
     #: salutation for one person ("Dear Ana,"); None on public and regulator messages
     greeting: str | None = None
+    #: what the organisation offers the person (credit monitoring, a replacement card, ...)
+    remedies: str | None = None
 
     def sections(self) -> list[tuple[str, str]]:
         """(key, text) of the long-form sections present, in reading order."""
-        keys = ("what_happened", "data_involved", "impact", "measures", "advice", "contact")
+        keys = ("what_happened", "data_involved", "impact", "measures", "advice", "remedies",
+                "contact")  # fmt: skip
         return [(k, v) for k in keys if (v := getattr(self, k))]
 
 

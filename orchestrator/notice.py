@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2 import StrictUndefined, TemplateError, meta, pass_context
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from .localise import format_count, format_when
 from .message import RenderedNotice
 from .playbook import NoticeText, Playbook
 
 BASE_FIELDS = ("subject", "greeting", "impact", "measures", "advice", "contact",
-               "what_happened", "data_involved")  # fmt: skip
+               "what_happened", "data_involved", "remedies")  # fmt: skip
 DERIVED_FIELDS = ("sms", "push", "call")
 #: who "recipient" is on a public notice or a regulator report
 PUBLIC_RECIPIENT: dict[str, Any] = {
@@ -31,20 +32,23 @@ DEFAULTS = {
     "sms": "{{ organisation.name }}: {{ notice.impact }} {{ notice.advice }} {{ notice.contact }}",
     "push": "{{ notice.impact }}",
     "call": "{{ notice.greeting or '' }} {{ notice.impact }} {{ notice.measures }} "
-    "{{ notice.advice }} {{ notice.contact }}",
+    "{{ notice.advice }}{% if notice.remedies %} {{ notice.remedies }}{% endif %} "
+    "{{ notice.contact }}",
 }
 
 
-def _format_date(value: Any, fmt: str = "%Y-%m-%d") -> str:
-    if isinstance(value, datetime):
-        return value.strftime(fmt)
-    return str(value)
+#: the context key holding the locale a notice is being rendered in (read by the filters)
+LOCALE_KEY = "notice_locale"
 
 
-def _format_number(value: Any) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+@pass_context
+def _format_date(context: Context, value: Any, fmt: str | None = None) -> str:
+    return format_when(value, fmt, context.get(LOCALE_KEY))
+
+
+@pass_context
+def _format_number(context: Context, value: Any) -> str:
+    return format_count(value, context.get(LOCALE_KEY))
 
 
 def make_environment() -> SandboxedEnvironment:
@@ -117,6 +121,22 @@ class NoticeRenderer:
                     return locale
         return self.playbook.default_locale
 
+    def locale_gaps(self, people: Mapping[str, int]) -> list[str]:
+        """Warnings for audience locales (tag -> people) that no notice serves in their
+        language, one per language: those people would get another language's notice."""
+        unserved: dict[tuple[str, str], dict[str, int]] = {}
+        for tag, count in people.items():
+            chosen = self.locale_for(tag) if tag else None
+            language = tag.split("-")[0].lower()
+            if chosen is not None and chosen.split("-")[0].lower() != language:
+                unserved.setdefault((language, chosen), {})[tag] = count
+        out = []
+        for (language, chosen), tags in sorted(unserved.items()):
+            n = sum(tags.values())
+            who = f"{n:,} {'person' if n == 1 else 'people'} with locale {', '.join(sorted(tags))}"
+            out.append(f"{who} would get the {chosen} notice: add a `{language}` notice")
+        return out
+
     def is_personal(self, locale: str) -> bool:
         return self._personal.get(locale, False)
 
@@ -152,7 +172,7 @@ class NoticeRenderer:
         templates = self._templates[locale]
         values: dict[str, str | None] = {}
         problems: list[TemplateProblem] = []
-        derived_context = {**context, "notice": values}
+        derived_context = {**context, "notice": values, LOCALE_KEY: locale}
         for name in (*BASE_FIELDS, *DERIVED_FIELDS):
             template = None if name in skip else templates.get(name)
             if template is None:

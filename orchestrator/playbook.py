@@ -91,6 +91,11 @@ class NoticeText(_Strict):
     contact: str = Field(description="How to reach the organisation about this breach.")
     what_happened: str | None = None
     data_involved: str | None = None
+    remedies: str | None = Field(
+        default=None,
+        description="What the organisation offers the person (credit monitoring, a new card); "
+        "rendered in e-mail, the public page and calls.",
+    )
     subject: str | None = Field(default=None, description="E-mail subject, push and page title.")
     greeting: str | None = Field(
         default=None,

@@ -1,21 +1,37 @@
 """Statutory notification regimes and their deadlines, as overridable data.
 
-The built-in table (``data/regimes.yaml``) summarises ../legal texts for planning; it is not legal
-advice. ``deadline_for`` turns a regime's clock into a UTC instant from the incident's start.
+The built-in table (``data/regimes.yaml``) summarises the statutes for planning; it is not legal
+advice. Each regime names the event that starts its clock (``clock``), its unit, the time zone
+in which its days end and the jurisdiction whose public holidays are not business days.
+:mod:`orchestrator.clocks` turns that into a due moment.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DeadlineUnit = Literal["hours", "calendar_days", "business_days", "none"]
+from . import conditions
+from .errors import ConfigurationError
+
+DeadlineUnit = Literal["hours", "calendar_days", "business_days", "months", "none"]
+
+#: the clock names of the table and the incident event that starts each
+CLOCK_EVENTS = {
+    "awareness": "aware",
+    "discovery": "discovered",
+    "determination": "determined",
+    "assessment": "assessed",
+}
+#: ``filing:REGIME`` starts a clock when the filing (or notice) under REGIME was made
+FILING_PREFIX = "filing:"
 
 
 class Deadline(BaseModel):
@@ -25,38 +41,130 @@ class Deadline(BaseModel):
     amount: int = Field(ge=0)
     unit: DeadlineUnit
 
-    def due(self, start: datetime) -> datetime | None:
-        """The instant this deadline falls due, or None when the law sets no fixed clock."""
-        if self.unit == "none":
-            return None
-        if self.unit == "hours":
-            return start + timedelta(hours=self.amount)
-        if self.unit == "calendar_days":
-            return start + timedelta(days=self.amount)
-        # Business days: skip Saturdays and Sundays (public holidays are the team's override).
-        due, left = start, self.amount
-        while left:
-            due += timedelta(days=1)
-            if due.weekday() < 5:
-                left -= 1
-        return due
-
     def __str__(self) -> str:
         if self.unit == "none":
             return "without undue delay"
-        return f"{self.amount} {self.unit.replace('_', ' ')}"
+        unit = self.unit.replace("_", " ")
+        return f"{self.amount} {unit[:-1] if self.amount == 1 else unit}"
 
 
 class Regime(BaseModel):
-    """One statute's notification duty."""
+    """One statute's notification duty: who is told, by when, from which event, and when it
+    applies."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
     notifies: str
     deadline: Deadline
-    clock: str = "awareness"
+    clock: str = Field(
+        default="awareness",
+        description="awareness, discovery, determination, assessment, or filing:REGIME.",
+    )
+    statute: str = ""
+    jurisdiction: str = ""
+    timezone: str = Field(default="UTC", description="IANA zone in which its days end.")
+    holidays: str | None = Field(
+        default=None,
+        description="Country (or COUNTRY-SUBDIVISION) whose public holidays are not business "
+        "days, as the `holidays` package names it: US, BR, US-NY.",
+    )
+    applies_when: str | None = Field(
+        default=None, description="Condition over facts and counts; absent: always applies."
+    )
+    each_region: str | None = Field(
+        default=None,
+        description="Evaluate `applies_when` once per audience region starting with this prefix "
+        "(`counts.region` is that region's count); applies when any region passes.",
+    )
+    individuals: bool = Field(
+        default=False, description="Its duty is a notice to the people affected."
+    )
+    notes: str = ""
     phased: bool = False
-    report_items: list[str] = Field(default_factory=list)
+    report_items: dict[str, str] = Field(
+        default_factory=dict,
+        description="What a report under this regime must state: item -> where it comes from, "
+        "an expression over facts, counts, notice, organisation, incident and notified "
+        "(`breach report --check`). A list names items without a source.",
+    )
+
+    @field_validator("report_items", mode="before")
+    @classmethod
+    def _items(cls, value: object) -> object:
+        # A list (the older shape) names items kept by hand: no source to check.
+        return {str(item): "" for item in value} if isinstance(value, list) else value
+
+    @field_validator("report_items")
+    @classmethod
+    def _item_sources_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        for item, source in value.items():
+            if source:
+                try:
+                    conditions.parse(source)
+                except conditions.ConditionError as exc:
+                    raise ValueError(f"report item {item!r}: {exc}") from None
+        return value
+
+    @field_validator("clock")
+    @classmethod
+    def _known_clock(cls, value: str) -> str:
+        if value in CLOCK_EVENTS or (value.startswith(FILING_PREFIX) and value[7:]):
+            return value
+        known = ", ".join([*CLOCK_EVENTS, "filing:REGIME"])
+        raise ValueError(f"unknown clock {value!r}; use one of {known}")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as Europe/Paris)"
+            ) from None
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_calendar(cls, value: str | None) -> str | None:
+        if value is not None:
+            holiday_calendar(value)
+        return value
+
+    @field_validator("applies_when")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                conditions.parse(value)
+            except conditions.ConditionError as exc:
+                raise ValueError(f"applies_when: {exc}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone in which this regime's days end."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def start_event(self) -> str:
+        """The incident event that starts this clock (``determined``, ``filed:REGIME``)."""
+        if self.clock.startswith(FILING_PREFIX):
+            return "filed:" + self.clock.removeprefix(FILING_PREFIX)
+        return CLOCK_EVENTS[self.clock]
+
+
+@cache
+def holiday_calendar(spec: str) -> holidays.HolidayBase:
+    """The public holidays of ``spec`` (``US``, ``BR``, ``US-NY``), every year on demand."""
+    country, _, subdiv = spec.partition("-")
+    try:
+        return holidays.country_holidays(country, subdiv=subdiv or None)
+    except NotImplementedError:
+        raise ValueError(
+            f"no public-holiday calendar for {spec!r} (a country code the `holidays` package "
+            "knows, optionally -SUBDIVISION)"
+        ) from None
 
 
 @cache
@@ -70,6 +178,19 @@ def load_regimes(override: Path | None = None) -> dict[str, Regime]:
     """The built-in table, updated entry by entry from ``override`` when given."""
     table = dict(builtin_regimes())
     if override is not None:
-        data = yaml.safe_load(override.read_text("utf-8")) or {}
-        table.update({key: Regime.model_validate(value) for key, value in data.items()})
+        try:
+            data = yaml.safe_load(override.read_text("utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"{override}: cannot read the regimes: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"{override}: expected regime ids mapped to regimes")
+        for key, value in data.items():
+            try:
+                table[key] = Regime.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ConfigurationError(
+                    f"{override}: regime {key!r}: {where}: {first['msg']}"
+                ) from None
     return table

@@ -1,9 +1,11 @@
-"""When things are due: regulator deadlines and step times, from the incident's ``aware_at``."""
+"""When things are due: regulator deadlines and step times, from the incident's events."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
+from .clocks import regime_due
 from .playbook import BeforeDeadline, Playbook, Step
 from .regimes import Deadline, Regime
 
@@ -21,13 +23,29 @@ def regulator_deadline(
 
 
 def deadlines(
-    playbook: Playbook, aware_at: datetime, regimes: dict[str, Regime]
+    playbook: Playbook,
+    aware_at: datetime,
+    regimes: dict[str, Regime],
+    events: Mapping[str, datetime] | None = None,
 ) -> dict[str, datetime | None]:
-    """Regulator id -> the instant its report falls due (None: "without undue delay")."""
+    """Regulator id -> the instant (UTC) its report falls due; None when the law sets no fixed
+    clock or the event that starts it (``events``, by name) has not happened yet.
+
+    Without ``events`` only awareness (and discovery, the same moment) has happened.
+    """
+    happened = dict(events or {"aware": aware_at, "discovered": aware_at})
     out: dict[str, datetime | None] = {}
     for regulator in playbook.regulators:
-        deadline = regulator_deadline(playbook, regulator.id, regimes)
-        out[regulator.id] = deadline.due(aware_at) if deadline is not None else None
+        regime = regimes.get(regulator.regime)
+        due = None
+        if regime is not None:
+            start = happened.get(regime.start_event)
+            due = regime_due(regime, start, regulator.deadline) if start else None
+        elif regulator.deadline is not None:
+            # A regulator outside the table with its own deadline runs from awareness, in UTC.
+            due = regime_due(Regime(name=regulator.regime, notifies=regulator.name,
+                                    deadline=regulator.deadline), aware_at)  # fmt: skip
+        out[regulator.id] = due.astimezone(UTC) if due is not None else None
     return out
 
 

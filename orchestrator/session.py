@@ -24,25 +24,28 @@ import signal
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import applicability, shipped
+from . import clocks as clocks_mod
 from . import facts as facts_mod
-from . import shipped
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
 from .errors import BreachError, ConfigurationError, FactError, LedgerError, Problem
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
+from .ledger.chain import ChainReport
+from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
 from .outbox import Outbox
-from .playbook import Playbook
+from .playbook import BeforeDeadline, Playbook
 from .pluginhost import PluginHost
 from .receipts import ReceiptUpdate
 from .regimes import Regime, load_regimes
-from .schedule import deadlines, ordered_steps
+from .schedule import deadlines, due_at, ordered_steps
 from .summary import dry_run_summary
 from .validation import load_playbook, validate_file, validate_text
 
@@ -222,9 +225,12 @@ class Breach:
             source=source, dedupe_key=dedupe_key, redirect_to=redirect,
         )  # fmt: skip
         timed = ordered_steps(playbook, aware, deadlines(playbook, aware, self.regimes))
+        # Live, a step due before a deadline whose clock has not started waits for its event.
+        waiting = set() if mode == "dry-run" else self._waiting_steps(playbook)
         steps = [
             Step(incident_id=incident_id, step_id=step.id, position=i, channel=step.channel,
-                 due_at=at, state=StepState.SCHEDULED.value, detail={})
+                 due_at=None if step.id in waiting else at, detail={},
+                 state=(StepState.WAITING if step.id in waiting else StepState.SCHEDULED).value)
             for i, (step, at) in enumerate(timed)
         ]  # fmt: skip
         triggered = {"playbook": playbook.id, "version": str(playbook.version), "mode": mode,
@@ -241,12 +247,19 @@ class Breach:
         if mode != "dry-run":
             return TriggerResult(incident_id, self.status(incident_id), [])
         outcomes = [campaign.run_step(step, at) for step, at in timed]
+        counts = campaign.counts()
         total = campaign.audience_total if campaign.audience_total is not None else 0
         self.ledger.update_incident(incident_id, state="finished", audience_total=total)
         campaign.emit("incident.finished", mode=mode)
         assert box is not None
+        counted = {"total": total, "regions": counts["regions"]}
+        applying = applicability.applicable(playbook, self.regimes, resolved, counted)
+        warnings = campaign.renderer.locale_gaps(campaign.locales)
+        warnings += self._late_steps(
+            playbook, applying, {"aware": aware, "discovered": aware},
+            [(o.step.id, o.step.channel, o.due_at) for o in outcomes])  # fmt: skip
         summary = dry_run_summary(playbook, campaign.incident, outcomes, total, self.host,
-                                  self.regimes, audience, box)  # fmt: skip
+                                  self.regimes, audience, box, applying, warnings)  # fmt: skip
         box.close(summary)
         return TriggerResult(incident_id, summary, outcomes)
 
@@ -313,26 +326,68 @@ class Breach:
                 "approved_by": s.approved_by,
                 "eta_seconds": round(active / rate, 1) if rate and active else None,
             })  # fmt: skip
-        deadline_rows = []
+        legal: dict[str, Any] = {"deadlines": [], "clocks": [], "regimes": [], "warnings": []}
         if playbook is not None:
-            due = deadlines(playbook, incident.aware_at, self.regimes)
-            for regulator in playbook.regulators:
-                at = due.get(regulator.id)
-                deadline_rows.append({
-                    "regulator": regulator.id, "name": regulator.name,
-                    "regime": regulator.regime, "due_at": at.isoformat() if at else None,
-                    "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
-                })  # fmt: skip
+            legal = self._obligations(playbook, incident, current)
         return {
             "id": incident.id, "playbook": incident.playbook_id,
             "version": incident.playbook_version, "title": incident.title, "mode": incident.mode,
             "state": incident.state, "aware_at": incident.aware_at.isoformat(),
             "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
-            "deadlines": deadline_rows, "outbox": incident.outbox,
+            **legal, "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
         }  # fmt: skip
+
+    def _obligations(
+        self, playbook: Playbook, incident: Incident, current: datetime
+    ) -> dict[str, Any]:
+        """What the law asks of an incident now: regulator deadlines, statutory clocks, the
+        regimes that apply and why, and warnings (locales without a notice, steps to people
+        due after an individual-notice deadline)."""
+        events = self.timeline(incident.id)
+        counted = applicability.recorded_counts(events)
+        warnings = [] if counted is None else NoticeRenderer(playbook).locale_gaps(
+            counted["locales"])  # fmt: skip
+        applying = applicability.applicable(playbook, self.regimes, incident.facts, counted)
+        happened = clocks_mod.started(incident.aware_at, events)
+        due = deadlines(playbook, incident.aware_at, self.regimes, happened)
+        deadline_rows = []
+        for regulator in playbook.regulators:
+            at = due.get(regulator.id)
+            regime = self.regimes.get(regulator.regime)
+            waiting = (regime.start_event if regime is not None and at is None
+                       and regime.start_event not in happened else None)  # fmt: skip
+            deadline_rows.append({
+                "regulator": regulator.id, "name": regulator.name,
+                "regime": regulator.regime, "due_at": at.isoformat() if at else None,
+                "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
+                "waiting_for": waiting,
+            })  # fmt: skip
+        relevant = [a.regime for a in applying if a.applies is not False]
+        clocks = self._clocks(playbook, happened, current, relevant)
+        unfired = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)
+        timed = [(s.step_id, s.channel, s.due_at) for s in self.ledger.steps(incident.id)
+                 if s.state in unfired]  # fmt: skip
+        warnings += self._late_steps(playbook, applying, happened, timed, current)
+        return {"deadlines": deadline_rows, "clocks": [c.as_dict() for c in clocks],
+                "regimes": [a.as_dict() for a in applying], "warnings": warnings}  # fmt: skip
+
+    def _late_steps(
+        self,
+        playbook: Playbook,
+        applying: Sequence[applicability.Applicability],
+        happened: Mapping[str, datetime],
+        timed: Sequence[tuple[str, str, datetime | None]],
+        current: datetime | None = None,
+    ) -> list[str]:
+        """Warnings for steps to people due after the deadline of an individual-notice regime
+        that applies (or may: its counts are not known yet)."""
+        relevant = [a.regime for a in applying if a.applies is not False]
+        clocks = self._clocks(playbook, happened, current or now(), relevant)
+        individual = [r for r in relevant if self.regimes[r].individuals]
+        return clocks_mod.late_steps(timed, clocks, individual)
 
     def _rates(self, playbook: Playbook | None) -> dict[str, float]:
         """Step id -> its notifier's default rate, for ETAs."""
@@ -349,7 +404,11 @@ class Breach:
         if not by.strip():
             raise BreachError("say who approves: --by NAME")
         step = self.ledger.step(incident_id, step_id)
-        if step.state not in (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value):
+        if step.state not in (
+            StepState.SCHEDULED.value,
+            StepState.AWAITING_APPROVAL.value,
+            StepState.WAITING.value,
+        ):
             raise BreachError(
                 f"step {step_id!r} of {incident_id} is {step.state}: nothing to approve"
             )
@@ -408,9 +467,177 @@ class Breach:
         self.ledger.incident(incident_id)  # NotFound for an unknown id
         return [
             {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, "actor": e.actor,
-             "detail": e.detail}
+             "detail": e.detail, "row": e.id, "hash": e.hash}
             for e in self.ledger.events(incident_id)
         ]  # fmt: skip
+
+    def verify_audit(self, incident_id: str) -> ChainReport:
+        """Walk the incident's hash-chained audit trail; the report names the first row that
+        breaks it (edited, removed or inserted after it was written)."""
+        self.ledger.incident(incident_id)  # NotFound for an unknown id
+        return self.ledger.verify_chain(incident_id)
+
+    def evidence(self, incident_id: str, path: Path) -> dict[str, Any]:
+        """Write the incident's evidence bundle (a zip, see :mod:`orchestrator.evidence`) to
+        ``path``; returns its manifest."""
+        from .evidence import write_bundle
+
+        return write_bundle(self, incident_id, path)
+
+    def record_event(
+        self, incident_id: str, event: str, *, at: datetime | None = None, by: str
+    ) -> dict[str, Any]:
+        """Record that ``event`` happened (``determined``, ``assessed``, ``discovered``,
+        ``filed:REGIME``) at ``at`` (default now), recorded by ``by``: it starts the clocks of
+        the regimes that count from it. Recording an event again corrects its time."""
+        if not by.strip():
+            raise BreachError("say who records the event: --by NAME")
+        name = clocks_mod.event_name(event)
+        if name.startswith("filed:") and name.removeprefix("filed:") not in self.regimes:
+            regime = name.removeprefix("filed:")
+            raise BreachError(f"unknown regime {regime!r} in {name!r}; see `breach regimes`")
+        if at is not None and at.tzinfo is None:
+            raise BreachError("give the event's time with its UTC offset: 2026-12-24T15:00-05:00")
+        when = (at or now()).astimezone(UTC)
+        if when > now() + timedelta(minutes=5):  # a little leeway for clocks that differ
+            raise BreachError(f"{name} at {when.isoformat()} is in the future: record it then")
+        incident = self.ledger.incident(incident_id)
+        if when < incident.aware_at and name != "discovered":
+            raise BreachError(
+                f"{name} at {when.isoformat()} is before the incident's awareness "
+                f"({incident.aware_at.isoformat()})"
+            )
+        detail = {"event": name, "occurred_at": when.isoformat()}
+        record = IncidentEvent(incident_id, clocks_mod.EVENT_KIND, None, detail, actor=by)
+        self.ledger.record(record)
+        self.host.emit(record)
+        rescheduled = self._reschedule(incident)
+        return {"incident": incident_id, "event": name, "at": when.isoformat(), "by": by,
+                "rescheduled": rescheduled}  # fmt: skip
+
+    def _waiting_steps(
+        self, playbook: Playbook, happened: Mapping[str, datetime] | None = None
+    ) -> set[str]:
+        """Ids of the steps due before a regulator deadline whose starting event (of those in
+        ``happened``; default: awareness only) has not happened."""
+        started = set(happened or ("aware", "discovered"))
+        out = set()
+        for step in playbook.steps:
+            if isinstance(step.at, BeforeDeadline):
+                regulator = playbook.regulator(step.at.before_deadline)
+                regime = self.regimes.get(regulator.regime) if regulator is not None else None
+                if regime is not None and regime.start_event not in started:
+                    out.add(step.id)
+        return out
+
+    def _reschedule(self, incident: Incident) -> list[dict[str, Any]]:
+        """After an event: steps due before a deadline get their due time from the clocks as
+        they now stand (a waiting step is scheduled once its clock runs)."""
+        if incident.mode == "dry-run" or incident.state not in ("open", "running"):
+            return []
+        playbook = self.recorded_playbook(incident)
+        happened = clocks_mod.started(incident.aware_at, self.timeline(incident.id))
+        due = deadlines(playbook, incident.aware_at, self.regimes, happened)
+        still = self._waiting_steps(playbook, happened)
+        changed = []
+        movable = (StepState.WAITING.value, StepState.SCHEDULED.value)
+        for row in self.ledger.steps(incident.id):
+            step = playbook.step(row.step_id)
+            if step is None or row.state not in movable or not isinstance(step.at, BeforeDeadline):
+                continue
+            if step.id in still:
+                continue
+            at = due_at(step, incident.aware_at, due)
+            if row.state == StepState.SCHEDULED.value and row.due_at == at:
+                continue
+            self.ledger.update_step(incident.id, step.id, state=StepState.SCHEDULED.value,
+                                    due_at=at)  # fmt: skip
+            changed.append({"step": step.id, "due_at": at.isoformat()})
+            self.ledger.record(IncidentEvent(incident.id, "step.rescheduled", step.id,
+                                             {"due_at": at.isoformat()}))  # fmt: skip
+        return changed
+
+    def clocks(self, incident_id: str) -> list[dict[str, Any]]:
+        """The statutory clocks of an incident's regimes: started or waiting, and when due."""
+        incident = self.ledger.incident(incident_id)
+        clocks: list[dict[str, Any]] = self._obligations(
+            self.recorded_playbook(incident), incident, now()
+        )["clocks"]
+        return clocks
+
+    def _clocks(
+        self,
+        playbook: Playbook,
+        happened: Mapping[str, datetime],
+        current: datetime,
+        also: Sequence[str] = (),
+    ) -> list[clocks_mod.Clock]:
+        """One clock per regime the playbook's regulators name (their deadline overrides), then
+        one per regime of ``also`` (those that apply, or may)."""
+        out: dict[str, clocks_mod.Clock] = {}
+        for regulator in playbook.regulators:
+            regime = self.regimes.get(regulator.regime)
+            if regime is not None and regulator.regime not in out:
+                out[regulator.regime] = clocks_mod.clock(
+                    regulator.regime, regime, happened, current, regulator.deadline
+                )
+        for key in also:
+            if key not in out and key in self.regimes:
+                out[key] = clocks_mod.clock(key, self.regimes[key], happened, current)
+        return list(out.values())
+
+    def report_check(self, incident_id: str, regulator_id: str) -> dict[str, Any]:
+        """Whether the incident gives every item a report to ``regulator_id`` must state
+        (``complete``), item by item, with the missing ones named."""
+        from .reporting import check_items
+
+        incident = self.ledger.incident(incident_id)
+        playbook = self.recorded_playbook(incident)
+        regulator = playbook.regulator(regulator_id)
+        if regulator is None:
+            known = ", ".join(r.id for r in playbook.regulators) or "none"
+            raise BreachError(f"playbook {playbook.id!r} has no regulator {regulator_id!r} "
+                              f"(its regulators: {known})")  # fmt: skip
+        regime = self.regimes.get(regulator.regime)
+        if regime is None:
+            raise BreachError(
+                f"regulator {regulator_id!r} names unknown regime {regulator.regime!r}"
+            )
+        counted = applicability.recorded_counts(self.timeline(incident_id))
+        if counted is not None:
+            counted = {**counted, "regions": applicability.RegionCounts(counted["regions"])}
+        notice = Campaign(self, incident, playbook=playbook).public_notices()[
+            playbook.default_locale
+        ]
+        scope = {
+            "facts": incident.facts, "counts": counted or {}, "severity": playbook.severity,
+            "notice": {k: getattr(notice, k) for k in ("what_happened", "data_involved",
+                       "impact", "measures", "advice", "remedies", "contact", "subject")},
+            "organisation": playbook.organisation.model_dump(),
+            "incident": {"id": incident.id, "aware_at": incident.aware_at},
+            "notified": {"total": self.ledger.reached(incident_id)},
+        }  # fmt: skip
+        items = check_items(regime, scope)
+        missing = [i.item for i in items if i.missing]
+        return {"incident": incident_id, "regulator": regulator_id, "regime": regulator.regime,
+                "complete": not missing, "missing": missing,
+                "items": [i.as_dict() for i in items]}  # fmt: skip
+
+    def deadline(self, regime_id: str, start: datetime) -> dict[str, Any]:
+        """When ``regime_id``'s deadline falls due for a clock started at ``start``."""
+        regime = self.regimes.get(regime_id)
+        if regime is None:
+            raise BreachError(f"unknown regime {regime_id!r}; see `breach regimes`")
+        if start.tzinfo is None:
+            raise BreachError("give the clock's start with its UTC offset: 2026-12-24T15:00-05:00")
+        due = clocks_mod.regime_due(regime, start)
+        return {
+            "regime": regime_id, "name": regime.name, "statute": regime.statute,
+            "rule": str(regime.deadline), "clock": regime.clock,
+            "timezone": regime.timezone, "holidays": regime.holidays,
+            "from": start.astimezone(regime.zone).isoformat(),
+            "due_at": due.isoformat() if due is not None else None,
+        }  # fmt: skip
 
     def deliveries_by_channel(self, incident_id: str) -> dict[str, dict[str, int]]:
         """Channel -> delivery state -> count, for one incident."""

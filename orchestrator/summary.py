@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .applicability import Applicability
 from .campaign import StepOutcome
 from .durations import format_duration
 from .message import IncidentContext
@@ -26,8 +27,11 @@ def dry_run_summary(
     regimes: dict[str, Regime],
     audience: str,
     outbox: Outbox,
+    applying: Sequence[Applicability] = (),
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The dry-run report: what each step did, per-channel volumes and ETAs, deadlines."""
+    """The dry-run report: what each step did, per-channel volumes and ETAs, deadlines, which
+    regimes apply (``applying``) and why, and ``warnings`` for the commander."""
     channels: dict[str, dict[str, Any]] = {}
     steps = []
     for outcome in outcomes:
@@ -73,6 +77,8 @@ def dry_run_summary(
         "steps": steps,
         "channels": channels,
         "deadlines": deadline_rows,
+        "regimes": [a.as_dict() for a in applying],
+        "warnings": list(warnings),
         "previews": sorted(outbox.previews.values()),
         "outbox": str(outbox.folder),
     }

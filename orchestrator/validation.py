@@ -29,7 +29,7 @@ from .segments import count_segments
 
 #: names a step `condition` may read; `facts.*` must be declared facts
 CONDITION_ROOTS = {"facts", "counts", "severity", "jurisdictions", "mode"}
-COUNT_NAMES = {"total", "reached", "unreachable", "invalid", "channel", "skipped"}
+COUNT_NAMES = {"total", "reached", "unreachable", "invalid", "channel", "skipped", "regions"}
 #: names a step `recipients` filter may read
 RECIPIENT_ROOTS = {"recipient", "facts", "severity"}
 RECIPIENT_FIELDS = {"id", "name", "locale", "region", "attrs", "has_phone", "has_email",

@@ -29,6 +29,16 @@ def test_evaluation(source: str, scope: dict[str, object], expected: bool) -> No
     assert parse(source)(scope) is expected
 
 
+def test_a_literal_key_reads_counts_per_region() -> None:
+    condition = parse("counts.regions['US-CA'] > 500 and counts.regions['US-TX'] >= 250")
+    assert condition.names == {"counts.regions"}
+    assert condition({"counts": {"regions": {"US-CA": 501, "US-TX": 250}}})
+    assert not condition({"counts": {"regions": {"US-CA": 500, "US-TX": 250}}})
+    # A region nobody lives in, or counts not known yet, never satisfies a threshold.
+    assert not condition({"counts": {"regions": {"US-CA": 501}}})
+    assert not condition({"counts": None})
+
+
 def test_names_are_collected() -> None:
     assert parse("facts.a > 1 and counts.total < facts.b").names == {
         "facts.a", "counts.total", "facts.b"}  # fmt: skip
@@ -40,7 +50,9 @@ def test_names_are_collected() -> None:
         ("__import__('os').system('id')", "calls are not allowed"),
         ("facts.__class__", "names starting with '_'"),
         ("[x for x in facts]", "ListComp is not allowed"),
-        ("facts['a']", "Subscript is not allowed"),
+        ("facts[facts.key]", "a key may only be a literal after a name"),
+        ("[1, 2][0]", "a key may only be a literal after a name"),
+        ("counts.regions['US-CA'][0:1]", "a key may only be a literal after a name"),
         ("lambda: 1", "Lambda is not allowed"),
         ("facts.a >", "syntax error"),
     ],

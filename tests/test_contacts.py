@@ -187,6 +187,9 @@ def test_locales_become_bcp47(raw: str, expected: str | None) -> None:
 def test_regions() -> None:
     assert normalise_region(" jp ") == "JP"
     assert normalise_region("USA") is None
+    assert normalise_region(" us-ca ") == "US-CA"
+    assert normalise_region("US-") is None
+    assert normalise_region("US-CALI") is None
     assert normalise_region("1A") is None
 
 

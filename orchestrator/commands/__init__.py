@@ -17,11 +17,14 @@ from rich.text import Text
 
 from ..errors import BreachError, ValidationFailed
 from ..version import __version__
+from .clocks import deadline, event
 from .context import Options, err
 from .delivery import run
 from .demo import demo, gen_audience, simulate
+from .evidence import audit, evidence
 from .incidents import approve, cancel, status, timeline, trigger
 from .playbooks import list_playbooks, plugins, regimes, schema, validate
+from .reports import report
 from .server import routes, serve
 
 
@@ -46,7 +49,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> N
 
 
 for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
-                cancel, timeline, run, serve, routes, demo, simulate, gen_audience):  # fmt: skip
+                cancel, timeline, event, deadline, report, audit, evidence, run, serve, routes,
+                demo, simulate, gen_audience):  # fmt: skip
     cli.add_command(command)
 
 

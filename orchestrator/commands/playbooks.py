@@ -12,7 +12,7 @@ from .. import shipped
 from ..playbook import json_schema
 from ..session import Breach
 from .context import echo_json, err, json_option, pass_breach
-from .tables import print_playbooks, print_plugins, print_regimes
+from .tables import print_playbooks, print_plugins, print_regimes, regimes_markdown
 
 
 @click.command()
@@ -50,10 +50,13 @@ def schema() -> None:
 
 @click.command()
 @json_option
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (as in the README).")
 @pass_breach(db=False)
-def regimes(breach: Breach, as_json: bool) -> None:
+def regimes(breach: Breach, as_json: bool, markdown: bool) -> None:
     """List notification regimes and their deadlines (not legal advice)."""
-    if as_json:
+    if markdown:
+        click.echo(regimes_markdown(breach.regimes), nl=False)
+    elif as_json:
         echo_json({k: v.model_dump() for k, v in breach.regimes.items()})
     else:
         print_regimes(breach.regimes)

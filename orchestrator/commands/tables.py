@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +60,12 @@ def print_plugins(infos: Iterable[PluginInfo]) -> None:
 
 def print_regimes(regimes: Mapping[str, Regime]) -> None:
     """Notification regimes and their deadlines."""
-    table = Table("regime", "name", "deadline", "clock")
+    table = Table("name", "deadline", "clock", "time zone", "applies when",
+                  caption="A working summary for planning, not legal advice.")  # fmt: skip
+    _whole_column(table, "regime", list(regimes))
     for key, regime in regimes.items():
-        table.add_row(key, regime.name, str(regime.deadline), regime.clock)
+        table.add_row(key, regime.name, str(regime.deadline), regime.clock, regime.timezone,
+                      regime.applies_when or "")  # fmt: skip
     out.print(table)
 
 
@@ -113,6 +116,10 @@ def print_summary(summary: dict[str, Any]) -> None:
             due = _when(d["due_at"]) if d["due_at"] else "no fixed clock"
             deadlines.add_row(d["name"], d["regime"], d["rule"], due)
         out.print(deadlines)
+    if summary.get("regimes"):
+        print_applicability(summary["regimes"])
+    for warning in summary.get("warnings", ()):
+        out.print(f"warning: {warning}", style="yellow")
     out.print(f"outbox: {summary['outbox']}  (open index.html for previews)")
 
 
@@ -149,18 +156,86 @@ def print_status(data: dict[str, Any]) -> None:
         for d in data["deadlines"]:
             left = d.get("hours_left")
             text = (
-                "no fixed clock"
+                f"waiting for {d['waiting_for']}"
+                if d.get("waiting_for")
+                else "no fixed clock"
                 if left is None
                 else (f"{left:.1f}h" if left >= 0 else Text(f"overdue {-left:.1f}h", style="red"))
             )
             deadlines.add_row(d["name"], d["regime"], _when(d["due_at"]) if d["due_at"] else "",
                               text)  # fmt: skip
         out.print(deadlines)
+    if data.get("regimes"):
+        print_applicability(data["regimes"])
+    for warning in data.get("warnings", ()):
+        out.print(f"warning: {warning}", style="yellow")
+    if data.get("clocks"):
+        print_clocks(data["clocks"])
     if data.get("possible_duplicates"):
         out.print(
             "possible duplicates (a send unanswered or cut off, then tried again): "
             f"{data['possible_duplicates']:,}"
         )
+
+
+def regimes_markdown(regimes: Mapping[str, Regime]) -> str:
+    """The regimes table as Markdown (the README's clocks table is this text)."""
+    header = ("regime", "statute", "notifies", "deadline", "counted from", "days end in",
+              "applies when")  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, r in regimes.items():
+        zone = r.timezone + (f" (business days: {r.holidays} holidays)" if r.holidays else "")
+        applies = f"`{r.applies_when}`" if r.applies_when else "no threshold"
+        if r.each_region:
+            applies += f" in any {r.each_region}* region"
+        cells = [f"`{key}`", r.statute, r.notifies, str(r.deadline), r.clock, zone, applies]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def print_deadline(data: Mapping[str, Any]) -> None:
+    """One regime's due moment (``breach deadline``)."""
+    due = data["due_at"] or "no fixed deadline (" + data["rule"] + ")"
+    out.print(Text.assemble((data["regime"], "bold"), f"  {data['name']}"))
+    out.print(f"  rule:   {data['rule']} from {data['clock']} ({data['timezone']}"
+              + (f", holidays {data['holidays']}" if data["holidays"] else "") + ")")  # fmt: skip
+    out.print(f"  from:   {data['from']}")
+    out.print(f"  due at: {due}")
+
+
+def print_report_check(result: Mapping[str, Any]) -> None:
+    """A report's required items: where each comes from, and what the incident gives."""
+    table = Table("item", "from", "value", "", title=f"{result['regime']} report to "
+                  f"{result['regulator']}")  # fmt: skip
+    for i in result["items"]:
+        value = "" if i["value"] is None else str(i["value"])
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        status = Text("missing", style="red") if i["missing"] else Text("ok")
+        table.add_row(i["item"], i["source"] or "(kept by hand)", shown, status)
+    out.print(table)
+
+
+def print_applicability(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Which regimes apply to an incident, and why."""
+    table = Table("applies", "why", title="Regimes")
+    _whole_column(table, "regime", [r["regime"] for r in rows])
+    for r in rows:
+        applies = {True: Text("yes", style="bold"), False: Text("no"), None: Text("unknown")}
+        table.add_row(r["regime"], applies[r["applies"]], r["why"])
+    out.print(table)
+
+
+def print_clocks(clocks: Sequence[Mapping[str, Any]]) -> None:
+    """An incident's statutory clocks: running, overdue, or waiting for their event."""
+    table = Table("regime", "rule", "started", "due", "state", title="Clocks")
+    for column in table.columns[2:4]:
+        column.no_wrap = True  # times are copied whole, offset and all
+    for c in clocks:
+        state = c["state"] if c["state"] != "waiting" else f"waiting for {c['event']}"
+        style = "red" if c["state"] == "overdue" else ""
+        table.add_row(c["regime"], c["rule"], c["started_at"] or "", c["due_at"] or "",
+                      Text(state, style=style))  # fmt: skip
+    out.print(table)
 
 
 def print_demo_report(result: DemoResult, console: Console, *, keep: bool) -> None:

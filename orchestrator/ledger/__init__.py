@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import LedgerError, NotFound
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
+from . import chain
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
 __all__ = [
@@ -162,7 +163,8 @@ class Ledger:
             s.add(incident)
             s.flush()
             s.add_all(list(steps))
-            s.add_all([_audit_row(event) for event in events])
+            # A new incident: its chain starts here, and nobody else can see it before commit.
+            self._chain(s, list(events), {incident.id: chain.GENESIS})
 
     def incident(self, incident_id: str) -> Incident:
         with self.session() as s:
@@ -598,7 +600,7 @@ class Ledger:
     def finish_incidents(self) -> list[str]:
         """Mark running incidents whose steps are all settled as finished."""
         open_states = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value,
-                       StepState.RUNNING.value)  # fmt: skip
+                       StepState.RUNNING.value, StepState.WAITING.value)  # fmt: skip
         unsettled = (
             select(Step.id)
             .where(Step.incident_id == Incident.id, Step.state.in_(open_states))
@@ -632,7 +634,13 @@ class Ledger:
                 update(Step)
                 .where(
                     Step.incident_id == incident_id,
-                    Step.state.in_((StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)),
+                    Step.state.in_(
+                        (
+                            StepState.SCHEDULED.value,
+                            StepState.AWAITING_APPROVAL.value,
+                            StepState.WAITING.value,
+                        )
+                    ),
                 )
                 .values(state=StepState.CANCELLED.value, finished_at=current)
             )
@@ -656,8 +664,41 @@ class Ledger:
     # -- audit ---------------------------------------------------------------------------------
 
     def record(self, event: IncidentEvent) -> None:
+        """Append ``event`` to its incident's audit trail, chained to the row before it."""
         with self.session() as s:
-            s.add(_audit_row(event))
+            self._lock_chain(s, event.incident_id)
+            self._chain(s, [event], {})
+
+    def _lock_chain(self, s: Session, incident_id: str) -> None:
+        """Hold the incident's chain until commit, so two writers never follow the same row."""
+        if self.engine.dialect.name == "postgresql":
+            s.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update())
+        else:
+            # SQLite has one writer at a time: start the write transaction before reading the
+            # head, so the head read is the one this row follows (a no-op write takes the lock).
+            s.execute(update(AuditEvent).where(AuditEvent.id < 0).values(kind=AuditEvent.kind))
+
+    def _chain(self, s: Session, events: Sequence[IncidentEvent], heads: dict[str, str]) -> None:
+        """Add ``events`` in order, each with the hash of its incident's previous row."""
+        for happened in events:
+            previous = heads.get(happened.incident_id) or self._head(s, happened.incident_id)
+            row = _audit_row(happened)
+            row.prev_hash = previous
+            row.hash = chain.row_hash(previous, chain.canonical(
+                row.incident_id, row.at, row.kind, row.step_id, row.actor, row.detail))  # fmt: skip
+            heads[happened.incident_id] = row.hash
+            s.add(row)
+        s.flush()
+
+    @staticmethod
+    def _head(s: Session, incident_id: str) -> str:
+        newest = s.scalar(
+            select(AuditEvent.hash)
+            .where(AuditEvent.incident_id == incident_id)
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        )
+        return newest or chain.GENESIS
 
     def events(self, incident_id: str) -> list[AuditEvent]:
         with self.session() as s:
@@ -669,10 +710,39 @@ class Ledger:
                 )
             )
 
+    def verify_chain(self, incident_id: str) -> chain.ChainReport:
+        """Walk the incident's audit chain, oldest row first (see :func:`chain.verify`)."""
+        return chain.verify(incident_id, self.events(incident_id))
+
+    def delivery_batches(
+        self, incident_id: str, size: int = 5000, *, recipient_prefix: str | None = None
+    ) -> Iterator[list[Delivery]]:
+        """The incident's deliveries in id order, ``size`` rows per batch (never all at once);
+        only those whose recipient id starts with ``recipient_prefix`` when given."""
+        after = 0
+        chosen = [Delivery.incident_id == incident_id]
+        if recipient_prefix is not None:
+            chosen.append(Delivery.recipient_id.startswith(recipient_prefix, autoescape=True))
+        while True:
+            with self.session() as s:
+                batch = list(
+                    s.scalars(
+                        select(Delivery)
+                        .where(*chosen, Delivery.id > after)
+                        .order_by(Delivery.id)
+                        .limit(size)
+                    )
+                )
+            if not batch:
+                return
+            yield batch
+            after = batch[-1].id
+
 
 def _audit_row(event: IncidentEvent) -> AuditEvent:
-    return AuditEvent(incident_id=event.incident_id, at=event.at, kind=event.kind,
-                      step_id=event.step_id, actor=event.actor, detail=event.detail)  # fmt: skip
+    return AuditEvent(incident_id=event.incident_id, at=event.at.astimezone(UTC),
+                      kind=event.kind, step_id=event.step_id, actor=event.actor,
+                      detail=chain.jsonable_detail(event.detail))  # fmt: skip
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

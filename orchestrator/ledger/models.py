@@ -62,6 +62,8 @@ class StepState(enum.StrEnum):
     """Where one step of an incident stands."""
 
     SCHEDULED = "scheduled"
+    #: due before a deadline whose clock waits for an event (``breach event``) not yet recorded
+    WAITING = "waiting"
     AWAITING_APPROVAL = "awaiting_approval"
     RUNNING = "running"
     DONE = "done"
@@ -179,3 +181,6 @@ class AuditEvent(Base):
     step_id: Mapped[str | None] = mapped_column(String(64), default=None)
     actor: Mapped[str] = mapped_column(String(200), default="orchestrator")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: the hash chain (see ``ledger/chain.py``): the previous row's hash, and this row's
+    prev_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    hash: Mapped[str | None] = mapped_column(String(64), default=None)

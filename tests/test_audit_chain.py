@@ -1,0 +1,221 @@
+"""The audit trail is hash-chained: editing, removing or inserting a row is found and named;
+the evidence bundle's manifest matches its files."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from engine_support import NOTIFIERS, phone_audience
+from test_ledger_migrations import alembic
+
+from orchestrator.commands import main
+from orchestrator.events import IncidentEvent
+from orchestrator.evidence import check_bundle
+from orchestrator.ledger import Ledger
+from orchestrator.ledger.chain import GENESIS
+from orchestrator.session import Breach
+
+PLAYBOOK = """\
+id: chained
+title: Chained audit trail
+version: 1
+severity: high
+organisation:
+  name: Example Org
+  contact_email: privacy@example.org
+notice:
+  en:
+    impact: Your e-mail address was exposed.
+    measures: We fixed the bug.
+    advice: Watch out for phishing.
+    contact: privacy@example.org
+    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+  de:
+    impact: Ihre E-Mail-Adresse wurde offengelegt.
+    measures: Wir haben den Fehler behoben.
+    advice: Achten Sie auf Phishing.
+    contact: privacy@example.org
+    sms: "Example Org: Ihre E-Mail-Adresse wurde offengelegt. privacy@example.org"
+regulators:
+  - id: dpc
+    name: Data Protection Commission
+    regime: gdpr-art33
+steps:
+  - id: sms-all
+    channel: sms
+    notifier: standin-sms
+    at: +0m
+  - id: dpc-report
+    channel: regulator
+    regulator: dpc
+    at: {before_deadline: dpc, margin: 12h}
+"""
+
+
+@pytest.fixture
+def incident(
+    ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Breach, str]:
+    monkeypatch.setenv("STANDIN_URL", "http://127.0.0.1:9")
+    (tmp_path / "chained.yaml").write_text(PLAYBOOK)
+    breach = Breach(ledger_url, plugins_dir=NOTIFIERS)
+    people = phone_audience(tmp_path / "people.csv", 20)
+    result = breach.trigger(tmp_path / "chained.yaml", audience=str(people), mode="dry-run",
+                            aware_at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+                            facts={}, outbox=tmp_path / "outbox")  # fmt: skip
+    breach.record_event(result.incident_id, "determined", by="Legal",
+                        at=datetime(2026, 11, 3, 9, tzinfo=UTC))  # fmt: skip
+    return breach, result.incident_id
+
+
+def audit_ids(url: str, incident_id: str) -> list[int]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            query = "SELECT id FROM audit_events WHERE incident_id = :i ORDER BY id"
+            return list(c.scalars(sa.text(query), {"i": incident_id}))
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str, **params: object) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as c:
+            c.execute(sa.text(sql), params)
+    finally:
+        engine.dispose()
+
+
+def test_every_row_follows_the_one_before(incident: tuple[Breach, str]) -> None:
+    breach, incident_id = incident
+    with breach:
+        report = breach.verify_audit(incident_id)
+        timeline = breach.timeline(incident_id)
+    assert report.intact and report.rows == len(timeline) >= 5
+    assert report.head == timeline[-1]["hash"]
+    rows = Ledger(breach.db).events(incident_id)
+    assert rows[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
+
+
+def test_editing_one_row_names_that_row(
+    incident: tuple[Breach, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    breach, incident_id = incident
+    url = str(breach.db)
+    breach.close()
+    ids = audit_ids(url, incident_id)
+    edited = ids[2]
+    execute(url, "UPDATE audit_events SET actor = 'someone else' WHERE id = :id", id=edited)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--plugins-dir", str(NOTIFIERS), "audit", "verify", incident_id, "--db", url])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert f"audit row {edited} " in out and "edited" in out
+    report = Breach(url).verify_audit(incident_id)
+    assert (report.broken_row, report.rows) == (edited, 2)
+
+
+def test_a_removed_row_is_found_at_the_row_after_it(incident: tuple[Breach, str]) -> None:
+    breach, incident_id = incident
+    url = str(breach.db)
+    breach.close()
+    ids = audit_ids(url, incident_id)
+    execute(url, "DELETE FROM audit_events WHERE id = :id", id=ids[1])
+    report = Breach(url).verify_audit(incident_id)
+    assert report.broken_row == ids[2]
+    assert "removed or inserted" in str(report.reason)
+
+
+def test_concurrent_writers_keep_one_chain(incident: tuple[Breach, str]) -> None:
+    breach, incident_id = incident
+    ledger = breach.ledger
+
+    def write(worker: int) -> None:
+        for n in range(15):
+            ledger.record(IncidentEvent(incident_id, "test.concurrent", None,
+                                        {"worker": worker, "n": n}))  # fmt: skip
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = breach.verify_audit(incident_id)
+    assert report.intact, report
+    assert sum(e["kind"] == "test.concurrent" for e in breach.timeline(incident_id)) == 60
+    breach.close()
+
+
+def test_rows_written_before_the_chain_are_chained_by_the_migration(ledger_url: str) -> None:
+    alembic(ledger_url, "upgrade", "0003")
+    rows = [
+        ("inc-1", "incident.triggered", {"mode": "live", "facts": ["a"]}),
+        ("inc-2", "incident.triggered", {}),
+        ("inc-1", "step.fired", {"channel": "sms", "n": 3, "ratio": 0.5, "on": True}),
+    ]
+    for incident_id, kind, detail in rows:
+        execute(ledger_url, "INSERT INTO audit_events (incident_id, at, kind, step_id, actor, "
+                "detail) VALUES (:i, :at, :k, NULL, 'orchestrator', :d)", i=incident_id,
+                at=datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC), k=kind,
+                d=json.dumps(detail))  # fmt: skip
+    ledger = Ledger(ledger_url)  # upgrades to 0004
+    try:
+        for incident_id in ("inc-1", "inc-2"):
+            assert ledger.verify_chain(incident_id).intact
+        # New rows follow the migrated head.
+        ledger.record(IncidentEvent("inc-1", "step.done", "sms"))
+        report = ledger.verify_chain("inc-1")
+        assert report.intact and report.rows == 3
+    finally:
+        ledger.close()
+    alembic(ledger_url, "downgrade", "0003")
+    alembic(ledger_url, "upgrade", "head")
+
+
+def test_the_evidence_bundle_manifest_matches_its_files(
+    incident: tuple[Breach, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    breach, incident_id = incident
+    url = str(breach.db)
+    breach.close()
+    bundle = tmp_path / "evidence" / "bundle.zip"
+    capsys.readouterr()
+    main(["--plugins-dir", str(NOTIFIERS), "evidence", incident_id, "-o", str(bundle),
+          "--db", url, "--json"])  # fmt: skip
+    manifest = json.loads(capsys.readouterr().out)
+    assert check_bundle(bundle) == []
+    with zipfile.ZipFile(bundle) as z:
+        names = set(z.namelist())
+        assert {"timeline.json", "chain.json", "status.json", "playbook.yaml", "notices/en.json",
+                "notices/de.json", "reports/dpc-report.json", "deliveries.csv",
+                "manifest.json"} <= names  # fmt: skip
+        assert json.loads(z.read("manifest.json")) == manifest
+        deliveries = z.read("deliveries.csv").decode()
+        report = json.loads(z.read("reports/dpc-report.json"))
+        chain = json.loads(z.read("chain.json"))
+    with Breach(url) as again:
+        head = again.verify_audit(incident_id).head
+    assert manifest["chain"] == {"head": head, "rows": chain["rows"], "intact": True}
+    lines = deliveries.strip().splitlines()
+    assert len(lines) == 1 + 20 + 1  # header, 20 people, the regulator filing
+    assert "+1415555" not in deliveries  # contacts are masked
+    assert all(len(line.split(",")[13]) == 64 for line in lines[1:] if ",sms," in line)
+    assert report["filing"]["report"] and report["receipt"]["state"]
+    # A file changed after the bundle was written no longer matches the manifest.
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data.replace(b"sms-all", b"sms-xxx") if name == "deliveries.csv"
+                         else data)  # fmt: skip
+    assert check_bundle(tampered) == ["deliveries.csv: its SHA-256 differs from the manifest"]
