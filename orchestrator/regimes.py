@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import conditions
 from .errors import ConfigurationError
+from .limits import InputRejected, read_document
+from .locations import load_yaml
 
 DeadlineUnit = Literal["hours", "calendar_days", "business_days", "months", "none"]
 
@@ -179,9 +181,14 @@ def load_regimes(override: Path | None = None) -> dict[str, Regime]:
     table = dict(builtin_regimes())
     if override is not None:
         try:
-            data = yaml.safe_load(override.read_text("utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"{override}: cannot read the regimes: {exc}") from None
+            text = read_document(override, "regimes file")
+        except InputRejected as exc:
+            raise ConfigurationError(str(exc)) from None
+        # read like a playbook: alias expansion and nesting are bounded
+        data, _, problems = load_yaml(text, str(override))
+        if problems:
+            raise ConfigurationError(str(problems[0]))
+        data = data or {}
         if not isinstance(data, dict):
             raise ConfigurationError(f"{override}: expected regime ids mapped to regimes")
         for key, value in data.items():
