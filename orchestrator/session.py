@@ -29,8 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import explain, shipped
 from . import facts as facts_mod
-from . import shipped
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
 from .errors import BreachError, ConfigurationError, FactError, LedgerError, Problem
@@ -200,8 +200,7 @@ class Breach:
         text = playbook.source_text
         if not text:
             raise BreachError(f"playbook {playbook.id!r} has no source text to record")
-        if mode != "dry-run":
-            self.require_settings(playbook)
+        self.require_settings(playbook, mode)
         resolved = facts_mod.resolve(playbook.facts, dict(facts or {}))
         self.check_facts(playbook, resolved)
         aware = (aware_at or now()).astimezone(UTC)
@@ -250,16 +249,20 @@ class Breach:
         box.close(summary)
         return TriggerResult(incident_id, summary, outcomes)
 
-    def require_settings(self, playbook: Playbook) -> None:
-        """Refuse to go live when a notifier a step needs lacks settings (named, never shown)."""
+    def require_settings(self, playbook: Playbook, mode: Mode = "live") -> None:
+        """Pre-flight: refuse ``mode`` when a notifier a step (or fallback) needs lacks the
+        settings sending in that mode reads. Every missing setting is named, never shown."""
         missing = {
-            n.name: gaps for n in self._notifiers_of(playbook) if (gaps := n.missing_settings())
+            n.name: gaps
+            for n in self._notifiers_of(playbook)
+            if (gaps := n.missing_settings_for(mode))
         }
         if missing:
             listing = "; ".join(f"{n}: {', '.join(gaps)}" for n, gaps in sorted(missing.items()))
+            other = "--dry-run" if mode == "sandbox" else "--dry-run / --sandbox"
             raise ConfigurationError(
-                f"cannot go live, notifier settings missing ({listing}); set them in the "
-                "environment (or NAME_FILE), or use --dry-run / --sandbox"
+                f"cannot send in {mode} mode, notifier settings missing ({listing}); set them "
+                f"in the environment (or NAME_FILE), or use {other}"
             )
 
     def check_facts(self, playbook: Playbook, facts: Mapping[str, Any]) -> None:
@@ -292,43 +295,64 @@ class Breach:
         ]  # fmt: skip
 
     def status(self, incident_id: str) -> dict[str, Any]:
-        """One incident: its steps with deliveries by state and ETA, and its deadlines."""
+        """One incident: its steps with deliveries by state and ETA, and its deadlines, each
+        explained (see :mod:`orchestrator.explain`): why a step did not fire or stopped, which
+        roles an approval waits for, each notifier's circuit, reports filed against deadlines.
+        Times are ISO; ``*_in_seconds`` count from ``now`` (negative: in the past)."""
         ledger = self.ledger
         incident = ledger.incident(incident_id)
         counts = ledger.delivery_counts(incident_id)
         reasons = ledger.reasons(incident_id)
+        events = ledger.events(incident_id)
         current = now()
         playbook = None
         with contextlib.suppress(BreachError):  # status still shows an unreadable incident
             playbook = self.recorded_playbook(incident)
         rates = self._rates(playbook)
-        steps = []
-        for s in ledger.steps(incident_id):
+        step_rows = ledger.steps(incident_id)
+        steps: list[dict[str, Any]] = []
+        for s in step_rows:
             active = sum(counts.get(s.step_id, {}).get(k, 0) for k in ("pending", "sending"))
             rate = rates.get(s.step_id)
+            why, waiting = explain.explain_step(s, playbook, events)
             steps.append({
                 "step": s.step_id, "channel": s.channel, "state": s.state,
                 "due_at": s.due_at.isoformat() if s.due_at else None,
-                "deliveries": counts.get(s.step_id, {}), "reasons": reasons.get(s.step_id, {}),
-                "approved_by": s.approved_by,
+                "due_in_seconds": _seconds(s.due_at, current),
+                "deliveries": explain.split_counts(counts.get(s.step_id, {}),
+                                                   reasons.get(s.step_id, {}),
+                                                   dry_run=incident.mode == "dry-run"),
+                "reasons": reasons.get(s.step_id, {}),
+                "approved_by": s.approved_by, "why": why, "waiting_for": waiting,
                 "eta_seconds": round(active / rate, 1) if rate and active else None,
             })  # fmt: skip
+        upcoming = [s for s in steps if s["state"] == StepState.SCHEDULED.value and s["due_at"]]
         deadline_rows = []
         if playbook is not None:
             due = deadlines(playbook, incident.aware_at, self.regimes)
+            reports = explain.filed(playbook, step_rows, counts)
             for regulator in playbook.regulators:
                 at = due.get(regulator.id)
+                filed_at = reports.get(regulator.id)
+                state = "filed" if filed_at else "open" if at is None or at > current else "overdue"
                 deadline_rows.append({
                     "regulator": regulator.id, "name": regulator.name,
                     "regime": regulator.regime, "due_at": at.isoformat() if at else None,
                     "hours_left": round((at - current).total_seconds() / 3600, 1) if at else None,
+                    "state": state, "filed_at": filed_at,
+                    "filed_before_deadline_hours": round(
+                        (at - datetime.fromisoformat(filed_at)).total_seconds() / 3600, 1)
+                    if at and filed_at else None,
                 })  # fmt: skip
         return {
             "id": incident.id, "playbook": incident.playbook_id,
             "version": incident.playbook_version, "title": incident.title, "mode": incident.mode,
             "state": incident.state, "aware_at": incident.aware_at.isoformat(),
+            "now": current.isoformat(),
             "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
+            "next_step": min(upcoming, key=lambda s: s["due_at"])["step"] if upcoming else None,
+            "circuits": explain.circuits(events, current),
             "deadlines": deadline_rows, "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
@@ -457,6 +481,11 @@ class Breach:
             return await engine.run(until_idle=until_idle)
 
         return asyncio.run(main())
+
+
+def _seconds(at: datetime | None, current: datetime) -> float | None:
+    """Seconds from ``current`` to ``at`` (negative: past), or None."""
+    return round((at - current).total_seconds(), 1) if at is not None else None
 
 
 def playbook_digest(text: str) -> str:

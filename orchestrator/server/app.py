@@ -7,8 +7,9 @@
 
 Refusals are ``application/problem+json`` (RFC 9457): 401 credentials or signature, 409 replay,
 400 malformed or wrong-shaped payload, 413 body over the cap (counted while reading, so a huge
-body is never buffered), 415 not JSON. A refused request creates nothing. Work that touches the
-ledger runs in worker threads, so the event loop keeps answering.
+body is never buffered), 415 not JSON, 503 a route's notifiers lack settings for its mode. A
+refused request creates nothing. Work that touches the ledger runs in worker threads, so the
+event loop keeps answering.
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import AudienceError, BreachError, FactError, LedgerError, ValidationFailed
+from ..errors import (
+    AudienceError,
+    BreachError,
+    ConfigurationError,
+    FactError,
+    LedgerError,
+    ValidationFailed,
+)
 from ..logs import mask_text
+from ..notifier import Mode
 from ..receipts import ReceiptRejected, ReceiptUpdate
 from ..session import Breach
 from ..version import __version__
@@ -167,6 +176,9 @@ async def in_thread(request: Request, work: Callable[..., T], *args: Any) -> T:
     except LiveUnavailable as exc:
         refuse(503, "live-delivery-unavailable", "Live delivery engine not running", str(exc),
                **{"Retry-After": "60"})  # fmt: skip
+    except ConfigurationError as exc:
+        refuse(503, "notifier-not-configured", "Notifier settings missing", str(exc),
+               **{"Retry-After": "300"})  # fmt: skip
     except (AudienceError, LedgerError) as exc:
         refuse(503, "dependency-unavailable", "Ledger or audience unavailable", str(exc),
                **{"Retry-After": "30"})  # fmt: skip
@@ -210,6 +222,14 @@ def create_app(
         """Start the engine (if any) with the server, stop it after the last request."""
         for line in config.notes:
             log.warning("config note", extra={"note": line})
+        for route in config.routes:  # pre-flight once at start: the webhooks would be refused
+            mode = config.mode_for(route)
+            if mode in ("live", "sandbox"):
+                try:
+                    breach.require_settings(route.playbook, cast(Mode, mode))
+                except ConfigurationError as exc:
+                    log.warning("route cannot run: its webhooks will be refused",
+                                extra={"route": route.name, "error": str(exc)})  # fmt: skip
         if engine is not None:
             await engine.start()
         elif any(config.mode_for(r) == "live" for r in config.routes):
