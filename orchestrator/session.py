@@ -27,18 +27,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import explain, shipped
+import yaml
+
+from . import approvals, explain, shipped
 from . import facts as facts_mod
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
-from .errors import BreachError, ConfigurationError, FactError, LedgerError, Problem
+from .errors import (
+    BreachError,
+    ConfigurationError,
+    FactError,
+    Forbidden,
+    LedgerError,
+    Problem,
+    StateConflict,
+)
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
 from .notifier import Mode, Notifier
 from .outbox import Outbox
-from .playbook import Playbook
+from .playbook import Approval, Playbook
 from .pluginhost import PluginHost
 from .receipts import ReceiptUpdate
 from .regimes import Regime, load_regimes
@@ -368,20 +378,127 @@ class Breach:
                 out[step.id] = self.host.notifier(step.channel, step.notifier).default_rate
         return out
 
-    def approve(self, incident_id: str, step_id: str, *, by: str) -> dict[str, Any]:
-        """Open an approval gate (before or after the step falls due); recorded with who."""
+    def approve(
+        self,
+        incident_id: str,
+        step_id: str,
+        *,
+        by: str,
+        roles: Collection[str] | None = None,
+        as_role: str | None = None,
+        via: str = "cli",
+        os_user: str | None = None,
+    ) -> dict[str, Any]:
+        """Approve a gated step (before or after it falls due), recorded with who and in which
+        role; the gate opens once its quorum of roles approved (see :mod:`.approvals`).
+
+        ``roles`` are an API token's roles, checked against the gate (None: the command line,
+        which names its role with ``as_role`` when the gate has several). A caller without the
+        role gets :class:`Forbidden`, and the attempt is recorded.
+        """
         if not by.strip():
             raise BreachError("say who approves: --by NAME")
+        step, gate = self._gated(incident_id, step_id, "approve")
+        origin = {"via": via, **({"os_user": os_user} if os_user else {})}
+        if gate is None:  # no gate: approving ahead is recorded, as it always was
+            if roles is not None and "commander" not in roles:
+                refusal = Forbidden(f"approving step {step_id!r} needs the commander role")
+                self._refuse(incident_id, step_id, by, origin, refusal)
+            self.ledger.update_step(incident_id, step_id, approved_by=by, approved_at=now())
+            self.ledger.record(IncidentEvent(incident_id, "step.approved", step_id, origin,
+                                             actor=by))  # fmt: skip
+            return {"incident": incident_id, "step": step_id, "approved_by": by,
+                    "state": step.state, "open": True, "role": None, "missing": []}  # fmt: skip
+        done = approvals.approved_roles(self.ledger.events(incident_id), step_id)
+        try:
+            role = approvals.decide(gate, step_id, roles=roles, as_role=as_role, done=done).role
+        except Forbidden as exc:
+            self._refuse(incident_id, step_id, by, origin, exc)
+        if role in done:
+            raise StateConflict(f"step {step_id!r} was already approved as {role} by {done[role]}")
+        self.ledger.record(IncidentEvent(incident_id, "step.approved", step_id,
+                                         {"role": role, **origin}, actor=by))  # fmt: skip
+        done[role] = by
+        counted = [r for r in gate.required_roles if r in done]
+        opened = len(counted) >= gate.needed
+        if opened:
+            who = ", ".join(f"{done[r]} ({r})" for r in counted)
+            self.ledger.update_step(incident_id, step_id, approved_by=who, approved_at=now())
+        return {"incident": incident_id, "step": step_id, "approved_by": by, "role": role,
+                "state": step.state, "open": opened,
+                "missing": [r for r in gate.required_roles if r not in done]
+                if not opened else []}  # fmt: skip
+
+    def reject(
+        self,
+        incident_id: str,
+        step_id: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        roles: Collection[str] | None = None,
+        as_role: str | None = None,
+        via: str = "cli",
+        os_user: str | None = None,
+    ) -> dict[str, Any]:
+        """Reject a step that has not fired: it is cancelled and never fires. A gated step is
+        rejected by one of its roles (checked like :meth:`approve`); any other by a commander."""
+        if not by.strip():
+            raise BreachError("say who rejects: --by NAME")
+        _step, gate = self._gated(incident_id, step_id, "reject")
+        origin = {"via": via, **({"os_user": os_user} if os_user else {})}
+        role = None
+        if gate is None:
+            if roles is not None and "commander" not in roles:
+                refusal = Forbidden(f"rejecting step {step_id!r} needs the commander role")
+                self._refuse(incident_id, step_id, by, origin, refusal)
+        else:
+            try:
+                role = approvals.decide(gate, step_id, roles=roles, as_role=as_role,
+                                        verb="reject").role  # fmt: skip
+            except Forbidden as exc:
+                self._refuse(incident_id, step_id, by, origin, exc)
+        self.ledger.update_step(incident_id, step_id, state=StepState.CANCELLED.value,
+                                finished_at=now())  # fmt: skip
+        detail = {"role": role, "reason": reason, **origin}
+        event = IncidentEvent(incident_id, "step.rejected", step_id, detail, actor=by)
+        self.ledger.record(event)
+        self.host.emit(event)
+        return {"incident": incident_id, "step": step_id, "rejected_by": by, "role": role,
+                "state": StepState.CANCELLED.value}  # fmt: skip
+
+    def _gated(self, incident_id: str, step_id: str, verb: str) -> tuple[Step, Approval | None]:
+        """The step, if it can still be approved or rejected, and its playbook gate."""
         step = self.ledger.step(incident_id, step_id)
         if step.state not in (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value):
-            raise BreachError(
-                f"step {step_id!r} of {incident_id} is {step.state}: nothing to approve"
+            raise StateConflict(
+                f"step {step_id!r} of {incident_id} is {step.state}: nothing to {verb}"
             )
         if step.approved_by:
-            raise BreachError(f"step {step_id!r} was already approved by {step.approved_by}")
-        self.ledger.update_step(incident_id, step_id, approved_by=by, approved_at=now())
-        self.ledger.record(IncidentEvent(incident_id, "step.approved", step_id, {}, actor=by))
-        return {"incident": incident_id, "step": step_id, "approved_by": by, "state": step.state}
+            raise StateConflict(f"step {step_id!r} was already approved by {step.approved_by}")
+        spec = self._shape(self.ledger.incident(incident_id)).step(step_id)
+        return step, spec.approval if spec is not None else None
+
+    def _shape(self, incident: Incident) -> Playbook:
+        """The incident's playbook, validated if this session can (its plugins installed), else
+        read for its shape only: gates and steps are known without the notifiers."""
+        try:
+            return self.recorded_playbook(incident)
+        except BreachError:
+            try:
+                return Playbook.model_validate(yaml.safe_load(incident.playbook_text))
+            except (yaml.YAMLError, ValueError) as exc:
+                raise LedgerError(f"incident {incident.id}: its recorded playbook cannot be "
+                                  f"read: {exc}") from None  # fmt: skip
+
+    def _refuse(
+        self, incident_id: str, step_id: str, by: str, origin: Mapping[str, Any], exc: Forbidden
+    ) -> NoReturn:
+        """Record a refused approval or rejection, then raise it."""
+        detail = {"error": str(exc), **origin}
+        self.ledger.record(IncidentEvent(incident_id, "step.approval_refused", step_id, detail,
+                                         actor=by))  # fmt: skip
+        raise exc
 
     def cancel(self, incident_id: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
         """Stop an incident cleanly: unfired steps cancelled, pending deliveries skipped."""

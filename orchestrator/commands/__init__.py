@@ -20,9 +20,9 @@ from ..version import __version__
 from .context import Options, err
 from .delivery import run
 from .demo import demo, gen_audience, simulate
-from .incidents import approve, cancel, status, timeline, trigger
+from .incidents import approve, cancel, reject, status, timeline, trigger
 from .playbooks import list_playbooks, plugins, regimes, schema, validate
-from .server import routes, serve
+from .server import routes, serve, token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +46,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> N
 
 
 for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
-                cancel, timeline, run, serve, routes, demo, simulate, gen_audience):  # fmt: skip
+                reject, cancel, timeline, run, serve, routes, token, demo, simulate,
+                gen_audience):  # fmt: skip
     cli.add_command(command)
 
 

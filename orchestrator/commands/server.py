@@ -175,3 +175,21 @@ def _decide(intake: Intake, hook: str, document: Any, payload: Path) -> Decision
 
 def _looks_like_alertmanager(document: Any) -> bool:
     return isinstance(document, dict) and "groupKey" in document and "alerts" in document
+
+
+@click.command()
+@click.option("--name", required=True, help="Who (or what) the token is for: alice, grafana...")
+@click.option(
+    "--role", "roles", multiple=True, required=True, metavar="ROLE",
+    help="viewer, commander, or an approval role playbooks name (dpo, legal); repeatable.",
+)  # fmt: skip
+def token(name: str, roles: tuple[str, ...]) -> None:
+    """Make a commander API token: the token once on stderr, its config entry on stdout.
+
+    The config keeps only the token's SHA-256, so a leaked config file grants nothing.
+    """
+    from ..server.tokens import new_token
+
+    value, entry = new_token(name, list(roles))
+    click.echo(f"token for {name} (shown once; give it to them, then forget it): {value}", err=True)
+    click.echo(entry)

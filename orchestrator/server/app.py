@@ -4,6 +4,7 @@
 - ``POST /hooks/generic`` — any JSON object, signed with HMAC-SHA256 (see :mod:`.auth`).
 - ``POST /receipts/<name>`` — each receipt handler a plugin registers.
 - ``GET /healthz``.
+- ``/api/...`` — the commander API (:mod:`.api`), its OpenAPI at ``/api/openapi.json``.
 
 Refusals are ``application/problem+json`` (RFC 9457): 401 credentials or signature, 409 replay,
 400 malformed or wrong-shaped payload, 413 body over the cap (counted while reading, so a huge
@@ -41,6 +42,7 @@ from ..receipts import ReceiptRejected, ReceiptUpdate
 from ..session import Breach
 from ..version import __version__
 from . import alertmanager as am
+from .api import create_api
 from .auth import (
     ReplayCache,
     Replayed,
@@ -245,6 +247,7 @@ def create_app(
     app = FastAPI(title="breach-orchestrator", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
     app.add_middleware(RequestLog, behind_proxy=config.behind_proxy)
+    app.mount("/api", create_api(config, breach))
     app.state.intake = intake
     app.state.replays = replays
 

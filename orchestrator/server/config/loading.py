@@ -27,9 +27,10 @@ from ...regimes import load_regimes
 from ...validation import validate_file
 from ..routing import MATCHER_KEYS, Matcher, compile_matcher, normalise_path
 from .locator import Locator, syntax_problem
-from .resolved import AlertmanagerCredentials, Audience, Route, Secret, ServerConfig
+from .resolved import AlertmanagerCredentials, ApiToken, Audience, Route, Secret, ServerConfig
 from .schema import (
     AlertmanagerAuthSection,
+    ApiSection,
     AudienceSection,
     ConfigFile,
     GenericAuthSection,
@@ -185,6 +186,7 @@ class _Checker:
                 "routes use the generic hook but [auth.generic] is missing: set "
                 "secret_file (the HMAC-SHA256 key senders sign with)",
             )
+        tokens = self._api_tokens(parsed.api)
         if self.problems:
             raise ConfigInvalid(self.problems)
         notes = tuple(
@@ -199,7 +201,28 @@ class _Checker:
             behind_proxy=server.behind_proxy, force_mode=server.force_mode,
             severity_order=order, alertmanager=alertmanager, generic_secret=generic,
             audiences=audiences, routes=tuple(routes), regimes_file=regimes_file, notes=notes,
+            api_tokens=tokens,
         )  # fmt: skip
+
+    def _api_tokens(self, section: ApiSection) -> tuple[ApiToken, ...]:
+        """The API tokens; a name or a token used twice is a problem (a copy-paste slip)."""
+        tokens: list[ApiToken] = []
+        names: dict[str, int] = {}
+        digests: dict[str, int] = {}
+        for index, entry in enumerate(section.tokens):
+            if entry.name in names:
+                first = names[entry.name]
+                message = f"token name {entry.name!r} is also used by api.tokens[{first}]"
+                self.add(("api", "tokens", index, "name"), message)
+            if entry.sha256 in digests:
+                self.add(("api", "tokens", index, "sha256"),
+                         f"the same token as api.tokens[{digests[entry.sha256]}]: make a new one "
+                         "with `breach token`")  # fmt: skip
+            names.setdefault(entry.name, index)
+            digests.setdefault(entry.sha256, index)
+            tokens.append(ApiToken(entry.name, frozenset(entry.roles),
+                                   bytes.fromhex(entry.sha256)))  # fmt: skip
+        return tuple(tokens)
 
     def locator_path(self) -> Path:
         """The config file's path, as given."""

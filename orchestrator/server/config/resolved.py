@@ -38,6 +38,18 @@ class AlertmanagerCredentials:
 
 
 @dataclass(frozen=True)
+class ApiToken:
+    """A commander API token: its name, its roles, and the SHA-256 of its value."""
+
+    name: str
+    roles: frozenset[str]
+    digest: bytes
+
+    def __repr__(self) -> str:
+        return f"ApiToken({self.name!r}, roles={sorted(self.roles)})"
+
+
+@dataclass(frozen=True)
 class Audience:
     """A configured audience source; ``bind`` maps query parameters to fact names."""
 
@@ -89,6 +101,7 @@ class ServerConfig:
     routes: tuple[Route, ...]
     regimes_file: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    api_tokens: tuple[ApiToken, ...] = field(default_factory=tuple)
 
     def mode_for(self, route: Route) -> str:
         """The mode a route runs in here: ``force_mode`` wins over the route's own."""

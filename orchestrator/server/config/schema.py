@@ -6,7 +6,7 @@ setting silently ignored. :mod:`.loading` checks what a shape cannot express.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,10 +88,26 @@ class RouteSection(_Strict):
     resolved: dict[str, Any] | None = None
 
 
+class ApiTokenSection(_Strict):
+    """One ``[[api.tokens]]`` entry: a named bearer token of the commander API, stored as the
+    SHA-256 of its value (``breach token`` makes one), with its roles."""
+
+    name: str = Field(pattern=_NAME)
+    roles: list[Annotated[str, Field(pattern=_NAME)]] = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ApiSection(_Strict):
+    """``[api]``: who may use the commander API. Without tokens every API request gets 401."""
+
+    tokens: list[ApiTokenSection] = Field(default_factory=list)
+
+
 class ConfigFile(_Strict):
     """The whole file, as written."""
 
     server: ServerSection = Field(default_factory=ServerSection)
     auth: AuthSection = Field(default_factory=AuthSection)
+    api: ApiSection = Field(default_factory=ApiSection)
     audiences: dict[str, AudienceSection] = Field(default_factory=dict)
     routes: list[RouteSection] = Field(default_factory=list)
