@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import TemplateError
 
@@ -43,6 +44,17 @@ log = logging.getLogger(__name__)
 
 #: (notifier, mode, the rows that failed, the error): a notifier lacks settings for a mode
 BlockedCallback = Callable[[str, Mode, Sequence[dict[str, Any]], str], None]
+
+
+class DispatchObserver(Protocol):
+    """What a monitor (``/metrics``) is told as batches settle."""
+
+    def settled(self, notifier: str, state: str, count: int) -> None:
+        """``count`` deliveries of ``notifier`` settled as ``state`` (sent, failed, retried,
+        dead, blocked)."""
+
+    def answered(self, notifier: str, seconds: float) -> None:
+        """One batch of ``notifier`` took ``seconds`` to answer (or to fail)."""
 
 
 @dataclass
@@ -83,6 +95,7 @@ class Dispatcher:
         self.counts: Counter[str] = Counter()
         self._inflight: set[asyncio.Task[None]] = set()
         self.on_blocked = on_blocked
+        self.observer: DispatchObserver | None = None
         #: (notifier, mode) -> the configuration error that blocks it for this process
         self.blocked: dict[tuple[str, Mode], str] = {}
 
@@ -208,7 +221,14 @@ class Dispatcher:
             breaker.record_success()
             if was is CircuitState.HALF_OPEN and breaker.state is CircuitState.CLOSED:
                 await asyncio.to_thread(self._record_circuit, notifier.name, rows, breaker)
-        await asyncio.to_thread(self.ledger.settle, self._settlements(rows, receipts + blocked))
+        settled = self._settlements(rows, receipts + blocked)
+        await asyncio.to_thread(self.ledger.settle, settled)
+        if self.observer is not None:
+            tally = Counter("blocked" if (s.get("reason") or "").startswith("configuration: ")
+                            else "retried" if s["state"] == DeliveryState.PENDING.value
+                            else s["state"] for s in settled)  # fmt: skip
+            for state, count in tally.items():
+                self.observer.settled(notifier.name, state, count)
         if blocked and self.on_blocked is not None:
             keys = {r.delivery_id for r in blocked}
             failed = [row for row in rows if row["key"] in keys]
@@ -246,6 +266,7 @@ class Dispatcher:
     async def _call(self, notifier: Notifier, batch: list[Message], mode: Mode) -> list[Receipt]:
         """The notifier's receipts, one per message whatever happens inside the plugin; a
         :class:`ConfigurationError` is raised on to the caller."""
+        started = time.monotonic()
         try:
             got = list(await asyncio.wait_for(notifier.send(batch, mode),
                                               self.settings.send_timeout))  # fmt: skip
@@ -261,6 +282,9 @@ class Dispatcher:
             )
             error = f"{notifier.name} raised {type(exc).__name__}: {exc}"
             return [Receipt(m.delivery_id, Outcome.TRANSIENT, error=error) for m in batch]
+        finally:
+            if self.observer is not None:
+                self.observer.answered(notifier.name, time.monotonic() - started)
         answered = {r.delivery_id for r in got}
         missing = [m for m in batch if m.delivery_id not in answered]
         return got + [

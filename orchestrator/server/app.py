@@ -4,6 +4,7 @@
 - ``POST /hooks/generic`` — any JSON object, signed with HMAC-SHA256 (see :mod:`.auth`).
 - ``POST /receipts/<name>`` — each receipt handler a plugin registers.
 - ``GET /healthz``.
+- ``GET /metrics`` — Prometheus text format (:mod:`.metrics`).
 - ``/api/...`` — the commander API (:mod:`.api`), its OpenAPI at ``/api/openapi.json``.
 
 Refusals are ``application/problem+json`` (RFC 9457): 401 credentials or signature, 409 replay,
@@ -26,8 +27,10 @@ from typing import Any, NoReturn, Protocol, TypeVar, cast
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..dispatch import Dispatcher
 from ..errors import (
     AudienceError,
     BreachError,
@@ -54,6 +57,7 @@ from .auth import (
 from .config import ServerConfig
 from .intake import Decision, Intake, LiveUnavailable, PayloadInvalid
 from .logs import RequestLog
+from .metrics import Metrics
 from .receipts import build_request, called_url
 
 log = logging.getLogger("orchestrator.server")
@@ -248,6 +252,11 @@ def create_app(
                   docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
     app.add_middleware(RequestLog, behind_proxy=config.behind_proxy)
     app.mount("/api", create_api(config, breach))
+    metrics = Metrics(breach)
+    dispatcher = getattr(engine, "dispatcher", None)
+    if isinstance(dispatcher, Dispatcher):
+        metrics.watch(dispatcher)
+    app.state.metrics = metrics
     app.state.intake = intake
     app.state.replays = replays
 
@@ -265,7 +274,7 @@ def create_app(
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         detail = {
             404: "no such endpoint: POST /hooks/alertmanager, /hooks/generic, "
-            "/receipts/<name>, GET /healthz",
+            "/receipts/<name>, GET /healthz, /metrics, /api/...",
             405: "wrong method for this endpoint",
         }.get(exc.status_code, str(exc.detail))
         return problem(exc.status_code, title.lower().replace(" ", "-"), title, detail,
@@ -290,6 +299,12 @@ def create_app(
             "force_mode": config.force_mode, "live_delivery": engine is not None,
             "receipts": sorted(host.receipt_handlers), "decisions": dict(stats),
         }  # fmt: skip
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        """The campaign in Prometheus text format (see :mod:`.metrics`)."""
+        text = await anyio.to_thread.run_sync(generate_latest, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/hooks/alertmanager")
     async def alertmanager_hook(request: Request) -> Response:
