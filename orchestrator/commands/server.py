@@ -16,6 +16,7 @@ from ..errors import BreachError
 from ..ledger import ledger_exists
 from ..logs import configure, register_secret
 from ..server import alertmanager as am
+from ..server import grafana
 from ..server.config import DEFAULT_CONFIG, load_config
 from ..server.intake import Decision, Intake
 from ..session import Breach
@@ -121,7 +122,7 @@ def routes() -> None:
 @config_option
 @click.option(
     "--hook",
-    type=click.Choice(["auto", "alertmanager", "generic"]),
+    type=click.Choice(["auto", "alertmanager", "grafana", "generic"]),
     default="auto",
     show_default=True,
     help="Which endpoint the payload is for (auto: by its shape).",
@@ -141,7 +142,9 @@ def routes_test(
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BreachError(f"{payload} is not JSON: {exc}") from None
     if hook == "auto":
-        hook = "alertmanager" if _looks_like_alertmanager(document) else "generic"
+        hook = "generic"
+        if _looks_like_alertmanager(document):
+            hook = "grafana" if document.get("version") == grafana.VERSION else "alertmanager"
     # reading a ledger that does not exist would create it; treat it as empty instead
     with options.open(db if ledger_exists(db) else _EMPTY_LEDGER) as breach:
         config = load_config(config_path, host=breach.host, regimes_file=breach.regimes_file)
@@ -168,6 +171,12 @@ def _decide(intake: Intake, hook: str, document: Any, payload: Path) -> Decision
         except ValueError as exc:
             raise BreachError(f"{payload}: not an Alertmanager notification: {exc}") from None
         return intake.decide_alertmanager(notification)
+    if hook == "grafana":
+        try:
+            notification = grafana.parse(document)
+        except ValueError as exc:
+            raise BreachError(f"{payload}: not a Grafana notification: {exc}") from None
+        return intake.decide_alertmanager(notification, hook="grafana")
     if not isinstance(document, dict):
         raise BreachError(f"{payload}: a generic payload must be a JSON object")
     return intake.decide_generic(document)

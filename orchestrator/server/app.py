@@ -2,6 +2,7 @@
 
 - ``POST /hooks/alertmanager`` — Alertmanager's webhook (payload version "4"), bearer or basic.
 - ``POST /hooks/generic`` — any JSON object, signed with HMAC-SHA256 (see :mod:`.auth`).
+- ``POST /hooks/grafana`` — Grafana alerting's webhook contact point, with its HMAC signature.
 - ``POST /receipts/<name>`` — each receipt handler a plugin registers.
 - ``GET /healthz``.
 - ``GET /metrics`` — Prometheus text format (:mod:`.metrics`).
@@ -45,12 +46,14 @@ from ..receipts import ReceiptRejected, ReceiptUpdate
 from ..session import Breach
 from ..version import __version__
 from . import alertmanager as am
+from . import grafana
 from .api import create_api
 from .auth import (
     ReplayCache,
     Replayed,
     Unauthorized,
     check_alertmanager,
+    check_grafana,
     check_signature,
     decimal,
 )
@@ -273,7 +276,7 @@ def create_app(
         note(request, outcome="refused")
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         detail = {
-            404: "no such endpoint: POST /hooks/alertmanager, /hooks/generic, "
+            404: "no such endpoint: POST /hooks/alertmanager, /hooks/generic, /hooks/grafana, "
             "/receipts/<name>, GET /healthz, /metrics, /api/...",
             405: "wrong method for this endpoint",
         }.get(exc.status_code, str(exc.detail))
@@ -324,6 +327,27 @@ def create_app(
             refuse(400, "wrong-shape", "Not an Alertmanager notification (version 4)", str(exc))
         note(request, alerts=len(notification.alerts), status_of_group=notification.status)
         decision = await in_thread(request, intake.alertmanager, notification)
+        return decided(request, decision, stats)
+
+    @app.post("/hooks/grafana")
+    async def grafana_hook(request: Request) -> Response:
+        """A Grafana alerting notification: verify its HMAC signature, route like Alertmanager's
+        (dedupe by group key, join by fingerprint)."""
+        note(request, hook="grafana")
+        body = await read_body(request, config.max_body_bytes)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            check_grafana(headers, body, config.grafana)
+        except Unauthorized as exc:
+            refuse(401, "unauthorized", "Unauthorized", str(exc))
+        require_json(request)
+        try:
+            notification = grafana.parse(parse_json(body))
+        except ValueError as exc:
+            refuse(400, "wrong-shape", "Not a Grafana webhook notification (version 1)", str(exc))
+        note(request, alerts=len(notification.alerts), status_of_group=notification.status)
+        decision = await in_thread(request, functools.partial(intake.alertmanager, notification,
+                                                              hook="grafana"))  # fmt: skip
         return decided(request, decision, stats)
 
     @app.post("/hooks/generic")

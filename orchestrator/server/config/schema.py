@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Hook = Literal["alertmanager", "generic"]
+Hook = Literal["alertmanager", "generic", "grafana"]
 RouteMode = Literal["live", "dry-run"]
 
 DEFAULT_MAX_BODY = 1_048_576
@@ -55,11 +55,23 @@ class GenericAuthSection(_Strict):
     secret_env: str | None = None
 
 
+class GrafanaAuthSection(_Strict):
+    """``[auth.grafana]``: the HMAC secret of Grafana's webhook contact point, and its headers
+    (``timestamp_header`` as configured there: then the timestamp is signed and checked)."""
+
+    secret: str | None = None
+    secret_file: str | None = None
+    secret_env: str | None = None
+    signature_header: str = Field(default="X-Grafana-Alerting-Signature", min_length=1)
+    timestamp_header: str | None = Field(default=None, min_length=1)
+
+
 class AuthSection(_Strict):
     """``[auth]``: credentials per hook; a hook without them refuses every request."""
 
     alertmanager: AlertmanagerAuthSection | None = None
     generic: GenericAuthSection | None = None
+    grafana: GrafanaAuthSection | None = None
 
 
 class AudienceSection(_Strict):
