@@ -552,6 +552,17 @@ class Breach:
             for e in self.ledger.events(incident_id)
         ]  # fmt: skip
 
+    def notices(self, incident_id: str) -> dict[str, dict[str, str]]:
+        """Locale -> the incident's notice as the public reads it (subject and sections),
+        rendered with its current facts."""
+        campaign = Campaign(self, self.ledger.incident(incident_id))
+        shared = campaign._shared()
+        out: dict[str, dict[str, str]] = {}
+        for locale in campaign.playbook.notice:
+            notice = campaign.renderer.render_public(locale, shared)
+            out[locale] = {"subject": notice.subject, **dict(notice.sections())}
+        return out
+
     def deliveries_by_channel(self, incident_id: str) -> dict[str, dict[str, int]]:
         """Channel -> delivery state -> count, for one incident."""
         return self.ledger.delivery_counts(incident_id, by="channel")

@@ -6,6 +6,7 @@
 - ``POST /receipts/<name>`` — each receipt handler a plugin registers.
 - ``GET /healthz``.
 - ``GET /metrics`` — Prometheus text format (:mod:`.metrics`).
+- ``/``, ``/login``, ``/incidents/<id>`` — the commander's dashboard (:mod:`.dashboard`).
 - ``/api/...`` — the commander API (:mod:`.api`), its OpenAPI at ``/api/openapi.json``.
 
 Refusals are ``application/problem+json`` (RFC 9457): 401 credentials or signature, 409 replay,
@@ -58,6 +59,8 @@ from .auth import (
     decimal,
 )
 from .config import ServerConfig
+from .dashboard import create_dashboard
+from .dashboard.pages import PageRefusal, refusal_page, static_files
 from .intake import Decision, Intake, LiveUnavailable, PayloadInvalid
 from .logs import RequestLog
 from .metrics import Metrics
@@ -255,6 +258,8 @@ def create_app(
                   docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
     app.add_middleware(RequestLog, behind_proxy=config.behind_proxy)
     app.mount("/api", create_api(config, breach))
+    app.mount("/static", static_files(), name="static")
+    app.include_router(create_dashboard(config, breach))
     metrics = Metrics(breach)
     dispatcher = getattr(engine, "dispatcher", None)
     if isinstance(dispatcher, Dispatcher):
@@ -269,6 +274,12 @@ def create_app(
         stats["refused"] += 1
         note(request, outcome="refused", problem=exc.slug, detail=mask_text(exc.detail))
         return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.headers)
+
+    @app.exception_handler(PageRefusal)
+    async def page_refused(request: Request, exc: PageRefusal) -> Response:
+        """A dashboard refusal: an HTML page saying why."""
+        note(request, outcome="refused", detail=mask_text(exc.message))
+        return refusal_page(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
