@@ -335,6 +335,7 @@ class Breach:
                 "reasons": reasons.get(s.step_id, {}),
                 "approved_by": s.approved_by, "why": why, "waiting_for": waiting,
                 "eta_seconds": round(active / rate, 1) if rate and active else None,
+                "rate_per_second": rate,
             })  # fmt: skip
         upcoming = [s for s in steps if s["state"] == StepState.SCHEDULED.value and s["due_at"]]
         deadline_rows = []

@@ -81,6 +81,7 @@ def test_status_explains_each_step(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         status = breach.status(incident)
     steps = {s["step"]: s for s in status["steps"]}
     assert steps["sms-all"]["deliveries"] == {"sent": 20}
+    assert steps["sms-all"]["rate_per_second"] == 1_000_000.0  # null-sms's own rate
     assert steps["never"]["state"] == "not_fired"
     assert "counts.total > 1000000" in steps["never"]["why"]
     assert "total 20" in steps["never"]["why"]

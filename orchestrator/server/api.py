@@ -100,6 +100,7 @@ class StepStatus(_Open):
     why: str | None
     waiting_for: dict[str, Any] | None
     eta_seconds: float | None
+    rate_per_second: float | None = None
 
 
 class Deadline(_Open):
