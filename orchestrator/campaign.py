@@ -186,15 +186,17 @@ class Campaign:
                 return outcome
         if step.approval is not None:
             if dry_run:
-                outcome.note = f"needs approval by {step.approval.role} (simulated in dry-run)"
-                self.emit("step.approval_simulated", step.id, role=step.approval.role)
+                outcome.note = f"needs approval by {step.approval.label} (simulated in dry-run)"
+                self.emit("step.approval_simulated", step.id, role=step.approval.label)
             elif approved_by is None:
                 outcome.fired = False
                 outcome.waiting_for_approval = True
                 self.ledger.update_step(incident_id, step.id,
                                         state=StepState.AWAITING_APPROVAL.value,
                                         condition_result=outcome.condition_result)  # fmt: skip
-                self.emit("step.awaiting_approval", step.id, role=step.approval.role)
+                self.emit("step.awaiting_approval", step.id, role=step.approval.label,
+                          roles=step.approval.required_roles,
+                          quorum=step.approval.needed)  # fmt: skip
                 return outcome
         self.ledger.update_step(
             incident_id,

@@ -207,7 +207,7 @@ class DemoRun:
                 if step.approval is not None:
                     breach.approve(incident_id, step.id, by=APPROVER)
                     approved.append(step.id)
-                    say(f"  approved  {step.id} (role {step.approval.role}) as {APPROVER!r}; in "
+                    say(f"  approved  {step.id} (role {step.approval.label}) as {APPROVER!r}; in "
                         f"a real incident that role runs `breach approve {incident_id} {step.id} "
                         "--by NAME`")  # fmt: skip
             settings = DispatchSettings(rates=DEMO_RATES, concurrency=DEMO_CONCURRENCY,

@@ -4,7 +4,14 @@ One worker per notifier claims due rows from the ledger under a lease, rebuilds 
 its row, paces batches so the notifier's rate is never exceeded, keeps a bounded number of batches
 in flight, and settles every receipt: sent, failed (permanent), pending again after a jittered
 backoff that honours Retry-After, or dead with the reason once attempts run out. A notifier whose
-whole batches keep failing opens a circuit: its worker stops claiming until the cooldown ends.
+whole batches keep failing opens a circuit: its worker stops claiming until the cooldown ends;
+each opening and closing is recorded on the timeline of the incidents whose batch decided it, so
+``breach status`` in another process shows the breaker and its next probe.
+
+A :class:`~orchestrator.errors.ConfigurationError` from a notifier is never retried: settings do
+not change while the process runs, so the notifier is blocked for that mode, every delivery it
+would send in that mode fails with the setting named, and ``on_blocked`` tells the engine which
+steps to mark.
 """
 
 from __future__ import annotations
@@ -13,17 +20,19 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from jinja2 import TemplateError
 
 from .campaign import Campaign
 from .circuit import CircuitBreaker, CircuitState
-from .errors import BreachError
+from .errors import BreachError, ConfigurationError
+from .events import IncidentEvent
 from .ledger import DeliveryState, Ledger, now
 from .message import Message
 from .notifier import Mode, Notifier, Outcome, Receipt
@@ -32,6 +41,20 @@ from .pluginhost import PluginHost
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
+
+#: (notifier, mode, the rows that failed, the error): a notifier lacks settings for a mode
+BlockedCallback = Callable[[str, Mode, Sequence[dict[str, Any]], str], None]
+
+
+class DispatchObserver(Protocol):
+    """What a monitor (``/metrics``) is told as batches settle."""
+
+    def settled(self, notifier: str, state: str, count: int) -> None:
+        """``count`` deliveries of ``notifier`` settled as ``state`` (sent, failed, retried,
+        dead, blocked)."""
+
+    def answered(self, notifier: str, seconds: float) -> None:
+        """One batch of ``notifier`` took ``seconds`` to answer (or to fail)."""
 
 
 @dataclass
@@ -60,6 +83,7 @@ class Dispatcher:
         campaign_for: Callable[[str], Campaign],
         settings: DispatchSettings | None = None,
         rng: random.Random | None = None,
+        on_blocked: BlockedCallback | None = None,
     ) -> None:
         self.ledger = ledger
         self.host = host
@@ -70,6 +94,10 @@ class Dispatcher:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.counts: Counter[str] = Counter()
         self._inflight: set[asyncio.Task[None]] = set()
+        self.on_blocked = on_blocked
+        self.observer: DispatchObserver | None = None
+        #: (notifier, mode) -> the configuration error that blocks it for this process
+        self.blocked: dict[tuple[str, Mode], str] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start workers as notifiers get work; return when ``stop`` is set and sends settled."""
@@ -88,6 +116,7 @@ class Dispatcher:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
 
     def circuit_states(self) -> dict[str, dict[str, Any]]:
+        """Notifier -> its breaker's :meth:`~CircuitBreaker.snapshot`."""
         return {name: breaker.snapshot() for name, breaker in self.breakers.items()}
 
     async def _worker(self, name: str, stop: asyncio.Event) -> None:
@@ -120,10 +149,21 @@ class Dispatcher:
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
                 await slots.acquire()
-                await pacer.acquire(len(batch))
+                if not self._blocked_batch(name, batch):  # failing costs the provider nothing
+                    await pacer.acquire(len(batch))
                 task = asyncio.create_task(self._send(notifier, batch, breaker))
                 self._inflight.add(task)
                 task.add_done_callback(self._finished(slots))
+
+    def _blocked_batch(self, name: str, batch: Sequence[dict[str, Any]]) -> bool:
+        """Every row of ``batch`` is for a mode this notifier is blocked in."""
+        if not self.blocked:
+            return False
+        try:
+            modes = {self.campaign_for(row["incident_id"]).incident.mode for row in batch}
+        except BreachError:
+            return False
+        return all((name, mode) in self.blocked for mode in modes)
 
     def _finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
@@ -150,11 +190,23 @@ class Dispatcher:
         for mode, message in messages.values():
             by_mode.setdefault(mode, []).append(message)
         whole_batch_failed = bool(messages)
+        blocked: list[Receipt] = []
         for mode, batch in by_mode.items():
-            got = await self._call(notifier, batch, mode)
-            if any(r.outcome is not Outcome.TRANSIENT for r in got):
-                whole_batch_failed = False
-            receipts += got
+            error = self.blocked.get((notifier.name, mode))
+            if error is None:
+                try:
+                    got = await self._call(notifier, batch, mode)
+                except ConfigurationError as exc:
+                    error = self._block(notifier.name, mode, str(exc))
+                else:
+                    if any(r.outcome is not Outcome.TRANSIENT for r in got):
+                        whole_batch_failed = False
+                    receipts += got
+                    continue
+            # neither a provider failure (the breaker stays out of it) nor worth a retry
+            whole_batch_failed = False
+            blocked += [Receipt(m.delivery_id, Outcome.PERMANENT,
+                                error=f"configuration: {error}") for m in batch]  # fmt: skip
         if whole_batch_failed:
             was = breaker.state
             breaker.record_failure()
@@ -163,15 +215,63 @@ class Dispatcher:
                     "circuit opened: provider failing, pausing sends",
                     extra={"notifier": notifier.name, **breaker.snapshot()},
                 )
-        elif messages:
+                await asyncio.to_thread(self._record_circuit, notifier.name, rows, breaker)
+        elif messages and not blocked:
+            was = breaker.state
             breaker.record_success()
-        await asyncio.to_thread(self.ledger.settle, self._settlements(rows, receipts))
+            if was is CircuitState.HALF_OPEN and breaker.state is CircuitState.CLOSED:
+                await asyncio.to_thread(self._record_circuit, notifier.name, rows, breaker)
+        settled = self._settlements(rows, receipts + blocked)
+        await asyncio.to_thread(self.ledger.settle, settled)
+        if self.observer is not None:
+            tally = Counter("blocked" if (s.get("reason") or "").startswith("configuration: ")
+                            else "retried" if s["state"] == DeliveryState.PENDING.value
+                            else s["state"] for s in settled)  # fmt: skip
+            for state, count in tally.items():
+                self.observer.settled(notifier.name, state, count)
+        if blocked and self.on_blocked is not None:
+            keys = {r.delivery_id for r in blocked}
+            failed = [row for row in rows if row["key"] in keys]
+            for mode in {messages[k][0] for k in keys}:
+                error = self.blocked[(notifier.name, mode)]
+                await asyncio.to_thread(self.on_blocked, notifier.name, mode, failed, error)
+
+    def _block(self, name: str, mode: Mode, error: str) -> str:
+        if (name, mode) not in self.blocked:
+            log.error("notifier not configured: its deliveries fail without retry",
+                      extra={"notifier": name, "mode": mode, "error": error})  # fmt: skip
+        self.blocked[(name, mode)] = error
+        return error
+
+    def _record_circuit(
+        self, name: str, rows: Sequence[dict[str, Any]], breaker: CircuitBreaker
+    ) -> None:
+        """A breaker opened or closed: said on the timeline of each incident in the batch."""
+        snap = breaker.snapshot()
+        detail: dict[str, Any] = {"notifier": name, "state": snap["state"],
+                                  "trips": snap["trips"]}  # fmt: skip
+        if snap["retry_in"] is not None:
+            probe: datetime = now() + timedelta(seconds=snap["retry_in"])
+            detail.update(next_probe_at=probe.isoformat(), cooldown_seconds=snap["cooldown"])
+        kind = "circuit.opened" if snap["state"] == CircuitState.OPEN.value else "circuit.closed"
+        for incident_id in sorted({row["incident_id"] for row in rows}):
+            event = IncidentEvent(incident_id, kind, None, dict(detail))
+            try:
+                self.ledger.record(event)
+            except BreachError as exc:  # a note on the timeline must not stop deliveries
+                log.error("circuit event not recorded", extra={"error": str(exc)})
+                continue
+            self.host.emit(event)
 
     async def _call(self, notifier: Notifier, batch: list[Message], mode: Mode) -> list[Receipt]:
-        """The notifier's receipts, one per message whatever happens inside the plugin."""
+        """The notifier's receipts, one per message whatever happens inside the plugin; a
+        :class:`ConfigurationError` is raised on to the caller."""
+        started = time.monotonic()
         try:
             got = list(await asyncio.wait_for(notifier.send(batch, mode),
                                               self.settings.send_timeout))  # fmt: skip
+        except ConfigurationError:
+            raise  # not the provider's fault, and no retry will fix it: the caller blocks
         except TimeoutError:
             # the request may have gone out and been accepted: whatever happens next, count it
             error = f"no answer within {self.settings.send_timeout:g}s"
@@ -184,6 +284,9 @@ class Dispatcher:
             )
             error = f"{notifier.name} raised {type(exc).__name__}: {exc}"
             return [Receipt(m.delivery_id, Outcome.TRANSIENT, error=error) for m in batch]
+        finally:
+            if self.observer is not None:
+                self.observer.answered(notifier.name, time.monotonic() - started)
         answered = {r.delivery_id for r in got}
         missing = [m for m in batch if m.delivery_id not in answered]
         return got + [

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from .campaign import Campaign
 from .dispatch import Dispatcher, DispatchSettings, sleep_unless
 from .errors import BreachError
-from .ledger import Step, StepState, now
+from .ledger import FALLBACK_SUFFIX, Step, StepState, now
 
 if TYPE_CHECKING:
     from .session import Breach
@@ -46,6 +46,8 @@ class EngineReport:
 
     fired: list[str] = field(default_factory=list)
     finished_incidents: list[str] = field(default_factory=list)
+    #: ``INCIDENT/STEP: error`` of each step a configuration error stopped
+    blocked: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -71,6 +73,7 @@ class Engine:
             campaign_for=self.campaign,
             settings=settings,
             rng=rng,
+            on_blocked=self._blocked,
         )
         self.report = EngineReport()
         self.on_tick = on_tick
@@ -198,6 +201,24 @@ class Engine:
                 self.ledger.update_step(*key, state=StepState.DONE.value, finished_at=current)
                 campaign.emit("step.done", step.step_id)
         return hold
+
+    def _blocked(
+        self, notifier: str, mode: str, rows: Sequence[dict[str, Any]], error: str
+    ) -> None:
+        """A notifier lacks settings for ``mode``: mark the steps whose deliveries it failed
+        ``blocked``, once each, with the error (which names the setting) on the timeline."""
+        for incident_id, step_id in sorted({(r["incident_id"], r["step_id"]) for r in rows}):
+            step_id = step_id.removesuffix(FALLBACK_SUFFIX)
+            step = self.ledger.step(incident_id, step_id)
+            if step.state == StepState.BLOCKED.value:
+                continue
+            detail = {**step.detail, "blocked": {"notifier": notifier, "mode": mode,
+                                                 "error": error}}  # fmt: skip
+            self.ledger.update_step(incident_id, step_id, state=StepState.BLOCKED.value,
+                                    finished_at=now(), detail=detail)  # fmt: skip
+            self.campaign(incident_id).emit("step.blocked", step_id, notifier=notifier,
+                                            mode=mode, error=error)  # fmt: skip
+            self.report.blocked.append(f"{incident_id}/{step_id}: {error}")
 
     # -- the clock ----------------------------------------------------------------------------
 

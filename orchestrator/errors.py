@@ -63,3 +63,11 @@ class NotFound(LedgerError):
 
 class ConfigurationError(BreachError):
     """A notifier or server setting is missing or invalid (names the setting, never its value)."""
+
+
+class Forbidden(BreachError):
+    """The caller lacks the role an action needs (an approval gate's role, ``commander``)."""
+
+
+class StateConflict(BreachError):
+    """The action does not fit where the incident or step stands (nothing to approve...)."""

@@ -108,6 +108,18 @@ class Notifier(ABC):
         """Names of required settings that are not set (never their values)."""
         return [s.name for s in self.settings_spec if s.required and not self.settings.get(s.name)]
 
+    def missing_settings_for(self, mode: Mode) -> list[str]:
+        """Names of the settings sending in ``mode`` needs that are not set.
+
+        Dry-run needs none (nothing leaves the machine); live and sandbox need
+        :meth:`missing_settings` unless a notifier overrides this, as one whose sandbox uses
+        other credentials (Twilio's test account) does. The pre-flight of a trigger asks this,
+        so a sandbox incident is refused up front instead of failing every send.
+        """
+        if mode == "dry-run":
+            return []
+        return self.missing_settings()
+
     def require_settings(self) -> None:
         """Raise :class:`ConfigurationError` naming what :meth:`missing_settings` lists, if any.
 

@@ -110,10 +110,51 @@ class NoticeText(_Strict):
 
 
 class Approval(_Strict):
-    """A gate: the step waits until someone with this role approves it."""
+    """A gate: the step waits until people holding enough of its roles approve it.
+
+    ``approval: {role: dpo}`` asks one role; ``approval: {roles: [dpo, legal], quorum: 2}`` asks
+    approvals from ``quorum`` distinct roles of the list (default: all of them). ``cli: false``
+    means the step can only be approved through the commander API, where a token's roles are
+    checked, not with ``breach approve``.
+    """
 
     role: str = "incident-commander"
+    roles: list[Identifier] | None = Field(
+        default=None, min_length=1, description="Roles that may approve; replaces `role`."
+    )
+    quorum: int | None = Field(
+        default=None, ge=1, description="Distinct roles needed (default: all of `roles`)."
+    )
+    cli: bool = Field(default=True, description="May `breach approve` open this gate?")
     reason: str = ""
+
+    @model_validator(mode="after")
+    def _quorum_within_roles(self) -> Approval:
+        if self.roles is not None and "role" in self.model_fields_set:
+            raise ValueError("give either `role` or `roles`, not both")
+        if self.quorum is not None and self.quorum > len(self.required_roles):
+            raise ValueError(
+                f"quorum {self.quorum} is more than the {len(self.required_roles)} role(s) listed"
+            )
+        return self
+
+    @property
+    def required_roles(self) -> list[str]:
+        """The roles that may approve, in the playbook's order."""
+        return list(self.roles) if self.roles is not None else [self.role]
+
+    @property
+    def needed(self) -> int:
+        """How many distinct roles must approve before the step may fire."""
+        return self.quorum if self.quorum is not None else len(self.required_roles)
+
+    @property
+    def label(self) -> str:
+        """``dpo``, ``dpo and legal``, ``2 of dpo, legal, ciso``: for messages."""
+        roles = self.required_roles
+        if self.needed == len(roles):
+            return " and ".join(roles)
+        return f"{self.needed} of {', '.join(roles)}"
 
 
 FallbackTrigger = Literal["unreachable", "bounce", "undelivered", "failed", "no_receipt"]

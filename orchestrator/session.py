@@ -27,21 +27,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import applicability, shipped
+import yaml
+
+from . import applicability, approvals, explain, shipped
 from . import clocks as clocks_mod
 from . import facts as facts_mod
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
-from .errors import BreachError, ConfigurationError, FactError, LedgerError, Problem
+from .errors import (
+    BreachError,
+    ConfigurationError,
+    FactError,
+    Forbidden,
+    LedgerError,
+    Problem,
+    StateConflict,
+)
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
 from .ledger.chain import ChainReport
 from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
 from .outbox import Outbox
-from .playbook import BeforeDeadline, Playbook
+from .playbook import Approval, BeforeDeadline, Playbook
 from .pluginhost import PluginHost
 from .receipts import ReceiptUpdate
 from .regimes import Regime, load_regimes
@@ -203,8 +213,7 @@ class Breach:
         text = playbook.source_text
         if not text:
             raise BreachError(f"playbook {playbook.id!r} has no source text to record")
-        if mode != "dry-run":
-            self.require_settings(playbook)
+        self.require_settings(playbook, mode)
         resolved = facts_mod.resolve(playbook.facts, dict(facts or {}))
         self.check_facts(playbook, resolved)
         aware = (aware_at or now()).astimezone(UTC)
@@ -263,16 +272,20 @@ class Breach:
         box.close(summary)
         return TriggerResult(incident_id, summary, outcomes)
 
-    def require_settings(self, playbook: Playbook) -> None:
-        """Refuse to go live when a notifier a step needs lacks settings (named, never shown)."""
+    def require_settings(self, playbook: Playbook, mode: Mode = "live") -> None:
+        """Pre-flight: refuse ``mode`` when a notifier a step (or fallback) needs lacks the
+        settings sending in that mode reads. Every missing setting is named, never shown."""
         missing = {
-            n.name: gaps for n in self._notifiers_of(playbook) if (gaps := n.missing_settings())
+            n.name: gaps
+            for n in self._notifiers_of(playbook)
+            if (gaps := n.missing_settings_for(mode))
         }
         if missing:
             listing = "; ".join(f"{n}: {', '.join(gaps)}" for n, gaps in sorted(missing.items()))
+            other = "--dry-run" if mode == "sandbox" else "--dry-run / --sandbox"
             raise ConfigurationError(
-                f"cannot go live, notifier settings missing ({listing}); set them in the "
-                "environment (or NAME_FILE), or use --dry-run / --sandbox"
+                f"cannot send in {mode} mode, notifier settings missing ({listing}); set them "
+                f"in the environment (or NAME_FILE), or use {other}"
             )
 
     def check_facts(self, playbook: Playbook, facts: Mapping[str, Any]) -> None:
@@ -305,36 +318,54 @@ class Breach:
         ]  # fmt: skip
 
     def status(self, incident_id: str) -> dict[str, Any]:
-        """One incident: its steps with deliveries by state and ETA, and its deadlines."""
+        """One incident: its steps with deliveries by state and ETA, and its deadlines, each
+        explained (see :mod:`orchestrator.explain`): why a step did not fire or stopped, which
+        roles an approval waits for, each notifier's circuit, reports filed against deadlines.
+        Times are ISO; ``*_in_seconds`` count from ``now`` (negative: in the past)."""
         ledger = self.ledger
         incident = ledger.incident(incident_id)
         counts = ledger.delivery_counts(incident_id)
         reasons = ledger.reasons(incident_id)
+        events = ledger.events(incident_id)
         current = now()
         playbook = None
         with contextlib.suppress(BreachError):  # status still shows an unreadable incident
             playbook = self.recorded_playbook(incident)
         rates = self._rates(playbook)
-        steps = []
-        for s in ledger.steps(incident_id):
+        step_rows = ledger.steps(incident_id)
+        steps: list[dict[str, Any]] = []
+        for s in step_rows:
             active = sum(counts.get(s.step_id, {}).get(k, 0) for k in ("pending", "sending"))
             rate = rates.get(s.step_id)
+            why, waiting = explain.explain_step(s, playbook, events)
             steps.append({
                 "step": s.step_id, "channel": s.channel, "state": s.state,
                 "due_at": s.due_at.isoformat() if s.due_at else None,
-                "deliveries": counts.get(s.step_id, {}), "reasons": reasons.get(s.step_id, {}),
-                "approved_by": s.approved_by,
+                "due_in_seconds": _seconds(s.due_at, current),
+                "deliveries": explain.split_counts(counts.get(s.step_id, {}),
+                                                   reasons.get(s.step_id, {}),
+                                                   dry_run=incident.mode == "dry-run"),
+                "reasons": reasons.get(s.step_id, {}),
+                "approved_by": s.approved_by, "why": why, "waiting_for": waiting,
                 "eta_seconds": round(active / rate, 1) if rate and active else None,
+                "rate_per_second": rate,
             })  # fmt: skip
+        upcoming = [s for s in steps if s["state"] == StepState.SCHEDULED.value and s["due_at"]]
         legal: dict[str, Any] = {"deadlines": [], "clocks": [], "regimes": [], "warnings": []}
         if playbook is not None:
             legal = self._obligations(playbook, incident, current)
+            filed = explain.filed(playbook, step_rows, counts)
+            for row in legal["deadlines"]:
+                row.update(_filing(row, filed.get(row["regulator"]), current))
         return {
             "id": incident.id, "playbook": incident.playbook_id,
             "version": incident.playbook_version, "title": incident.title, "mode": incident.mode,
             "state": incident.state, "aware_at": incident.aware_at.isoformat(),
+            "now": current.isoformat(),
             "elapsed_hours": round((current - incident.aware_at).total_seconds() / 3600, 2),
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
+            "next_step": min(upcoming, key=lambda s: s["due_at"])["step"] if upcoming else None,
+            "circuits": explain.circuits(events, current),
             **legal, "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
@@ -399,24 +430,131 @@ class Breach:
                 out[step.id] = self.host.notifier(step.channel, step.notifier).default_rate
         return out
 
-    def approve(self, incident_id: str, step_id: str, *, by: str) -> dict[str, Any]:
-        """Open an approval gate (before or after the step falls due); recorded with who."""
+    def approve(
+        self,
+        incident_id: str,
+        step_id: str,
+        *,
+        by: str,
+        roles: Collection[str] | None = None,
+        as_role: str | None = None,
+        via: str = "cli",
+        os_user: str | None = None,
+    ) -> dict[str, Any]:
+        """Approve a gated step (before or after it falls due), recorded with who and in which
+        role; the gate opens once its quorum of roles approved (see :mod:`.approvals`).
+
+        ``roles`` are an API token's roles, checked against the gate (None: the command line,
+        which names its role with ``as_role`` when the gate has several). A caller without the
+        role gets :class:`Forbidden`, and the attempt is recorded.
+        """
         if not by.strip():
             raise BreachError("say who approves: --by NAME")
+        step, gate = self._gated(incident_id, step_id, "approve")
+        origin = {"via": via, **({"os_user": os_user} if os_user else {})}
+        if gate is None:  # no gate: approving ahead is recorded, as it always was
+            if roles is not None and "commander" not in roles:
+                refusal = Forbidden(f"approving step {step_id!r} needs the commander role")
+                self._refuse(incident_id, step_id, by, origin, refusal)
+            self.ledger.update_step(incident_id, step_id, approved_by=by, approved_at=now())
+            self.ledger.record(IncidentEvent(incident_id, "step.approved", step_id, origin,
+                                             actor=by))  # fmt: skip
+            return {"incident": incident_id, "step": step_id, "approved_by": by,
+                    "state": step.state, "open": True, "role": None, "missing": []}  # fmt: skip
+        done = approvals.approved_roles(self.ledger.events(incident_id), step_id)
+        try:
+            role = approvals.decide(gate, step_id, roles=roles, as_role=as_role, done=done).role
+        except Forbidden as exc:
+            self._refuse(incident_id, step_id, by, origin, exc)
+        if role in done:
+            raise StateConflict(f"step {step_id!r} was already approved as {role} by {done[role]}")
+        self.ledger.record(IncidentEvent(incident_id, "step.approved", step_id,
+                                         {"role": role, **origin}, actor=by))  # fmt: skip
+        done[role] = by
+        counted = [r for r in gate.required_roles if r in done]
+        opened = len(counted) >= gate.needed
+        if opened:
+            who = ", ".join(f"{done[r]} ({r})" for r in counted)
+            self.ledger.update_step(incident_id, step_id, approved_by=who, approved_at=now())
+        return {"incident": incident_id, "step": step_id, "approved_by": by, "role": role,
+                "state": step.state, "open": opened,
+                "missing": [r for r in gate.required_roles if r not in done]
+                if not opened else []}  # fmt: skip
+
+    def reject(
+        self,
+        incident_id: str,
+        step_id: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        roles: Collection[str] | None = None,
+        as_role: str | None = None,
+        via: str = "cli",
+        os_user: str | None = None,
+    ) -> dict[str, Any]:
+        """Reject a step that has not fired: it is cancelled and never fires. A gated step is
+        rejected by one of its roles (checked like :meth:`approve`); any other by a commander."""
+        if not by.strip():
+            raise BreachError("say who rejects: --by NAME")
+        _step, gate = self._gated(incident_id, step_id, "reject")
+        origin = {"via": via, **({"os_user": os_user} if os_user else {})}
+        role = None
+        if gate is None:
+            if roles is not None and "commander" not in roles:
+                refusal = Forbidden(f"rejecting step {step_id!r} needs the commander role")
+                self._refuse(incident_id, step_id, by, origin, refusal)
+        else:
+            try:
+                role = approvals.decide(gate, step_id, roles=roles, as_role=as_role,
+                                        verb="reject").role  # fmt: skip
+            except Forbidden as exc:
+                self._refuse(incident_id, step_id, by, origin, exc)
+        self.ledger.update_step(incident_id, step_id, state=StepState.CANCELLED.value,
+                                finished_at=now())  # fmt: skip
+        detail = {"role": role, "reason": reason, **origin}
+        event = IncidentEvent(incident_id, "step.rejected", step_id, detail, actor=by)
+        self.ledger.record(event)
+        self.host.emit(event)
+        return {"incident": incident_id, "step": step_id, "rejected_by": by, "role": role,
+                "state": StepState.CANCELLED.value}  # fmt: skip
+
+    def _gated(self, incident_id: str, step_id: str, verb: str) -> tuple[Step, Approval | None]:
+        """The step, if it can still be approved or rejected, and its playbook gate."""
         step = self.ledger.step(incident_id, step_id)
         if step.state not in (
             StepState.SCHEDULED.value,
             StepState.AWAITING_APPROVAL.value,
             StepState.WAITING.value,
         ):
-            raise BreachError(
-                f"step {step_id!r} of {incident_id} is {step.state}: nothing to approve"
+            raise StateConflict(
+                f"step {step_id!r} of {incident_id} is {step.state}: nothing to {verb}"
             )
         if step.approved_by:
-            raise BreachError(f"step {step_id!r} was already approved by {step.approved_by}")
-        self.ledger.update_step(incident_id, step_id, approved_by=by, approved_at=now())
-        self.ledger.record(IncidentEvent(incident_id, "step.approved", step_id, {}, actor=by))
-        return {"incident": incident_id, "step": step_id, "approved_by": by, "state": step.state}
+            raise StateConflict(f"step {step_id!r} was already approved by {step.approved_by}")
+        spec = self._shape(self.ledger.incident(incident_id)).step(step_id)
+        return step, spec.approval if spec is not None else None
+
+    def _shape(self, incident: Incident) -> Playbook:
+        """The incident's playbook, validated if this session can (its plugins installed), else
+        read for its shape only: gates and steps are known without the notifiers."""
+        try:
+            return self.recorded_playbook(incident)
+        except BreachError:
+            try:
+                return Playbook.model_validate(yaml.safe_load(incident.playbook_text))
+            except (yaml.YAMLError, ValueError) as exc:
+                raise LedgerError(f"incident {incident.id}: its recorded playbook cannot be "
+                                  f"read: {exc}") from None  # fmt: skip
+
+    def _refuse(
+        self, incident_id: str, step_id: str, by: str, origin: Mapping[str, Any], exc: Forbidden
+    ) -> NoReturn:
+        """Record a refused approval or rejection, then raise it."""
+        detail = {"error": str(exc), **origin}
+        self.ledger.record(IncidentEvent(incident_id, "step.approval_refused", step_id, detail,
+                                         actor=by))  # fmt: skip
+        raise exc
 
     def cancel(self, incident_id: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
         """Stop an incident cleanly: unfired steps cancelled, pending deliveries skipped."""
@@ -639,6 +777,17 @@ class Breach:
             "due_at": due.isoformat() if due is not None else None,
         }  # fmt: skip
 
+    def notices(self, incident_id: str) -> dict[str, dict[str, str]]:
+        """Locale -> the incident's notice as the public reads it (subject and sections),
+        rendered with its current facts."""
+        campaign = Campaign(self, self.ledger.incident(incident_id))
+        shared = campaign._shared()
+        out: dict[str, dict[str, str]] = {}
+        for locale in campaign.playbook.notice:
+            notice = campaign.renderer.render_public(locale, shared)
+            out[locale] = {"subject": notice.subject, **dict(notice.sections())}
+        return out
+
     def deliveries_by_channel(self, incident_id: str) -> dict[str, dict[str, int]]:
         """Channel -> delivery state -> count, for one incident."""
         return self.ledger.delivery_counts(incident_id, by="channel")
@@ -687,6 +836,22 @@ class Breach:
         return asyncio.run(main())
 
 
+def _seconds(at: datetime | None, current: datetime) -> float | None:
+    """Seconds from ``current`` to ``at`` (negative: past), or None."""
+    return round((at - current).total_seconds(), 1) if at is not None else None
+
+
 def playbook_digest(text: str) -> str:
     """The SHA-256 of a playbook's text: what an incident records to name its exact version."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _filing(row: Mapping[str, Any], filed_at: str | None, current: datetime) -> dict[str, Any]:
+    """A deadline row's state against the regulator report: filed (and how early), open or
+    overdue."""
+    due = datetime.fromisoformat(row["due_at"]) if row.get("due_at") else None
+    state = "filed" if filed_at else "open" if due is None or due > current else "overdue"
+    early = None
+    if due is not None and filed_at:
+        early = round((due - datetime.fromisoformat(filed_at)).total_seconds() / 3600, 1)
+    return {"state": state, "filed_at": filed_at, "filed_before_deadline_hours": early}

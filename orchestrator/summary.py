@@ -40,7 +40,7 @@ def dry_run_summary(
             "step": step.id, "channel": step.channel, "due_at": outcome.due_at.isoformat(),
             "offset": format_duration(outcome.due_at - context.aware_at), "fired": outcome.fired,
             "condition": step.condition, "condition_result": outcome.condition_result,
-            "approval": step.approval.role if step.approval else None, "note": outcome.note,
+            "approval": step.approval.label if step.approval else None, "note": outcome.note,
         }  # fmt: skip
         if "counts" in outcome.extra:
             entry["counts_seen"] = outcome.extra["counts"]

@@ -138,7 +138,9 @@ def test_counts_and_messages_in_detail(audience: Path, tmp_path: Path) -> None:
     # the ledger holds the same numbers, and `status` reads them back
     status = Breach(f"sqlite:///{tmp_path / 'l.db'}").status(result.incident_id)
     by_step = {s["step"]: s for s in status["steps"]}
-    assert by_step["sms-now"]["deliveries"] == steps["sms-now"]["states"]
+    states = steps["sms-now"]["states"]
+    rendered = {("rendered" if k == "sent" else k): v for k, v in states.items()}
+    assert by_step["sms-now"]["deliveries"] == rendered  # status says what a dry run did
     assert by_step["sms-now"]["state"] == "done"
 
 
@@ -208,4 +210,4 @@ def test_bad_rows_are_kept_and_reported(tmp_path: Path) -> None:
     assert by_id == {"a1": "+14155550101", "a2": "+14155550102", "a3": "+819012345678"}
     status = Breach(f"sqlite:///{tmp_path / 'l.db'}").status(result.incident_id)
     counts = {s["step"]: s["deliveries"] for s in status["steps"]}
-    assert counts["sms-all"] == {"sent": 3, "skipped": 3}
+    assert counts["sms-all"] == {"rendered": 3, "skipped": 3}  # a dry run sends nothing

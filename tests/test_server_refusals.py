@@ -297,6 +297,6 @@ def test_form_encoded_generic_webhook_is_415(server: LiveServer, db: str) -> Non
 
 
 def test_unknown_path_and_wrong_method_are_problems(server: LiveServer, db: str) -> None:
-    assert_problem(httpx.post(f"{server.url}/hooks/grafana", content=b"{}"), 404, "not-found")
+    assert_problem(httpx.post(f"{server.url}/hooks/pagerduty", content=b"{}"), 404, "not-found")
     assert_problem(httpx.get(f"{server.url}/hooks/alertmanager"), 405, "method-not-allowed")
     assert incidents(db) == []

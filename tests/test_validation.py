@@ -123,3 +123,28 @@ def test_cli_exit_codes_and_output(tmp_path: Path) -> None:
     assert lines[0].endswith("unknown-key.yaml:14:5: unknown key 'advise'; did you mean 'advice'?")
     assert lines[1].endswith("duplicate-step.yaml:31:9: duplicate step id 'sms-all'")
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("approval", "expected"),
+    [("{role: dpo, roles: [dpo, legal]}", "either `role` or `roles`"),
+     ("{roles: [dpo, legal], quorum: 3}", "quorum 3 is more than the 2 role(s)"),
+     ("{roles: []}", "at least 1 item")],
+)  # fmt: skip
+def test_approval_roles_and_quorum_are_checked(
+    approval: str, expected: str, host: PluginHost
+) -> None:
+    text = (FIXTURES / "minimal.yaml").read_text("utf-8")
+    gated = text.replace("    at: +0m", f"    at: +0m\n    approval: {approval}", 1)
+    assert gated != text
+    _, problems = validate_text(gated, "gated.yaml", host=host)
+    assert any(expected in p.message for p in problems), problems
+
+
+def test_a_single_role_approval_still_reads(host: PluginHost) -> None:
+    text = (FIXTURES / "minimal.yaml").read_text("utf-8")
+    gated = text.replace("    at: +0m", "    at: +0m\n    approval: {role: dpo}", 1)
+    playbook, problems = validate_text(gated, "gated.yaml", host=host)
+    assert not problems and playbook is not None
+    gate = playbook.steps[0].approval
+    assert gate is not None and (gate.required_roles, gate.needed, gate.cli) == (["dpo"], 1, True)

@@ -22,10 +22,10 @@ from .context import Options, err
 from .delivery import run
 from .demo import demo, gen_audience, simulate
 from .evidence import audit, evidence
-from .incidents import approve, cancel, status, timeline, trigger
+from .incidents import approve, cancel, reject, status, timeline, trigger
 from .playbooks import list_playbooks, plugins, regimes, schema, validate
 from .reports import report
-from .server import routes, serve
+from .server import routes, serve, token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,8 +49,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> N
 
 
 for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
-                cancel, timeline, event, deadline, report, audit, evidence, run, serve, routes,
-                demo, simulate, gen_audience):  # fmt: skip
+                reject, cancel, timeline, event, deadline, report, audit, evidence, run, serve,
+                routes, token, demo, simulate, gen_audience):  # fmt: skip
     cli.add_command(command)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import click
+from rich.text import Text
 
 from .. import facts as facts_mod
 from ..dispatch import DispatchSettings
+from ..errors import ConfigurationError
 from ..logs import configure
 from ..progress import ProgressView
 from ..retry import RetryPolicy
@@ -67,3 +69,8 @@ def run(
     finally:
         view.close()
     err.print("run ended: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.counts.items())))
+    for line in report.blocked:
+        err.print(Text.assemble(("blocked ", "bold red"), line))
+    if report.blocked:
+        err.print("a blocked step is not retried: set what it names, then trigger again")
+        raise SystemExit(ConfigurationError.exit_code)

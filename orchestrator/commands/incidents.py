@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -114,16 +116,54 @@ def status(breach: Breach, incident: str | None, as_json: bool) -> None:
 @click.command()
 @click.argument("incident")
 @click.argument("step")
-@click.option("--by", required=True, help="Who approves (recorded in the audit trail).")
+@click.option("--by", required=True, help="Who approves (recorded with the OS user).")
+@click.option(
+    "--as", "as_role", default=None, metavar="ROLE",
+    help="The role you approve in, when the step asks several (dpo, legal...).",
+)  # fmt: skip
 @json_option
 @pass_breach()
-def approve(breach: Breach, incident: str, step: str, by: str, as_json: bool) -> None:
-    """Open the approval gate of STEP so it fires when due."""
-    result = breach.approve(incident, step, by=by)
+def approve(
+    breach: Breach, incident: str, step: str, by: str, as_role: str | None, as_json: bool
+) -> None:
+    """Approve STEP in your role; it fires when due once its quorum of roles approved."""
+    result = breach.approve(incident, step, by=by, as_role=as_role, os_user=os_user())
+    if as_json:
+        echo_json(result)
+    elif result["open"]:
+        err.print(f"{incident} {step}: approved by {by}; the gate is open")
+    else:
+        err.print(f"{incident} {step}: approved by {by} as {result['role']}; still waiting for "
+                  + " and ".join(result["missing"]))  # fmt: skip
+
+
+@click.command()
+@click.argument("incident")
+@click.argument("step")
+@click.option("--by", required=True, help="Who rejects (recorded with the OS user).")
+@click.option("--as", "as_role", default=None, metavar="ROLE", help="The role you reject in.")
+@click.option("--reason", default=None)
+@json_option
+@pass_breach()
+def reject(
+    breach: Breach, incident: str, step: str, by: str, as_role: str | None, reason: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Reject STEP before it fires: it is cancelled and never sends."""
+    result = breach.reject(incident, step, by=by, reason=reason, as_role=as_role,
+                           os_user=os_user())  # fmt: skip
     if as_json:
         echo_json(result)
     else:
-        err.print(f"{incident} {step}: approved by {by}")
+        err.print(f"{incident} {step}: rejected by {by}; it will not fire")
+
+
+def os_user() -> str:
+    """The operating-system user running the command, recorded beside ``--by``."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME (a bare container)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 @click.command()

@@ -16,6 +16,7 @@ from ..errors import BreachError
 from ..ledger import ledger_exists
 from ..logs import configure, register_secret
 from ..server import alertmanager as am
+from ..server import grafana
 from ..server.config import DEFAULT_CONFIG, load_config
 from ..server.intake import Decision, Intake
 from ..session import Breach
@@ -130,7 +131,7 @@ def routes() -> None:
 @config_option
 @click.option(
     "--hook",
-    type=click.Choice(["auto", "alertmanager", "generic"]),
+    type=click.Choice(["auto", "alertmanager", "grafana", "generic"]),
     default="auto",
     show_default=True,
     help="Which endpoint the payload is for (auto: by its shape).",
@@ -152,7 +153,9 @@ def routes_test(
     except RecursionError:
         raise BreachError(f"{payload}: the JSON is nested too deeply") from None
     if hook == "auto":
-        hook = "alertmanager" if _looks_like_alertmanager(document) else "generic"
+        hook = "generic"
+        if _looks_like_alertmanager(document):
+            hook = "grafana" if document.get("version") == grafana.VERSION else "alertmanager"
     # reading a ledger that does not exist would create it; treat it as empty instead
     with options.open(db if ledger_exists(db) else _EMPTY_LEDGER) as breach:
         config = load_config(config_path, host=breach.host, regimes_file=breach.regimes_file)
@@ -179,6 +182,12 @@ def _decide(intake: Intake, hook: str, document: Any, payload: Path) -> Decision
         except ValueError as exc:
             raise BreachError(f"{payload}: not an Alertmanager notification: {exc}") from None
         return intake.decide_alertmanager(notification)
+    if hook == "grafana":
+        try:
+            notification = grafana.parse(document)
+        except ValueError as exc:
+            raise BreachError(f"{payload}: not a Grafana notification: {exc}") from None
+        return intake.decide_alertmanager(notification, hook="grafana")
     if not isinstance(document, dict):
         raise BreachError(f"{payload}: a generic payload must be a JSON object")
     return intake.decide_generic(document)
@@ -186,3 +195,21 @@ def _decide(intake: Intake, hook: str, document: Any, payload: Path) -> Decision
 
 def _looks_like_alertmanager(document: Any) -> bool:
     return isinstance(document, dict) and "groupKey" in document and "alerts" in document
+
+
+@click.command()
+@click.option("--name", required=True, help="Who (or what) the token is for: alice, grafana...")
+@click.option(
+    "--role", "roles", multiple=True, required=True, metavar="ROLE",
+    help="viewer, commander, or an approval role playbooks name (dpo, legal); repeatable.",
+)  # fmt: skip
+def token(name: str, roles: tuple[str, ...]) -> None:
+    """Make a commander API token: the token once on stderr, its config entry on stdout.
+
+    The config keeps only the token's SHA-256, so a leaked config file grants nothing.
+    """
+    from ..server.tokens import new_token
+
+    value, entry = new_token(name, list(roles))
+    click.echo(f"token for {name} (shown once; give it to them, then forget it): {value}", err=True)
+    click.echo(entry)

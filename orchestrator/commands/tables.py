@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..relative import relative
 from .context import out
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     title = f"  {playbook['title']} ({playbook['id']} v{playbook['version']})  mode: "
     out.print(Text.assemble((summary["incident"], "bold"), title, (summary["mode"], "yellow"),
                             f"  people: {people:,}"))  # fmt: skip
-    steps = Table("step", "channel", "at", "fired", "sent", "fallback", "skipped", title="Steps")
+    steps = Table(
+        "step", "channel", "at", "fired", "rendered", "fallback", "skipped", title="Steps"
+    )
     notes: list[str] = []
     for s in summary["steps"]:
         states = s.get("states", {})
@@ -137,33 +140,43 @@ def _eta(seconds: float) -> str:
 
 
 def print_status(data: dict[str, Any]) -> None:
-    """One incident: header, steps with delivery counts and ETA, regulator deadlines."""
+    """One incident: header, steps with delivery counts, ETA and why, circuits, deadlines."""
+    current = datetime.fromisoformat(data["now"]) if data.get("now") else datetime.now(UTC)
+    aware = _ago(data["aware_at"], current)
     header = (f" {data['title']}  mode: {data['mode']}  state: {data['state']}  "
-              f"people: {data['people'] or 0:,}  aware {data['elapsed_hours']}h ago")  # fmt: skip
+              f"people: {data['people'] or 0:,}  aware {aware}")  # fmt: skip
     out.print(Text.assemble((data["id"], "bold"), header))
     if data.get("redirected"):
         out.print(
             "staging: every message goes to the --redirect-to test recipients", style="yellow"
         )
-    table = Table("step", "channel", "state", "due", "deliveries", "ETA")
+    table = Table("channel", "state", "due", "deliveries", "ETA")
+    _whole_column(table, "step", [s["step"] for s in data["steps"]])
+    notes: list[Text] = []
     for s in data["steps"]:
         counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(s["deliveries"].items()))
         eta = _eta(s["eta_seconds"]) if s.get("eta_seconds") else ""
-        table.add_row(s["step"], s["channel"], s["state"], s["due_at"] or "", counts, eta)
+        due = _ago(s["due_at"], current) if s.get("due_at") else ""
+        table.add_row(s["step"], s["channel"], _state(s["state"]), due, counts, eta)
+        if s.get("why"):
+            notes.append(Text.assemble(f"  {s['step']}: ", s["why"]))
     out.print(table)
+    for line in notes:
+        out.print(line)
+    if data.get("next_step"):
+        [step] = [s for s in data["steps"] if s["step"] == data["next_step"]]
+        out.print(f"next: {step['step']} {_ago(step['due_at'], current)}", highlight=False)
+    for name, c in sorted((data.get("circuits") or {}).items()):
+        if c["state"] == "closed":
+            continue
+        probe = f", next probe {_ago(c['next_probe_at'], current)}" if c["state"] == "open" else ""
+        text = f"circuit {name}: {c['state'].replace('_', '-')} (tripped {c['trips']}x){probe}"
+        out.print(Text(text, style="yellow"))
     if data.get("deadlines"):
         deadlines = Table("regulator", "regime", "due (UTC)", "time left")
         for d in data["deadlines"]:
-            left = d.get("hours_left")
-            text = (
-                f"waiting for {d['waiting_for']}"
-                if d.get("waiting_for")
-                else "no fixed clock"
-                if left is None
-                else (f"{left:.1f}h" if left >= 0 else Text(f"overdue {-left:.1f}h", style="red"))
-            )
             deadlines.add_row(d["name"], d["regime"], _when(d["due_at"]) if d["due_at"] else "",
-                              text)  # fmt: skip
+                              _deadline(d, current))  # fmt: skip
         out.print(deadlines)
     if data.get("regimes"):
         print_applicability(data["regimes"])
@@ -236,6 +249,32 @@ def print_clocks(clocks: Sequence[Mapping[str, Any]]) -> None:
         table.add_row(c["regime"], c["rule"], c["started_at"] or "", c["due_at"] or "",
                       Text(state, style=style))  # fmt: skip
     out.print(table)
+
+
+def _ago(iso: str, current: datetime) -> str:
+    """An ISO time relative to ``current``: ``in 25 min``, ``3 h ago``."""
+    return relative((datetime.fromisoformat(iso) - current).total_seconds())
+
+
+def _state(state: str) -> Text:
+    style = {"blocked": "bold red", "awaiting_approval": "yellow", "running": "cyan",
+             "not_fired": "dim", "missed": "red", "cancelled": "dim"}.get(state, "")  # fmt: skip
+    return Text(state, style=style)
+
+
+def _deadline(d: Mapping[str, Any], current: datetime) -> Text | str:
+    """Time left, or when the report was filed against the deadline."""
+    if d.get("filed_at"):
+        early = d.get("filed_before_deadline_hours")
+        margin = f", {early:.1f} h before the deadline" if early is not None else ""
+        return Text(f"filed {_ago(d['filed_at'], current)}{margin}", style="green")
+    if d.get("waiting_for"):
+        return f"waiting for {d['waiting_for']}"
+    left = d.get("hours_left")
+    if left is None or not d.get("due_at"):
+        return "no fixed clock"
+    text = _ago(d["due_at"], current)
+    return text if left >= 0 else Text(f"overdue, due {text}", style="red")
 
 
 def print_demo_report(result: DemoResult, console: Console, *, keep: bool) -> None:

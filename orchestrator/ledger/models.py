@@ -70,6 +70,7 @@ class StepState(enum.StrEnum):
     NOT_FIRED = "not_fired"  # its condition was false when it came due
     MISSED = "missed"  # came due while nothing ran and its misfire policy is "skip"
     CANCELLED = "cancelled"
+    BLOCKED = "blocked"  # a notifier lacks settings for the mode: stopped, not retried
 
 
 class Incident(Base):

@@ -2,13 +2,18 @@
 
 - ``POST /hooks/alertmanager`` — Alertmanager's webhook (payload version "4"), bearer or basic.
 - ``POST /hooks/generic`` — any JSON object, signed with HMAC-SHA256 (see :mod:`.auth`).
+- ``POST /hooks/grafana`` — Grafana alerting's webhook contact point, with its HMAC signature.
 - ``POST /receipts/<name>`` — each receipt handler a plugin registers.
 - ``GET /healthz``.
+- ``GET /metrics`` — Prometheus text format (:mod:`.metrics`).
+- ``/``, ``/login``, ``/incidents/<id>`` — the commander's dashboard (:mod:`.dashboard`).
+- ``/api/...`` — the commander API (:mod:`.api`), its OpenAPI at ``/api/openapi.json``.
 
 Refusals are ``application/problem+json`` (RFC 9457): 401 credentials or signature, 409 replay,
 400 malformed or wrong-shaped payload, 413 body over the cap (counted while reading, so a huge
-body is never buffered), 415 not JSON. A refused request creates nothing. Work that touches the
-ledger runs in worker threads, so the event loop keeps answering.
+body is never buffered), 415 not JSON, 503 a route's notifiers lack settings for its mode. A
+refused request creates nothing. Work that touches the ledger runs in worker threads, so the
+event loop keeps answering.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..dispatch import Dispatcher
 from ..errors import (
     AudienceError,
     BreachError,
@@ -36,21 +43,28 @@ from ..errors import (
     ValidationFailed,
 )
 from ..logs import mask_text
+from ..notifier import Mode
 from ..receipts import ReceiptRejected, ReceiptUpdate
 from ..session import Breach
 from ..version import __version__
 from . import alertmanager as am
+from . import grafana
+from .api import create_api
 from .auth import (
     ReplayCache,
     Replayed,
     Unauthorized,
     check_alertmanager,
+    check_grafana,
     check_signature,
     decimal,
 )
 from .config import ServerConfig
+from .dashboard import create_dashboard
+from .dashboard.pages import PageRefusal, refusal_page, static_files
 from .intake import Decision, Intake, LiveUnavailable, PayloadInvalid
 from .logs import RequestLog
+from .metrics import Metrics
 from .receipts import build_request, called_url
 
 log = logging.getLogger("orchestrator.server")
@@ -182,6 +196,9 @@ async def in_thread(request: Request, work: Callable[..., T], *args: Any) -> T:
     except LiveUnavailable as exc:
         refuse(503, "live-delivery-unavailable", "Live delivery engine not running", str(exc),
                **{"Retry-After": "60"})  # fmt: skip
+    except ConfigurationError as exc:
+        refuse(503, "notifier-not-configured", "Notifier settings missing", str(exc),
+               **{"Retry-After": "300"})  # fmt: skip
     except (AudienceError, LedgerError) as exc:
         refuse(503, "dependency-unavailable", "Ledger or audience unavailable", str(exc),
                **{"Retry-After": "30"})  # fmt: skip
@@ -225,6 +242,14 @@ def create_app(
         """Start the engine (if any) with the server, stop it after the last request."""
         for line in config.notes:
             log.warning("config note", extra={"note": line})
+        for route in config.routes:  # pre-flight once at start: the webhooks would be refused
+            mode = config.mode_for(route)
+            if mode in ("live", "sandbox"):
+                try:
+                    breach.require_settings(route.playbook, cast(Mode, mode))
+                except ConfigurationError as exc:
+                    log.warning("route cannot run: its webhooks will be refused",
+                                extra={"route": route.name, "error": str(exc)})  # fmt: skip
         if engine is not None:
             await engine.start()
         elif any(config.mode_for(r) == "live" for r in config.routes):
@@ -240,6 +265,14 @@ def create_app(
     app = FastAPI(title="breach-orchestrator", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
     app.add_middleware(RequestLog, behind_proxy=config.behind_proxy)
+    app.mount("/api", create_api(config, breach))
+    app.mount("/static", static_files(), name="static")
+    app.include_router(create_dashboard(config, breach))
+    metrics = Metrics(breach)
+    dispatcher = getattr(engine, "dispatcher", None)
+    if isinstance(dispatcher, Dispatcher):
+        metrics.watch(dispatcher)
+    app.state.metrics = metrics
     app.state.intake = intake
     app.state.replays = replays
 
@@ -250,14 +283,20 @@ def create_app(
         note(request, outcome="refused", problem=exc.slug, detail=mask_text(exc.detail))
         return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.headers)
 
+    @app.exception_handler(PageRefusal)
+    async def page_refused(request: Request, exc: PageRefusal) -> Response:
+        """A dashboard refusal: an HTML page saying why."""
+        note(request, outcome="refused", detail=mask_text(exc.message))
+        return refusal_page(exc)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         """404, 405 and other routing errors as problem documents."""
         note(request, outcome="refused")
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         detail = {
-            404: "no such endpoint: POST /hooks/alertmanager, /hooks/generic, "
-            "/receipts/<name>, GET /healthz",
+            404: "no such endpoint: POST /hooks/alertmanager, /hooks/generic, /hooks/grafana, "
+            "/receipts/<name>, GET /healthz, /metrics, /api/...",
             405: "wrong method for this endpoint",
         }.get(exc.status_code, str(exc.detail))
         return problem(exc.status_code, title.lower().replace(" ", "-"), title, detail,
@@ -283,6 +322,12 @@ def create_app(
             "receipts": sorted(host.receipt_handlers), "decisions": dict(stats),
         }  # fmt: skip
 
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        """The campaign in Prometheus text format (see :mod:`.metrics`)."""
+        text = await anyio.to_thread.run_sync(generate_latest, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/hooks/alertmanager")
     async def alertmanager_hook(request: Request) -> Response:
         """An Alertmanager notification: authenticate, parse, route, create or join."""
@@ -301,6 +346,27 @@ def create_app(
             refuse(400, "wrong-shape", "Not an Alertmanager notification (version 4)", str(exc))
         note(request, alerts=len(notification.alerts), status_of_group=notification.status)
         decision = await in_thread(request, intake.alertmanager, notification)
+        return decided(request, decision, stats)
+
+    @app.post("/hooks/grafana")
+    async def grafana_hook(request: Request) -> Response:
+        """A Grafana alerting notification: verify its HMAC signature, route like Alertmanager's
+        (dedupe by group key, join by fingerprint)."""
+        note(request, hook="grafana")
+        body = await read_body(request, config.max_body_bytes, config.body_timeout)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            check_grafana(headers, body, config.grafana)
+        except Unauthorized as exc:
+            refuse(401, "unauthorized", "Unauthorized", str(exc))
+        require_json(request)
+        try:
+            notification = grafana.parse(parse_json(body))
+        except ValueError as exc:
+            refuse(400, "wrong-shape", "Not a Grafana webhook notification (version 1)", str(exc))
+        note(request, alerts=len(notification.alerts), status_of_group=notification.status)
+        decision = await in_thread(request, functools.partial(intake.alertmanager, notification,
+                                                              hook="grafana"))  # fmt: skip
         return decided(request, decision, stats)
 
     @app.post("/hooks/generic")

@@ -1,4 +1,5 @@
-"""Webhook authentication: Alertmanager's bearer or basic credentials, signed generic JSON.
+"""Webhook authentication: Alertmanager's bearer or basic credentials, signed generic JSON,
+Grafana's HMAC signature header.
 
 Secrets are compared in constant time (digests of equal length, ``hmac.compare_digest``). The
 generic webhook's signature is HMAC-SHA256 over ``timestamp + "." + body``, sent as::
@@ -23,7 +24,7 @@ import time
 from collections.abc import Mapping
 
 from ..errors import BreachError
-from .config import AlertmanagerCredentials, Secret
+from .config import AlertmanagerCredentials, GrafanaCredentials, Secret
 
 TIMESTAMP_HEADER = "X-Breach-Timestamp"
 SIGNATURE_HEADER = "X-Breach-Signature"
@@ -140,6 +141,48 @@ def check_signature(
         raise Unauthorized("signature does not match: HMAC-SHA256 with the shared secret over "
                            "timestamp + \".\" + the exact body bytes")  # fmt: skip
     return given, timestamp
+
+
+def grafana_signature(secret: bytes, body: bytes, timestamp: int | str | None = None) -> str:
+    """What Grafana sends in its signature header: hex HMAC-SHA256 of the body, or of
+    ``timestamp + ":" + body`` when its contact point has a timestamp header configured."""
+    signed = body if timestamp is None else str(timestamp).encode("ascii") + b":" + body
+    return hmac.new(secret, signed, hashlib.sha256).hexdigest()
+
+
+def check_grafana(
+    headers: Mapping[str, str],
+    body: bytes,
+    creds: GrafanaCredentials | None,
+    *,
+    now: float | None = None,
+) -> None:
+    """Verify a Grafana webhook's HMAC signature (and timestamp, when configured); raise
+    :class:`Unauthorized` for a missing, stale or wrong one. ``headers`` have lower-case names."""
+    if creds is None:
+        raise Unauthorized("this server has no [auth.grafana] secret configured, so it accepts "
+                           "no Grafana notifications")  # fmt: skip
+    signature = headers.get(creds.signature_header.lower(), "").strip().lower()
+    signature = signature.removeprefix("sha256=")
+    if not signature:
+        raise Unauthorized(f"missing {creds.signature_header} header: set the contact point's "
+                           "HMAC signature secret in Grafana")  # fmt: skip
+    stamp: str | None = None
+    if creds.timestamp_header is not None:
+        stamp = headers.get(creds.timestamp_header.lower(), "").strip()
+        timestamp = decimal(stamp, max_digits=12) if stamp else None
+        if timestamp is None:
+            raise Unauthorized(f"{creds.timestamp_header} must be Unix time in whole seconds "
+                               "(the contact point's timestamp header)")  # fmt: skip
+        skew = (time.time() if now is None else now) - timestamp
+        if abs(skew) > WINDOW_SECONDS:
+            raise Unauthorized(f"{creds.timestamp_header} is {abs(int(skew))} s away from this "
+                               f"server's clock (limit {WINDOW_SECONDS} s)")  # fmt: skip
+    expected = grafana_signature(creds.secret.reveal(), body, stamp)
+    if not hmac.compare_digest(signature.encode("ascii", "replace"), expected.encode("ascii")):
+        raise Unauthorized("signature does not match: HMAC-SHA256 with the contact point's "
+                           "secret over the exact body (timestamp + \":\" + body when a "
+                           "timestamp header is configured)")  # fmt: skip
 
 
 class ReplayCache:

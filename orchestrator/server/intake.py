@@ -29,11 +29,14 @@ from ..errors import BreachError, FactError
 from ..facts import jsonable
 from ..session import Breach
 from . import alertmanager as am
+from . import grafana
 from .config import Route, ServerConfig
 from .routing import MISSING, first_failure, lookup, mapped_facts, resolve_facts, select
 from .routing import awareness as awareness_of
 
 Action = Literal["create", "join", "no-route", "ignore"]
+#: the hooks whose payloads are Alertmanager-shaped notifications
+AlertHook = Literal["alertmanager", "grafana"]
 _STRIPES = 64
 
 
@@ -129,58 +132,65 @@ class Intake:
 
     # -- Alertmanager ------------------------------------------------------------------------
 
-    def alertmanager(self, notification: am.Notification) -> Decision:
-        """Decide and carry out one Alertmanager notification."""
-        with self.locked(am.dedupe_key(notification.groupKey)):
-            decision = self.decide_alertmanager(notification)
+    def alertmanager(
+        self, notification: am.Notification, *, hook: AlertHook = "alertmanager"
+    ) -> Decision:
+        """Decide and carry out one Alertmanager (or Grafana: ``hook``) notification."""
+        with self.locked(_group_key(hook, notification)):
+            decision = self.decide_alertmanager(notification, hook=hook)
             self.carry_out(decision)
         return decision
 
     def decide_alertmanager(
-        self, notification: am.Notification, *, received: datetime | None = None
+        self,
+        notification: am.Notification,
+        *,
+        received: datetime | None = None,
+        hook: AlertHook = "alertmanager",
     ) -> Decision:
-        """What this notification would do: create, join, or nothing (and why)."""
+        """What this notification would do: create, join, or nothing (and why). Grafana's
+        notifications (``hook="grafana"``) take the same path through the grafana routes."""
         moment = received or datetime.now(UTC)
-        key = am.dedupe_key(notification.groupKey)
+        key = _group_key(hook, notification)
         open_id = self._open(key)
         if open_id is not None:
-            return self._join_alertmanager(open_id, key, notification)
+            return self._join_alertmanager(open_id, key, notification, hook)
         firing = [a for a in notification.alerts if a.status == "firing"]
         if not firing:
             return Decision(
-                "alertmanager",
+                hook,
                 "ignore",
                 dedupe_key=key,
                 reason="only resolved alerts, and no open incident for this group",
             )
         views = [am.alert_view(notification, a) for a in firing]
-        selection, tried = select(self.config.routes_for("alertmanager"), views)
+        selection, tried = select(self.config.routes_for(hook), views)
         if selection is None:
-            return Decision("alertmanager", "no-route", dedupe_key=key, tried=tried,
+            return Decision(hook, "no-route", dedupe_key=key, tried=tried,
                             reason="no route matched this notification")  # fmt: skip
         route, view = selection.route, views[selection.view]
         facts = resolve_facts(route, mapped_facts(route, view))
         received_detail: dict[str, Any] = {
-            "hook": "alertmanager", "route": route.name, "group_key": notification.groupKey,
+            "hook": hook, "route": route.name, "group_key": notification.groupKey,
             "receiver": notification.receiver, "fingerprints": [a.fingerprint for a in firing],
             "lead": firing[selection.view].fingerprint,
         }  # fmt: skip
         if notification.truncatedAlerts:
             received_detail["truncated_alerts"] = notification.truncatedAlerts
         return Decision(
-            "alertmanager", "create", route=route, mode=self.config.mode_for(route),
+            hook, "create", route=route, mode=self.config.mode_for(route),
             dedupe_key=key, facts=facts, aware_at=awareness_of(route, view, moment),
             received=received_detail,
         )  # fmt: skip
 
     def _join_alertmanager(
-        self, incident_id: str, key: str, notification: am.Notification
+        self, incident_id: str, key: str, notification: am.Notification, hook: AlertHook
     ) -> Decision:
         events = self.breach.timeline(incident_id)
         states = _alert_states(events)
         route = self._route_of(events)
         current: dict[str, Any] | None = None
-        decision = Decision("alertmanager", "join", route=route, dedupe_key=key,
+        decision = Decision(hook, "join", route=route, dedupe_key=key,
                             incident=incident_id)  # fmt: skip
         repeated = []
         for alert in notification.alerts:
@@ -314,7 +324,7 @@ class Intake:
 
     def _record_join(self, incident_id: str, d: Decision) -> None:
         # Alertmanager alerts are named by fingerprint, generic payloads by their dedupe ref
-        name = "fingerprint" if d.hook == "alertmanager" else "ref"
+        name = "fingerprint" if d.hook in ("alertmanager", "grafana") else "ref"
         for ref, changed in d.joined:
             detail = {name: ref}
             if ref in d.fact_errors:
@@ -356,6 +366,13 @@ class Intake:
                     if route.name == name:
                         return route
         return None
+
+
+def _group_key(hook: AlertHook, notification: am.Notification) -> str:
+    """The dedupe key of a notification's group, in its alerting system's own namespace."""
+    if hook == "grafana":
+        return grafana.dedupe_key(notification.groupKey)
+    return am.dedupe_key(notification.groupKey)
 
 
 def generic_dedupe_key(route: Route, document: Mapping[str, Any]) -> str | None:

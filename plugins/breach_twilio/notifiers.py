@@ -152,6 +152,14 @@ class _TwilioNotifier(Notifier):
         settings["TWILIO_FROM"] = self.settings.get("TWILIO_TEST_FROM") or TEST_FROM
         return type(self)(settings)
 
+    def missing_settings_for(self, mode: Mode) -> list[str]:
+        """Sandbox sends with the test credentials only (the magic sender stands in for the
+        sender); live needs the account's own settings."""
+        if mode == "sandbox":
+            return [n for n in ("TWILIO_TEST_ACCOUNT_SID", "TWILIO_TEST_AUTH_TOKEN")
+                    if not self.settings.get(n)]  # fmt: skip
+        return super().missing_settings_for(mode)
+
     def timeout(self) -> float:
         """Seconds to wait for one answer (TWILIO_TIMEOUT, default 30)."""
         return self.seconds_setting("TWILIO_TIMEOUT", DEFAULT_TIMEOUT)

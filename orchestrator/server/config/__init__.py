@@ -8,7 +8,15 @@ check, every problem at once) and :mod:`.resolved` (the :class:`ServerConfig` it
 from __future__ import annotations
 
 from .loading import DEFAULT_CONFIG, DEFAULT_RESOLVED, ConfigInvalid, load_config
-from .resolved import AlertmanagerCredentials, Audience, Route, Secret, ServerConfig
+from .resolved import (
+    AlertmanagerCredentials,
+    ApiToken,
+    Audience,
+    GrafanaCredentials,
+    Route,
+    Secret,
+    ServerConfig,
+)
 from .schema import DEFAULT_MAX_BODY, DEFAULT_SEVERITIES
 
 __all__ = [
@@ -17,8 +25,10 @@ __all__ = [
     "DEFAULT_RESOLVED",
     "DEFAULT_SEVERITIES",
     "AlertmanagerCredentials",
+    "ApiToken",
     "Audience",
     "ConfigInvalid",
+    "GrafanaCredentials",
     "Route",
     "Secret",
     "ServerConfig",

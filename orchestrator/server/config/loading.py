@@ -28,12 +28,22 @@ from ...regimes import load_regimes
 from ...validation import validate_file
 from ..routing import MATCHER_KEYS, Matcher, compile_matcher, normalise_path
 from .locator import Locator, syntax_problem
-from .resolved import AlertmanagerCredentials, Audience, Route, Secret, ServerConfig
+from .resolved import (
+    AlertmanagerCredentials,
+    ApiToken,
+    Audience,
+    GrafanaCredentials,
+    Route,
+    Secret,
+    ServerConfig,
+)
 from .schema import (
     AlertmanagerAuthSection,
+    ApiSection,
     AudienceSection,
     ConfigFile,
     GenericAuthSection,
+    GrafanaAuthSection,
     RouteSection,
 )
 
@@ -155,6 +165,7 @@ class _Checker:
             self.add(("server", "severity_order"), "list at least one severity level")
         alertmanager = self._alertmanager_auth(parsed.auth.alertmanager)
         generic = self._generic_secret(parsed.auth.generic)
+        grafana = self._grafana(parsed.auth.grafana)
         audiences = {name: self._audience(name, section, host)
                      for name, section in parsed.audiences.items()}  # fmt: skip
         try:
@@ -180,12 +191,19 @@ class _Checker:
                 "routes use the alertmanager hook but [auth.alertmanager] is "
                 "missing: set token_file (bearer) or username and password_file",
             )
+        if "grafana" in hooks and parsed.auth.grafana is None:
+            self.add(
+                ("auth",),
+                "routes use the grafana hook but [auth.grafana] is missing: set secret_file "
+                "(the contact point's HMAC secret)",
+            )
         if "generic" in hooks and parsed.auth.generic is None:
             self.add(
                 ("auth",),
                 "routes use the generic hook but [auth.generic] is missing: set "
                 "secret_file (the HMAC-SHA256 key senders sign with)",
             )
+        tokens = self._api_tokens(parsed.api)
         if self.problems:
             raise ConfigInvalid(self.problems)
         notes = tuple(
@@ -201,7 +219,28 @@ class _Checker:
             severity_order=order, alertmanager=alertmanager, generic_secret=generic,
             audiences=audiences, routes=tuple(routes), regimes_file=regimes_file, notes=notes,
             body_timeout=server.body_timeout, max_connections=server.max_connections,
+            api_tokens=tokens, grafana=grafana,
         )  # fmt: skip
+
+    def _api_tokens(self, section: ApiSection) -> tuple[ApiToken, ...]:
+        """The API tokens; a name or a token used twice is a problem (a copy-paste slip)."""
+        tokens: list[ApiToken] = []
+        names: dict[str, int] = {}
+        digests: dict[str, int] = {}
+        for index, entry in enumerate(section.tokens):
+            if entry.name in names:
+                first = names[entry.name]
+                message = f"token name {entry.name!r} is also used by api.tokens[{first}]"
+                self.add(("api", "tokens", index, "name"), message)
+            if entry.sha256 in digests:
+                self.add(("api", "tokens", index, "sha256"),
+                         f"the same token as api.tokens[{digests[entry.sha256]}]: make a new one "
+                         "with `breach token`")  # fmt: skip
+            names.setdefault(entry.name, index)
+            digests.setdefault(entry.sha256, index)
+            tokens.append(ApiToken(entry.name, frozenset(entry.roles),
+                                   bytes.fromhex(entry.sha256)))  # fmt: skip
+        return tuple(tokens)
 
     def locator_path(self) -> Path:
         """The config file's path, as given."""
@@ -272,6 +311,16 @@ class _Checker:
             self.add(("auth", "generic"), "set secret_file (or secret_env, or secret)")
         return secret
 
+    def _grafana(self, section: GrafanaAuthSection | None) -> GrafanaCredentials | None:
+        if section is None:
+            return None
+        secret = self._secret(("auth", "grafana"), section, "secret")
+        if secret is None:
+            if not any(getattr(section, k) for k in ("secret", "secret_file", "secret_env")):
+                self.add(("auth", "grafana"), "set secret_file (or secret_env, or secret)")
+            return None
+        return GrafanaCredentials(secret, section.signature_header, section.timestamp_header)
+
     def _audience(self, name: str, section: AudienceSection, host: PluginHost) -> Audience:
         path = ("audiences", name)
         spec = section.source
@@ -322,12 +371,12 @@ class _Checker:
         ok = True
         matchers = self._matchers((*path, "match"), section.match, order)
         resolved_rules = section.resolved
-        if section.hook == "alertmanager":
+        if section.hook in ("alertmanager", "grafana"):
             for key in ("dedupe", "resolved"):
                 if getattr(section, key) is not None:
                     self.add(
                         (*path, key),
-                        f"{key} applies to generic routes only; Alertmanager "
+                        f"{key} applies to generic routes only; Alertmanager and Grafana "
                         "routes dedupe by groupKey and fingerprints",
                     )
                     ok = False
@@ -389,7 +438,7 @@ class _Checker:
             index=index, name=section.name, hook=section.hook, playbook_path=playbook_path,
             playbook=playbook, audience=audience, mode=section.mode, matchers=matchers,
             facts=dict(section.facts), dedupe=section.dedupe,
-            aware_at=section.aware_at or ("startsAt" if section.hook == "alertmanager" else None),
+            aware_at=section.aware_at or ("startsAt" if section.hook != "generic" else None),
             resolved=resolved,
         )  # fmt: skip
 

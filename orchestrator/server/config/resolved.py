@@ -38,6 +38,27 @@ class AlertmanagerCredentials:
 
 
 @dataclass(frozen=True)
+class GrafanaCredentials:
+    """What Grafana's webhook contact point signs with, and the headers it sends."""
+
+    secret: Secret
+    signature_header: str = "X-Grafana-Alerting-Signature"
+    timestamp_header: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A commander API token: its name, its roles, and the SHA-256 of its value."""
+
+    name: str
+    roles: frozenset[str]
+    digest: bytes
+
+    def __repr__(self) -> str:
+        return f"ApiToken({self.name!r}, roles={sorted(self.roles)})"
+
+
+@dataclass(frozen=True)
 class Audience:
     """A configured audience source; ``bind`` maps query parameters to fact names."""
 
@@ -91,6 +112,8 @@ class ServerConfig:
     notes: tuple[str, ...] = field(default_factory=tuple)
     body_timeout: float = 30.0
     max_connections: int = 512
+    api_tokens: tuple[ApiToken, ...] = field(default_factory=tuple)
+    grafana: GrafanaCredentials | None = None
 
     def mode_for(self, route: Route) -> str:
         """The mode a route runs in here: ``force_mode`` wins over the route's own."""
@@ -102,7 +125,7 @@ class ServerConfig:
 
     def secrets(self) -> list[str]:
         """Every secret of this config, for the log redactor (never for display)."""
-        found = [self.generic_secret]
+        found = [self.generic_secret, self.grafana.secret if self.grafana else None]
         if self.alertmanager is not None:
             found += [self.alertmanager.token, self.alertmanager.password]
         return [s.reveal().decode("utf-8") for s in found if s is not None]

@@ -6,11 +6,11 @@ setting silently ignored. :mod:`.loading` checks what a shape cannot express.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Hook = Literal["alertmanager", "generic"]
+Hook = Literal["alertmanager", "generic", "grafana"]
 RouteMode = Literal["live", "dry-run"]
 
 DEFAULT_MAX_BODY = 1_048_576
@@ -61,11 +61,23 @@ class GenericAuthSection(_Strict):
     secret_env: str | None = None
 
 
+class GrafanaAuthSection(_Strict):
+    """``[auth.grafana]``: the HMAC secret of Grafana's webhook contact point, and its headers
+    (``timestamp_header`` as configured there: then the timestamp is signed and checked)."""
+
+    secret: str | None = None
+    secret_file: str | None = None
+    secret_env: str | None = None
+    signature_header: str = Field(default="X-Grafana-Alerting-Signature", min_length=1)
+    timestamp_header: str | None = Field(default=None, min_length=1)
+
+
 class AuthSection(_Strict):
     """``[auth]``: credentials per hook; a hook without them refuses every request."""
 
     alertmanager: AlertmanagerAuthSection | None = None
     generic: GenericAuthSection | None = None
+    grafana: GrafanaAuthSection | None = None
 
 
 class AudienceSection(_Strict):
@@ -94,10 +106,26 @@ class RouteSection(_Strict):
     resolved: dict[str, Any] | None = None
 
 
+class ApiTokenSection(_Strict):
+    """One ``[[api.tokens]]`` entry: a named bearer token of the commander API, stored as the
+    SHA-256 of its value (``breach token`` makes one), with its roles."""
+
+    name: str = Field(pattern=_NAME)
+    roles: list[Annotated[str, Field(pattern=_NAME)]] = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ApiSection(_Strict):
+    """``[api]``: who may use the commander API. Without tokens every API request gets 401."""
+
+    tokens: list[ApiTokenSection] = Field(default_factory=list)
+
+
 class ConfigFile(_Strict):
     """The whole file, as written."""
 
     server: ServerSection = Field(default_factory=ServerSection)
     auth: AuthSection = Field(default_factory=AuthSection)
+    api: ApiSection = Field(default_factory=ApiSection)
     audiences: dict[str, AudienceSection] = Field(default_factory=dict)
     routes: list[RouteSection] = Field(default_factory=list)
