@@ -140,3 +140,26 @@ def test_commander_watches_and_approves_and_a_viewer_cannot(
     assert [e["actor"] for e in refused] == ["viewer"]
     approved = [e for e in events if e["kind"] == "step.approved"]
     assert [(e["actor"], e["detail"]["via"]) for e in approved] == [("dpo", "dashboard")]
+
+
+def test_the_login_form_is_protected_against_cross_site_posts(served: Served) -> None:
+    """A page elsewhere could post a token of its own choosing to log the commander in as
+    someone else: the login form carries a token that must match its cookie."""
+    import re
+
+    import httpx
+
+    server, _, tokens = served
+    with httpx.Client(base_url=server.url, follow_redirects=False) as client:
+        forged = client.post("/login", data={"token": tokens["dpo"]})
+        assert forged.status_code == 403 and "breach_session" not in forged.cookies
+        form = client.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        cookie = form.cookies["breach_login"]  # Secure: httpx keeps it off plain HTTP itself
+        wrong = client.post("/login", data={"token": tokens["dpo"], "csrf": "x" * 32},
+                            headers={"Cookie": f"breach_login={cookie}"})  # fmt: skip
+        assert wrong.status_code == 403
+        good = client.post("/login", data={"token": tokens["dpo"], "csrf": csrf.group(1)},
+                           headers={"Cookie": f"breach_login={cookie}"})  # fmt: skip
+        assert good.status_code == 303 and "breach_session" in good.cookies

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hmac
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +29,8 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+#: the login form's double-submit token (the session's own CSRF token guards the other forms)
+LOGIN_COOKIE = "breach_login"
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
@@ -94,15 +98,29 @@ def create_dashboard(config: ServerConfig, breach: Breach) -> APIRouter:
                                    "reload the page and try again")  # fmt: skip
         return session
 
+    def login_page(code: int = 200, error: str | None = None) -> Response:
+        # Before a session exists the login form is protected by a double-submit token: the
+        # same random value in a cookie and in the form, which another site can set neither of.
+        csrf = secrets.token_urlsafe(24)
+        response = page("login.html", code=code, error=error, csrf=csrf)
+        response.set_cookie(LOGIN_COOKIE, csrf, max_age=600, secure=True, httponly=True,
+                            samesite="strict", path="/login")  # fmt: skip
+        return response
+
     @router.get("/login")
     async def login_form(request: Request) -> Response:
-        return page("login.html", error=None)
+        return login_page()
 
     @router.post("/login")
-    async def login(request: Request, token: str = Form(max_length=500)) -> Response:
+    async def login(
+        request: Request, token: str = Form(max_length=500), csrf: str = Form("", max_length=100)
+    ) -> Response:
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not (csrf and expected and hmac.compare_digest(csrf.encode(), expected.encode())):
+            return login_page(403, "this form is stale or did not come from this dashboard")
         found = find(config.api_tokens, token.strip())
         if found is None:
-            return page("login.html", code=401, error="unknown token")
+            return login_page(401, "unknown token")
         response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
         response.set_cookie(COOKIE, sessions.open(found), max_age=LIFETIME_SECONDS,
                             secure=True, httponly=True, samesite="strict", path="/")  # fmt: skip
