@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_support import run
 from engine_support import NOTIFIERS, phone_audience
 
 from orchestrator.clocks import due_at, regime_due
-from orchestrator.commands import main
 from orchestrator.errors import BreachError
 from orchestrator.regimes import Deadline, builtin_regimes
 from orchestrator.session import Breach
@@ -127,16 +127,6 @@ def test_a_regimes_file_with_an_unknown_zone_or_calendar_is_refused(tmp_path: Pa
     bad.write_text("x:\n  name: a: b\n")
     with pytest.raises(BreachError, match=r"regimes\.yaml:2:10: YAML syntax error"):
         Breach(regimes_file=bad)
-
-
-def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_deadline_command_prints_one_due_moment(capsys: pytest.CaptureFixture[str]) -> None:

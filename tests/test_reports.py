@@ -7,23 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_support import run
 
 from orchestrator import shipped
-from orchestrator.commands import main
 from orchestrator.session import Breach
 
 ROOT = Path(__file__).parent.parent
 AUDIENCE = str(ROOT / "playbooks" / "examples" / "affected-people.csv")
-
-
-def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def dry_run(breach: Breach, playbook_id: str, tmp_path: Path, **drop: bool) -> str:

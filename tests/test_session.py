@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_support import run
 from engine_support import NOTIFIERS, PLAYBOOK, phone_audience
 from fixtures.server.harness import GENERIC_ROUTE, load, serving, signed_headers, write_config
 from sqlalchemy import Engine, event
 
-from orchestrator.commands import main
 from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
@@ -76,12 +76,8 @@ def engines() -> Iterator[Engines]:
 
 def breach(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """Run ``breach ARGS`` in this process; its exit code and standard output."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().out
+    code, out, _ = run(*args, capsys=capsys)
+    return code, out
 
 
 def test_each_command_opens_one_database_engine(

@@ -9,22 +9,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cli_support import run
 
 from orchestrator import shipped
-from orchestrator.commands import main
 from orchestrator.errors import BreachError
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_every_playbook_in_the_repository_is_shipped_by_its_id() -> None:
