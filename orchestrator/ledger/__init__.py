@@ -390,35 +390,30 @@ class Ledger:
              "maybe": int(bool(o.get("uncertain")))}
             for o in outcomes
         ]  # fmt: skip
-        received = table.c.receipt_outcome.is_not(None)
-        # a parked receipt counts only if it names the message this send produced
-        verified = received & (table.c.provider_message_id == bindparam("pid"))
-        receipt_failed = verified & (table.c.receipt_outcome != ReceiptOutcome.DELIVERED.value)
-        stmt = (
-            update(table)
-            .where(table.c.key == bindparam("k"), table.c.state == DeliveryState.SENDING.value)
-            .values(
-                state=case(
-                    (verified & (table.c.receipt_outcome == ReceiptOutcome.DELIVERED.value),
-                     DeliveryState.DELIVERED.value),
-                    (verified, DeliveryState.FAILED.value),
-                    else_=bindparam("state"),
-                ),
-                receipt_outcome=case((verified, table.c.receipt_outcome), else_=None),
-                provider_message_id=case(
-                    (received & ~verified, bindparam("pid")),
-                    else_=func.coalesce(bindparam("pid"), table.c.provider_message_id),
-                ),
-                error=bindparam("error"),
-                reason=case((receipt_failed, table.c.reason), else_=bindparam("reason")),
-                next_attempt_at=bindparam("nxt"), sent_at=bindparam("sent"),
-                reclaims=table.c.reclaims + bindparam("maybe"),
-                lease_until=None, updated_at=bindparam("now"),
-            )
+        common = {
+            "error": bindparam("error"), "next_attempt_at": bindparam("nxt"),
+            "sent_at": bindparam("sent"), "reclaims": table.c.reclaims + bindparam("maybe"),
+            "lease_until": None, "updated_at": bindparam("now"),
+        }  # fmt: skip
+        mine = (table.c.key == bindparam("k"), table.c.state == DeliveryState.SENDING.value)
+        plain = update(table).where(*mine).values(
+            state=bindparam("state"), reason=bindparam("reason"),
+            provider_message_id=func.coalesce(bindparam("pid"), table.c.provider_message_id),
+            **common,
         )  # fmt: skip
         with self.transaction() as connection:
-            result = connection.execute(stmt, rows)
-        return int(result.rowcount)
+            # Rows with a parked receipt are rare: find them with one indexed read, so the
+            # common statement stays as plain as the hot path needs.
+            parked = set(connection.scalars(
+                select(table.c.key).where(table.c.key.in_([r["k"] for r in rows]),
+                                          table.c.state == DeliveryState.SENDING.value,
+                                          table.c.receipt_outcome.is_not(None))))  # fmt: skip
+            changed = 0
+            if ordinary := [r for r in rows if r["k"] not in parked]:
+                changed += connection.execute(plain, ordinary).rowcount
+            if received := [r for r in rows if r["k"] in parked]:
+                changed += connection.execute(_settle_parked(common, mine), received).rowcount
+        return int(changed)
 
     def apply_receipts(
         self, updates: Iterable[ReceiptUpdate], *, notifiers: Collection[str] | None = None
@@ -737,6 +732,27 @@ class Ledger:
                 return
             yield batch
             after = batch[-1].id
+
+
+def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:
+    """The settle of rows that hold a parked receipt: it decides the state when it names the
+    provider message id this send returned, and is dropped otherwise."""
+    table = DELIVERIES
+    verified = table.c.provider_message_id == bindparam("pid")
+    failed = verified & (table.c.receipt_outcome != ReceiptOutcome.DELIVERED.value)
+    return update(table).where(*mine).values(
+        state=case(
+            (verified & (table.c.receipt_outcome == ReceiptOutcome.DELIVERED.value),
+             DeliveryState.DELIVERED.value),
+            (verified, DeliveryState.FAILED.value),
+            else_=bindparam("state"),
+        ),
+        receipt_outcome=case((verified, table.c.receipt_outcome), else_=None),
+        provider_message_id=case((verified, table.c.provider_message_id),
+                                 else_=bindparam("pid")),
+        reason=case((failed, table.c.reason), else_=bindparam("reason")),
+        **common,
+    )  # fmt: skip
 
 
 def _audit_row(event: IncidentEvent) -> AuditEvent:
