@@ -27,6 +27,7 @@ from .notice import NoticeRenderer
 from .outbox import Outbox
 from .playbook import Playbook, Step
 from .regimes import Regime
+from .reporting import LedgerRecords, regulator_entries
 from .schedule import deadlines
 
 if TYPE_CHECKING:
@@ -48,21 +49,21 @@ class StepOutcome:
 
 
 def incident_context(
-    playbook: Playbook, incident: Incident, regimes: Mapping[str, Regime]
+    playbook: Playbook,
+    incident: Incident,
+    regimes: Mapping[str, Regime],
+    records: Mapping[str, Any] | None = None,
 ) -> IncidentContext:
-    """What every message of the incident shares, from its ledger row."""
+    """What every message of the incident shares, from its ledger row; ``records`` is what
+    the ledger holds about it, read by regulator reports."""
     due = deadlines(playbook, incident.aware_at, dict(regimes))
-    regulators = {
-        r.id: {**r.model_dump(mode="json"),
-               "regime_name": regimes[r.regime].name if r.regime in regimes else r.regime}
-        for r in playbook.regulators
-    }  # fmt: skip
+    regulators = regulator_entries(playbook.regulators, playbook.steps, regimes)
     return IncidentContext(
         incident_id=incident.id, playbook_id=playbook.id,
         playbook_version=str(playbook.version), title=playbook.title,
         severity=playbook.severity, aware_at=incident.aware_at, facts=dict(incident.facts),
         organisation=playbook.organisation.model_dump(), mode=incident.mode,  # type: ignore[arg-type]
-        regulators=regulators, deadlines=due,
+        regulators=regulators, deadlines=due, records=records or {},
     )  # fmt: skip
 
 
@@ -84,7 +85,9 @@ class Campaign:
         self.ledger = breach.ledger
         self.row = incident
         self.playbook = playbook = playbook or breach.recorded_playbook(incident)
-        self.incident = incident_context(playbook, incident, breach.regimes)
+        self.incident = incident_context(
+            playbook, incident, breach.regimes, LedgerRecords(breach.ledger, incident.id)
+        )
         self.renderer = NoticeRenderer(playbook)
         self._audience = audience
         self.incident_vars = {"id": incident.id, "aware_at": incident.aware_at,

@@ -29,6 +29,9 @@ class RenderedNotice:
     greeting: str | None = None
     #: what the organisation offers the person (credit monitoring, a replacement card, ...)
     remedies: str | None = None
+    #: the notice as regulators read it (third person; ``RegulatorNotice`` fields rendered, plus
+    #: ``breach_type``); only on public and regulator messages, None when the playbook has none
+    regulator: Mapping[str, Any] | None = None
 
     def sections(self) -> list[tuple[str, str]]:
         """(key, text) of the long-form sections present, in reading order."""
@@ -52,6 +55,10 @@ class IncidentContext:
     mode: Literal["live", "sandbox", "dry-run"] = "dry-run"
     regulators: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     deadlines: Mapping[str, datetime | None] = field(default_factory=dict)
+    #: what the ledger holds about the incident, read when a report asks (``notified``,
+    #: ``counts``, ``filings``: see ``orchestrator.reporting.LedgerRecords``); empty outside a
+    #: campaign
+    records: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .localise import format_count, format_when
 from .message import RenderedNotice
-from .playbook import NoticeText, Playbook
+from .playbook import NoticeText, Playbook, RegulatorNotice
 
 BASE_FIELDS = ("subject", "greeting", "impact", "measures", "advice", "contact",
                "what_happened", "data_involved", "remedies")  # fmt: skip
 DERIVED_FIELDS = ("sms", "push", "call")
+#: the regulator-voice section's templates, named ``regulator.FIELD`` in problems
+REGULATOR_PREFIX = "regulator."
 #: who "recipient" is on a public notice or a regulator report
 PUBLIC_RECIPIENT: dict[str, Any] = {
     "id": "public", "name": "", "locale": None, "region": None, "attrs": {}
@@ -91,8 +93,12 @@ class NoticeRenderer:
     def _compile(self, locale: str, text: NoticeText) -> None:
         compiled: dict[str, Any] = {}
         personal = False
-        for name in (*BASE_FIELDS, *DERIVED_FIELDS):
-            source = getattr(text, name) or DEFAULTS.get(name)
+        sources = {name: getattr(text, name) or DEFAULTS.get(name)
+                   for name in (*BASE_FIELDS, *DERIVED_FIELDS)}  # fmt: skip
+        if text.regulator is not None:
+            sources.update({REGULATOR_PREFIX + name: getattr(text.regulator, name)
+                            for name in RegulatorNotice.TEXTS})  # fmt: skip
+        for name, source in sources.items():
             if source is None:
                 continue
             try:
@@ -102,8 +108,11 @@ class NoticeRenderer:
                 line = getattr(exc, "lineno", 1) or 1
                 self.problems.append(TemplateProblem(locale, name, f"template error: {exc}", line))
                 continue
-            # Only templates reading `recipient` differ per person; the rest render once.
-            if "recipient" in meta.find_undeclared_variables(ast):
+            # Only templates reading `recipient` differ per person; the rest render once. The
+            # regulator's texts are never rendered for a person.
+            if not name.startswith(REGULATOR_PREFIX) and "recipient" in (
+                meta.find_undeclared_variables(ast)
+            ):
                 personal = True
         self._templates[locale] = compiled
         self._personal[locale] = personal
@@ -143,7 +152,9 @@ class NoticeRenderer:
     def render_public(self, locale: str, context: Mapping[str, Any]) -> RenderedNotice:
         """The notice as the public and regulators read it: no greeting, no person's name."""
         public = {**context, "recipient": PUBLIC_RECIPIENT}
-        notice, problems = self._render(locale, public, stop_on_error=True, skip=("greeting",))
+        notice, problems = self._render(
+            locale, public, stop_on_error=True, skip=("greeting",), regulator=True
+        )
         assert notice is not None and not problems
         return notice
 
@@ -159,7 +170,7 @@ class NoticeRenderer:
 
     def check(self, locale: str, context: Mapping[str, Any]) -> list[TemplateProblem]:
         """Render ``locale`` and report every field that fails, not just the first."""
-        return self._render(locale, context, stop_on_error=False)[1]
+        return self._render(locale, context, stop_on_error=False, regulator=True)[1]
 
     def _render(
         self,
@@ -168,6 +179,7 @@ class NoticeRenderer:
         *,
         stop_on_error: bool,
         skip: tuple[str, ...] = (),
+        regulator: bool = False,
     ) -> tuple[RenderedNotice | None, list[TemplateProblem]]:
         templates = self._templates[locale]
         values: dict[str, str | None] = {}
@@ -186,9 +198,33 @@ class NoticeRenderer:
                     raise
                 problems.append(TemplateProblem(locale, name, str(exc)))
                 values[name] = ""
+        section = self._regulator(locale, derived_context, problems) if regulator else None
         if problems:
+            if stop_on_error:
+                raise TemplateError(problems[0].message)
             return None, problems
-        return RenderedNotice(locale=locale, **values), []  # type: ignore[arg-type]
+        return RenderedNotice(locale=locale, regulator=section, **values), []  # type: ignore[arg-type]
+
+    def _regulator(
+        self, locale: str, context: Mapping[str, Any], problems: list[TemplateProblem]
+    ) -> dict[str, Any] | None:
+        """The regulator-voice section of ``locale`` rendered (None when it has none)."""
+        text = self.playbook.notice[locale].regulator
+        if text is None:
+            return None
+        templates = self._templates[locale]
+        section: dict[str, Any] = {"breach_type": list(text.breach_type)}
+        for name in RegulatorNotice.TEXTS:
+            template = templates.get(REGULATOR_PREFIX + name)
+            if template is None:
+                section[name] = None
+                continue
+            try:
+                section[name] = _clean(template.render(context))
+            except TemplateError as exc:
+                problems.append(TemplateProblem(locale, REGULATOR_PREFIX + name, str(exc)))
+                section[name] = ""
+        return section
 
 
 def _clean(text: str) -> str:

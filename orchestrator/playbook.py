@@ -82,6 +82,70 @@ class FactSpec(_Strict):
     )
 
 
+BreachType = Literal["confidentiality", "integrity", "availability"]
+
+
+class RegulatorNotice(_Strict):
+    """The notice as a regulator reads it: the organisation's account of the breach in the
+    third person, kept apart from the second-person texts written for the people affected.
+
+    Reports to regulators (``breach report``) take their narrative items from here: the
+    regimes table names, per regime, which of these fields each report item reads
+    (``regulator.nature``, ``regulator.measures_taken`` ...). Every text is a Jinja2 template
+    rendered like the rest of the notice, with the incident's facts, never with a person's.
+    Write them as a regulator's form asks: what happened to which systems and data, when it
+    was discovered, what the organisation did; not "you", not advice.
+    """
+
+    nature: str = Field(
+        description="Nature of the breach: what happened, how and when it was discovered, "
+        "which systems and data (GDPR Art. 33(3)(a), NIS2, 8-K Item 1.05, HHS, PDPC ...)."
+    )
+    consequences: str = Field(
+        description="Likely consequences for the people affected, as the organisation assesses "
+        "them (GDPR Art. 33(3)(c), PIPL possible harm, PDPC potential harm)."
+    )
+    measures_taken: str = Field(
+        description="Measures taken to address the breach and mitigate its effects "
+        "(GDPR Art. 33(3)(d), PIPL remedial measures, Texas measures taken)."
+    )
+    measures_proposed: str | None = Field(
+        default=None,
+        description="Measures proposed or planned (GDPR Art. 33(3)(d), Texas measures planned, "
+        "APPI recurrence prevention).",
+    )
+    breach_type: list[BreachType] = Field(
+        default_factory=list,
+        description="Which security properties were breached: confidentiality (disclosure), "
+        "integrity (alteration), availability (loss of access). Not a template.",
+    )
+    data_subjects: str | None = Field(
+        default=None,
+        description="Categories of the people affected (customers, patients, employees).",
+    )
+    data_involved: str | None = Field(
+        default=None, description="The kinds of data involved, described for a regulator."
+    )
+    cause: str | None = Field(
+        default=None, description="The cause or root cause, as far as known (PIPL, NIS2 final)."
+    )
+    material_impact: str | None = Field(
+        default=None,
+        description="Material impact, or reasonably likely material impact, on the organisation "
+        "(SEC Form 8-K Item 1.05).",
+    )
+    not_yet_known: str | None = Field(
+        default=None,
+        description="What is not yet determined and will follow in a later phase "
+        "(GDPR Art. 33(4), 8-K Instruction 2).",
+    )
+
+    #: the fields that are templates (``breach_type`` is a plain list)
+    TEXTS: ClassVar[tuple[str, ...]] = ("nature", "consequences", "measures_taken",
+                                         "measures_proposed", "data_subjects", "data_involved",
+                                         "cause", "material_impact", "not_yet_known")  # fmt: skip
+
+
 class NoticeText(_Strict):
     """The notice in one locale. Every field is a Jinja2 template (sandboxed, strict)."""
 
@@ -105,6 +169,11 @@ class NoticeText(_Strict):
     sms: str | None = Field(default=None, description="SMS text; defaults to a compact notice.")
     push: str | None = Field(default=None, description="Push body; defaults to the impact.")
     call: str | None = Field(default=None, description="Voice script; defaults to the full notice.")
+    regulator: RegulatorNotice | None = Field(
+        default=None,
+        description="The notice as regulators read it (third person): the narrative of every "
+        "report to a regulator. Needed in the default locale by a playbook with regulators.",
+    )
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("impact", "measures", "advice", "contact")
 
@@ -212,6 +281,12 @@ class Step(_Strict):
     approval: Approval | None = None
     fallback: Fallback | None = None
     regulator: str | None = Field(default=None, description="For regulator steps: which one.")
+    phase: Literal["initial", "follow-up", "final"] | None = Field(
+        default=None,
+        description="For regulator steps: which phase of the report this filing is. A later "
+        "phase references the earlier filing to the same regulator (default: the regime's "
+        "phase, else the fact report_phase, else initial).",
+    )
     notifier: str | None = Field(default=None, description="Pick one when several serve a channel.")
     misfire: Literal["run_late", "skip"] = "run_late"
     description: str = ""
@@ -245,6 +320,11 @@ class Regulator(_Strict):
     regime: str = Field(description="Regime id, e.g. gdpr-art33 (see `breach regimes`).")
     jurisdiction: str | None = None
     deadline: Deadline | None = Field(default=None, description="Overrides the regime's deadline.")
+    lead_authority: str | None = Field(
+        default=None,
+        description="For cross-border processing (GDPR Art. 56): the lead supervisory "
+        "authority, named in reports when the fact cross_border is true.",
+    )
     email: str | None = None
     url: str | None = None
 

@@ -24,6 +24,10 @@ from .limits import InputRejected, read_document
 from .locations import load_yaml
 
 DeadlineUnit = Literal["hours", "calendar_days", "business_days", "months", "none"]
+#: how a report item's value is written in the report (and typed in its JSON Schema)
+ItemType = Literal["text", "count", "list", "datetime", "boolean", "channels", "any"]
+#: the phases of a report filed in instalments (GDPR Art. 33(4), NIS2 Art. 23(4), 8-K/A)
+ReportPhase = Literal["initial", "follow-up", "final"]
 
 #: the clock names of the table and the incident event that starts each
 CLOCK_EVENTS = {
@@ -48,6 +52,35 @@ class Deadline(BaseModel):
             return "without undue delay"
         unit = self.unit.replace("_", " ")
         return f"{self.amount} {unit[:-1] if self.amount == 1 else unit}"
+
+
+class ReportItem(BaseModel):
+    """One item a report under a regime must state: where its value comes from, and the
+    heading the regulator knows it by.
+
+    ``from`` is an expression over the report's scope (see :mod:`orchestrator.reporting`):
+    ``regulator.nature`` (the playbook's regulator-voice notice), ``facts.records_count``,
+    ``counts.total``, ``notified`` ... An item whose source gives nothing is missing and named,
+    never filed blank; ``optional`` items are stated when given and never missing; ``when`` is a
+    condition over the same scope deciding whether the item is asked for at all.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    source: str = Field(default="", alias="from", description="Where the value comes from.")
+    label: str = Field(default="", description="The heading the regulator knows it by.")
+    type: ItemType = "text"
+    when: str | None = Field(default=None, description="Asked for only when this holds.")
+    optional: bool = False
+
+    @field_validator("source", "when")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                conditions.parse(value)
+            except conditions.ConditionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class Regime(BaseModel):
@@ -82,30 +115,46 @@ class Regime(BaseModel):
         default=False, description="Its duty is a notice to the people affected."
     )
     notes: str = ""
-    phased: bool = False
-    report_items: dict[str, str] = Field(
+    phased: bool = Field(
+        default=False, description="Its report may be given in phases (initial, follow-up, final)."
+    )
+    report_title: str = Field(default="", description="The report's title (default: its name).")
+    report_layout: Literal["form", "notice"] = Field(
+        default="form",
+        description="form: items as a regulator's form lists them; notice: a sample notice, "
+        "each item a headed section (California's statutory headings).",
+    )
+    report_phase: ReportPhase | None = Field(
+        default=None,
+        description="The phase a report under this regime is (NIS2's notification is the "
+        "follow-up of its early warning); a step's `phase` or the fact report_phase otherwise.",
+    )
+    follows: str | None = Field(
+        default=None,
+        description="The regime whose filing a report under this one supplements "
+        "(nis2-notification follows nis2-early-warning).",
+    )
+    report_items: dict[str, ReportItem] = Field(
         default_factory=dict,
-        description="What a report under this regime must state: item -> where it comes from, "
-        "an expression over facts, counts, notice, organisation, incident and notified "
-        "(`breach report --check`). A list names items without a source.",
+        description="What a report under this regime must state, in the regulator's order: "
+        "item -> where it comes from (an expression, or {from, label, type, when, optional}). "
+        "A list names items kept by hand, without a source.",
     )
 
     @field_validator("report_items", mode="before")
     @classmethod
     def _items(cls, value: object) -> object:
-        # A list (the older shape) names items kept by hand: no source to check.
-        return {str(item): "" for item in value} if isinstance(value, list) else value
-
-    @field_validator("report_items")
-    @classmethod
-    def _item_sources_parse(cls, value: dict[str, str]) -> dict[str, str]:
-        for item, source in value.items():
-            if source:
-                try:
-                    conditions.parse(source)
-                except conditions.ConditionError as exc:
-                    raise ValueError(f"report item {item!r}: {exc}") from None
+        # A list names items kept by hand (no source); a text is the item's source.
+        if isinstance(value, list):
+            return {str(item): {} for item in value}
+        if isinstance(value, dict):
+            return {k: {"from": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
+
+    @property
+    def title(self) -> str:
+        """The report's title."""
+        return self.report_title or self.name
 
     @field_validator("clock")
     @classmethod

@@ -20,7 +20,7 @@ from . import conditions, facts
 from .errors import Problem, ValidationFailed
 from .limits import InputRejected, read_document
 from .locations import SourceMap, load_yaml
-from .notice import NoticeRenderer, template_context
+from .notice import REGULATOR_PREFIX, NoticeRenderer, template_context
 from .playbook import BeforeDeadline, Playbook
 from .pluginhost import PluginHost
 from .problems import model_problems
@@ -289,7 +289,8 @@ def _condition_problems(
 def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
     renderer = NoticeRenderer(playbook)
     out = [
-        smap.problem(["notice", p.locale, p.field], f"notice {p.locale}.{p.field}: {p.message}")
+        smap.problem(["notice", p.locale, *p.field.split(".")],
+                     f"notice {p.locale}.{p.field}: {p.message}")  # fmt: skip
         for p in renderer.problems
     ]
     broken = {(p.locale, p.field) for p in renderer.problems}
@@ -312,7 +313,9 @@ def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
             message = f"notice {locale}.{failure.field}: {failure.message}"
             if "facts" in failure.message or "has no attribute" in failure.message:
                 message += f" (declared facts: {', '.join(playbook.facts) or 'none'})"
-            if failure.field in text.model_fields_set:
+            if failure.field.startswith(REGULATOR_PREFIX):
+                out.append(smap.problem(["notice", locale, *failure.field.split(".")], message))
+            elif failure.field in text.model_fields_set:
                 out.append(smap.problem(["notice", locale, failure.field], message))
             else:  # a built-in default template failed because of another field
                 out.append(smap.problem(["notice", locale], message))

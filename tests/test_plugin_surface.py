@@ -17,7 +17,7 @@ import orchestrator.plugin
 ROOT = Path(__file__).parent.parent
 CORE = ROOT / "orchestrator"
 PLUGIN_FILES = sorted((ROOT / "plugins").glob("breach_*/**/*.py"))
-HELPERS = ("files", "headings", "reasons", "textblocks")
+HELPERS = ("files", "headings", "reasons", "reports", "textblocks")
 
 
 def _is_surface(module: str) -> bool:

@@ -45,6 +45,8 @@ Helpers
     :func:`language` and :func:`direction` read a locale tag. Modules below this package:
 
     - :mod:`orchestrator.plugin.headings`: the notice's title and section headings per language;
+    - :mod:`orchestrator.plugin.reports`: the report a regulator's regime asks for, built from
+      a regulator message, with its missing items and JSON Schema errors;
     - :mod:`orchestrator.plugin.textblocks`: notice text cleaned for HTML and XML, paragraphs and
       links, the breach's dates, the plugin's own autoescaped templates;
     - :mod:`orchestrator.plugin.reasons`: ``mask_reason``, provider error text masked and cut
