@@ -146,7 +146,10 @@ def _semantic_problems(
     channels = host.channels() if host is not None else None
     for i in range(len(playbook.steps)):
         out += _step_problems(playbook, i, smap, channels, regimes)
-    out += _template_problems(playbook, smap)
+    templates = _template_problems(playbook, smap)
+    out += templates
+    if not templates:  # the report reads the rendered notice
+        out += _report_problems(playbook, smap, regimes)
     return out
 
 
@@ -284,6 +287,89 @@ def _condition_problems(
                 )
             )
     return out
+
+
+class _AnyRegion(dict[str, int]):
+    """Audience regions are unknown at validation time: every region reads as one person."""
+
+    def __missing__(self, key: str) -> int:
+        return 1
+
+
+def _report_problems(
+    playbook: Playbook, smap: SourceMap, regimes: dict[str, Regime]
+) -> list[Problem]:
+    """Every item a regulator's report must state that the playbook cannot give (an
+    undeclared fact, a missing regulator text), located where it should be given; and
+    later-phase steps with no earlier filing to supplement."""
+    from .reporting import check_items
+
+    locale = playbook.default_locale
+    renderer = NoticeRenderer(playbook)
+    context = template_context(playbook=playbook, incident=sample_incident(playbook),
+                               facts=facts.samples(playbook.facts))  # fmt: skip
+    notice = renderer.render_public(locale, context)
+    texts = ("what_happened", "data_involved", "impact", "measures", "advice", "remedies",
+             "contact", "subject")  # fmt: skip
+    out: list[Problem] = []
+    for i, regulator in enumerate(playbook.regulators):
+        regime = regimes.get(regulator.regime)
+        if regime is None or not regime.report_items:
+            continue
+        scope = {
+            "facts": dict(context["facts"]), "severity": playbook.severity,
+            "counts": {"total": 1, "regions": _AnyRegion()},
+            "notice": {k: getattr(notice, k) for k in texts},
+            "regulator": dict(notice.regulator or {}),
+            "organisation": playbook.organisation.model_dump(),
+            "incident": dict(context["incident"]),
+            "notified": {"total": 0, "by_channel": {}},
+            "authority": regulator.model_dump(mode="json"),
+        }  # fmt: skip
+        for check in check_items(regime, scope):
+            if check.missing:
+                where, hint = _report_item_home(playbook, check.source, i)
+                out.append(smap.problem(where, (
+                    f"regulator {regulator.id!r} ({regulator.regime}): its report must state "
+                    f"{check.item!r} ({check.label}), read from {check.source}, which this "
+                    f"playbook does not give: {hint}")))  # fmt: skip
+    for i, step in enumerate(playbook.steps):
+        if step.regulator is None or step.phase in (None, "initial"):
+            continue
+        target = playbook.regulator(step.regulator)
+        regime = regimes.get(target.regime) if target is not None else None
+        follows = regime.follows if regime is not None else None
+        earlier = [s for s in playbook.steps[:i] if s.regulator is not None and (
+            s.regulator == step.regulator or (follows is not None and (
+                (r := playbook.regulator(s.regulator)) is not None and r.regime == follows)))]  # fmt: skip
+        if not earlier:
+            out.append(smap.problem(["steps", i, "phase"], (
+                f"step {step.id!r} files a {step.phase} report to {step.regulator!r}, but no "
+                "earlier step files to it: a later phase references the earlier filing")))  # fmt: skip
+    return out
+
+
+def _report_item_home(playbook: Playbook, source: str, index: int) -> tuple[list[int | str], str]:
+    """Where in the playbook a report item's source should be given, and how."""
+    names = sorted(conditions.parse(source).names)
+    roots = [n.split(".")[0] for n in names]
+    locale = playbook.default_locale
+    text = playbook.notice.get(locale)
+    if "regulator" in roots:
+        fields = ", ".join(n.split(".", 1)[1] for n in names if n.startswith("regulator."))
+        if text is not None and text.regulator is not None:
+            return ["notice", locale, "regulator"], f"write {fields} here"
+        return ["notice", locale], f"add a `regulator:` section (third person) with {fields}"
+    if "facts" in roots:
+        wanted = ", ".join(n.split(".", 1)[1] for n in names if n.startswith("facts."))
+        return ["facts"], f"declare fact {wanted} (with a default or an example)"
+    if "organisation" in roots:
+        wanted = ", ".join(n.split(".", 1)[1] for n in names if n.startswith("organisation."))
+        return ["organisation"], f"give organisation {wanted}"
+    if "notice" in roots:
+        wanted = ", ".join(n.split(".", 1)[1] for n in names if n.startswith("notice."))
+        return ["notice", locale], f"write {wanted}"
+    return ["regulators", index], f"give {', '.join(names)}"
 
 
 def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
