@@ -26,6 +26,10 @@ _SAMPLES: dict[FactType, Any] = {
     "list": ["sample item one", "sample item two"],
 }
 
+#: Fact names read for the breach's dates, in order of preference.
+BREACH_START_FACTS = ("breach_started", "breach_started_at", "breach_start")
+BREACH_END_FACTS = ("breach_ended", "breach_ended_at", "breach_end")
+
 
 def coerce(name: str, value: Any, kind: FactType) -> Any:
     """Convert ``value`` to ``kind``; raise :class:`FactError` naming the fact and the type."""

@@ -40,9 +40,8 @@ from sqlalchemy import func, select
 from . import conditions
 from .applicability import COUNTED_KIND, RegionCounts
 from .errors import BreachError
+from .facts import BREACH_END_FACTS, BREACH_START_FACTS
 from .message import Message
-from .plugin.textblocks import BREACH_END_FACTS, BREACH_START_FACTS
-from .plugin.textblocks import clean as clean_text
 from .regimes import ItemType, Regime, ReportItem, builtin_regimes
 
 if TYPE_CHECKING:
@@ -67,9 +66,13 @@ class ReportError(BreachError):
 # -- item values ------------------------------------------------------------------------------
 
 
+_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def clean(value: Any) -> Any:
-    """Text without characters invalid in XML/HTML; other values unchanged."""
-    return clean_text(value) if isinstance(value, str) else value
+    """Text without characters invalid in XML/HTML (NUL, C0 controls, lone surrogates); other
+    values unchanged."""
+    return _INVALID.sub("", value) if isinstance(value, str) else value
 
 
 def _utc(moment: datetime) -> datetime:

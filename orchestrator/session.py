@@ -47,6 +47,7 @@ from .errors import (
 )
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
+from .message import Message
 from .ledger.chain import ChainReport
 from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
@@ -724,10 +725,12 @@ class Breach:
                 out[key] = clocks_mod.clock(key, self.regimes[key], happened, current)
         return list(out.values())
 
-    def report_check(self, incident_id: str, regulator_id: str) -> dict[str, Any]:
-        """Whether the incident gives every item a report to ``regulator_id`` must state
-        (``complete``), item by item, with the missing ones named."""
-        from .reporting import check_items
+    def regulator_message(
+        self, incident_id: str, regulator_id: str, step_id: str | None = None
+    ) -> Message:
+        """The message a regulator step of the incident files (``step_id``, else the first
+        step filing to ``regulator_id``), built as the dispatcher builds it."""
+        from .fanout import delivery_key
 
         incident = self.ledger.incident(incident_id)
         playbook = self.recorded_playbook(incident)
@@ -736,30 +739,60 @@ class Breach:
             known = ", ".join(r.id for r in playbook.regulators) or "none"
             raise BreachError(f"playbook {playbook.id!r} has no regulator {regulator_id!r} "
                               f"(its regulators: {known})")  # fmt: skip
-        regime = self.regimes.get(regulator.regime)
-        if regime is None:
+        if regulator.regime not in self.regimes:
             raise BreachError(
                 f"regulator {regulator_id!r} names unknown regime {regulator.regime!r}"
             )
-        counted = applicability.recorded_counts(self.timeline(incident_id))
-        if counted is not None:
-            counted = {**counted, "regions": applicability.RegionCounts(counted["regions"])}
-        notice = Campaign(self, incident, playbook=playbook).public_notices()[
-            playbook.default_locale
-        ]
-        scope = {
-            "facts": incident.facts, "counts": counted or {}, "severity": playbook.severity,
-            "notice": {k: getattr(notice, k) for k in ("what_happened", "data_involved",
-                       "impact", "measures", "advice", "remedies", "contact", "subject")},
-            "organisation": playbook.organisation.model_dump(),
-            "incident": {"id": incident.id, "aware_at": incident.aware_at},
-            "notified": {"total": self.ledger.reached(incident_id)},
-        }  # fmt: skip
-        items = check_items(regime, scope)
-        missing = [i.item for i in items if i.missing]
-        return {"incident": incident_id, "regulator": regulator_id, "regime": regulator.regime,
-                "complete": not missing, "missing": missing,
-                "items": [i.as_dict() for i in items]}  # fmt: skip
+        steps = [s for s in playbook.steps if s.regulator == regulator_id]
+        if step_id is not None:
+            steps = [s for s in steps if s.id == step_id]
+            if not steps:
+                raise BreachError(f"no step {step_id!r} files to regulator {regulator_id!r}")
+        step = steps[0].id if steps else f"{regulator_id}-report"
+        campaign = Campaign(self, incident, playbook=playbook)
+        notices = campaign.public_notices()
+        return Message(
+            delivery_id=delivery_key(incident_id, step, f"regulator:{regulator_id}"),
+            step_id=step, channel="regulator", incident=campaign.incident,
+            notice=notices[playbook.default_locale], notices=notices, regulator=regulator_id,
+        )  # fmt: skip
+
+    def report(
+        self, incident_id: str, regulator_id: str, step_id: str | None = None
+    ) -> dict[str, Any]:
+        """The report to ``regulator_id`` as it would be filed now: ``report`` (its JSON),
+        ``complete``, the ``missing`` items, ``schema_errors`` against the regime's JSON
+        Schema, ``items`` (each with where it comes from) and ``warnings``."""
+        from .reporting import build_report
+
+        message = self.regulator_message(incident_id, regulator_id, step_id)
+        built = build_report(message, now())
+        data = built.data
+        return {"incident": incident_id, "regulator": regulator_id,
+                "regime": data["regulator"]["regime"], "step": message.step_id,
+                "phase": data["report_phase"], "schema": data["schema"],
+                "complete": not built.missing and not built.schema_errors,
+                "missing": built.missing, "schema_errors": built.schema_errors,
+                "items": [i.as_dict() for i in built.checks], "warnings": built.warnings,
+                "report": data}  # fmt: skip
+
+    def render_report_html(
+        self, incident_id: str, regulator_id: str, step_id: str | None = None
+    ) -> str:
+        """The printable HTML of the report, rendered by the installed regulator notifier."""
+        message = self.regulator_message(incident_id, regulator_id, step_id)
+        playbook = self.recorded_playbook(self.ledger.incident(incident_id))
+        step = playbook.step(message.step_id)
+        notifier = self.host.notifier("regulator", step.notifier if step else None)
+        page = notifier.build_payload(message).get("html")
+        if not isinstance(page, str):
+            raise BreachError(f"notifier {notifier.name!r} renders no HTML report")
+        return page
+
+    def report_check(self, incident_id: str, regulator_id: str) -> dict[str, Any]:
+        """Whether the incident gives every item a report to ``regulator_id`` must state
+        (``complete``), item by item, with the missing ones named (see :meth:`report`)."""
+        return self.report(incident_id, regulator_id)
 
     def deadline(self, regime_id: str, start: datetime) -> dict[str, Any]:
         """When ``regime_id``'s deadline falls due for a clock started at ``start``."""

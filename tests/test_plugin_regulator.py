@@ -1,9 +1,11 @@
-"""The regulator plugin: the Art. 33(3) report, lateness, phases, HTML, filing files."""
+"""The regulator plugin: the report a regime asks for (Art. 33(3) here), lateness, phases, HTML,
+filing files."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -12,11 +14,19 @@ from typing import Any
 import breach_regulator
 import pytest
 from breach_regulator import NOT_YET_KNOWN, RegulatorReport, ReportError
-from factories import AWARE_AT, HOSTILE, ORGANISATION, make_incident, make_public_message
+from factories import (
+    AWARE_AT,
+    HOSTILE,
+    ORGANISATION,
+    REGULATORS,
+    make_incident,
+    make_public_message,
+)
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.message import Message
 from orchestrator.notifier import Mode, Notifier, Outcome
+from orchestrator.reporting import validate_report
 
 ON_TIME = AWARE_AT + timedelta(hours=40)
 LATE = AWARE_AT + timedelta(hours=80)
@@ -27,14 +37,28 @@ def _notifier(at: datetime = ON_TIME, folder: Path | None = None) -> RegulatorRe
     return RegulatorReport(settings, clock=lambda: at)
 
 
-def _message(**incident: Any) -> Message:
-    return make_public_message(
+#: the notice as the regulator reads it (third person), as the playbook's `regulator:` renders
+REGULATOR_TEXT: dict[str, Any] = {
+    "nature": "On 12 March 2025 an attacker copied the clinic's patient database.",
+    "consequences": "Patients may receive targeted phishing quoting real appointments.",
+    "measures_taken": "The clinic closed the access and reset every staff credential.",
+    "measures_proposed": None, "breach_type": ["confidentiality"], "data_subjects": None,
+    "data_involved": None, "cause": None, "material_impact": None, "not_yet_known": None,
+}  # fmt: skip
+NOTIFIED = {"total": 12000, "by_channel": {"email": 11000, "sms": 1000}}
+
+
+def _message(regulator_text: dict[str, Any] | None = None, **incident: Any) -> Message:
+    incident.setdefault("records", {"notified": NOTIFIED})
+    message = make_public_message(
         "regulator",
         locales=("en",),
         step_id="ico-report",
         regulator="ico",
-        incident=make_incident(**incident) if incident else None,
+        incident=make_incident(**incident),
     )
+    notice = replace(message.notice, regulator=regulator_text or REGULATOR_TEXT)
+    return replace(message, notice=notice, notices={"en": notice})
 
 
 def _facts(**extra: Any) -> dict[str, Any]:
@@ -86,22 +110,26 @@ def test_report_holds_everything_article_33_3_asks_for() -> None:
         "website": ORGANISATION["website"],
     }
     assert report["contact_point"]["dpo"] == ORGANISATION["dpo"]
-    nature = report["nature_of_breach"]
-    assert nature["description"].startswith("On 12 March 2025")
-    assert nature["categories_of_data_subjects"] == ["patients"]
-    assert nature["approximate_number_of_data_subjects"] == 12840
-    assert nature["categories_of_personal_data"] == [
-        "names",
-        "e-mail addresses",
-        "appointment dates",
-    ]
-    assert nature["approximate_number_of_records"] == 15112
-    assert nature["breach_started_at"] == "2025-03-12T02:10:00Z"
-    assert report["likely_consequences"].startswith("You may receive")
-    assert report["measures_taken_or_proposed"].startswith("We closed")
+    assert report["kind"] == "uk-gdpr-art33" and report["missing"] == []
+    items = {k: v["value"] for k, v in report["items"].items()}
+    # Art. 33(3)(a)-(d) in the regulator's voice, never the text written for people
+    assert items["nature"] == REGULATOR_TEXT["nature"]
+    assert items["consequences"] == REGULATOR_TEXT["consequences"]
+    assert items["measures_taken"] == REGULATOR_TEXT["measures_taken"]
+    assert not any(str(v).startswith(("You ", "Your ")) for v in items.values())
+    assert items["breach_type"] == ["confidentiality"]
+    assert items["subject_categories"] == ["patients"]
+    assert items["approx_subjects"] == 12840
+    assert items["data_categories"] == ["names", "e-mail addresses", "appointment dates"]
+    assert items["approx_records"] == 15112
+    assert items["contact"] == ORGANISATION["dpo"]
+    assert items["people_notified"] == NOTIFIED
+    assert "measures_proposed" not in items  # optional and not given: left out, never blank
+    assert "lead_authority" not in items  # asked for only in a cross-border case
+    assert report["breach_period"]["started_at"] == "2025-03-12T02:10:00Z"
     assert report["regulator"]["name"] == "Information Commissioner's Office"
     assert report["regulator"]["regime"] == "uk-gdpr-art33"
-    assert report["report_phase"] == "initial"
+    assert report["report_phase"] == "initial" and report["supplements"] is None
     assert report["timeline"] == {
         "aware_at": "2025-03-14T09:30:00Z",
         "deadline": "2025-03-17T09:30:00Z",
@@ -111,21 +139,32 @@ def test_report_holds_everything_article_33_3_asks_for() -> None:
     }
     assert report["reasons_for_delay"] is None
     assert payload["warnings"] == []
+    assert validate_report(report) == []
     json.dumps(report)  # plain JSON
 
 
-def test_unknown_facts_read_not_yet_known() -> None:
-    report = _notifier().build_payload(_message(facts={}))["report"]
-    nature = report["nature_of_breach"]
-    for key in (
-        "categories_of_data_subjects",
-        "approximate_number_of_data_subjects",
-        "categories_of_personal_data",
-        "approximate_number_of_records",
-        "breach_started_at",
-        "breach_ended_at",
-    ):
-        assert nature[key] == NOT_YET_KNOWN, key
+def test_a_cross_border_case_names_its_lead_authority() -> None:
+    regulators = {"ico": {**REGULATORS["ico"], "lead_authority": "Data Protection Commission"}}
+    report = _notifier().build_payload(
+        _message(facts=_facts(cross_border=True), regulators=regulators)
+    )["report"]
+    assert report["items"]["lead_authority"]["value"] == "Data Protection Commission"
+    unnamed = _notifier().build_payload(_message(facts=_facts(cross_border=True)))
+    assert unnamed["report"]["missing"] == ["lead_authority"]
+
+
+def test_unknown_facts_are_named_and_read_not_yet_known() -> None:
+    payload = _notifier().build_payload(_message(facts={}))
+    report = payload["report"]
+    assert report["missing"] == ["subject_categories", "approx_subjects", "approx_records"]
+    for key in report["missing"]:
+        assert report["items"][key]["value"] == NOT_YET_KNOWN, key
+    assert report["breach_period"] == {"started_at": NOT_YET_KNOWN, "ended_at": NOT_YET_KNOWN}
+    assert any("subject_categories, approx_subjects, approx_records" in w for w in payload["warnings"])
+    errors = validate_report(report)
+    assert errors and all(e.startswith(("items.", "missing")) for e in errors)
+    text = "".join(_html(payload["html"]).text)
+    assert "Not yet stated: subject_categories, approx_subjects, approx_records" in text
 
 
 def test_counts_and_categories_accept_text_forms() -> None:
@@ -134,10 +173,11 @@ def test_counts_and_categories_accept_text_forms() -> None:
         "records_count": "about 40,000",
         "data_categories": "names; addresses, phone numbers",
     }
-    nature = _notifier().build_payload(_message(facts=facts))["report"]["nature_of_breach"]
-    assert nature["approximate_number_of_data_subjects"] == 12500
-    assert nature["approximate_number_of_records"] == "about 40,000"
-    assert nature["categories_of_personal_data"] == ["names", "addresses", "phone numbers"]
+    items = _notifier().build_payload(_message(facts=facts))["report"]["items"]
+    assert items["approx_subjects"]["value"] == 12500
+    assert items["approx_records"]["value"] == "about 40,000"
+    # categories may come from prose (notice.data_involved): a text is kept as written
+    assert items["data_categories"]["value"] == "names; addresses, phone numbers"
 
 
 def test_late_report_without_reasons_warns_the_commander() -> None:
@@ -178,7 +218,7 @@ def test_report_phase(raw: str | None, phase: str) -> None:
     facts = _facts(report_phase=raw, previous_report="ICO-2025-0001")
     report = _notifier().build_payload(_message(facts=facts))["report"]
     assert report["report_phase"] == phase
-    assert report["supplements"] == "ICO-2025-0001"
+    assert report["supplements"] == {"filing_reference": "ICO-2025-0001"}
 
 
 def test_invalid_report_phase_is_an_error_naming_the_choices() -> None:
@@ -186,9 +226,27 @@ def test_invalid_report_phase_is_an_error_naming_the_choices() -> None:
         _notifier().build_payload(_message(facts=_facts(report_phase="interim")))
 
 
-def test_follow_up_without_the_previous_report_warns() -> None:
+def test_follow_up_without_the_previous_filing_names_it() -> None:
     payload = _notifier().build_payload(_message(facts=_facts(report_phase="final")))
-    assert any("previous_report" in w for w in payload["warnings"])
+    assert payload["report"]["missing"] == ["previous_filing"]
+    assert any("previous_filing" in w for w in payload["warnings"])
+
+
+def test_a_later_phase_references_the_earlier_filing_from_the_ledger() -> None:
+    earlier = {"delivery_id": "k-initial", "step_id": "ico-initial", "regulator": "ico",
+               "content_hash": "a" * 64, "filing_reference": "inc-2025-0042-ico-ico-initial.json",
+               "filed_at": "2025-03-15T10:00:00Z"}  # fmt: skip
+    other = {**earlier, "delivery_id": "k-other", "step_id": "cnil-report", "regulator": "cnil"}
+    regulators = {"ico": {**REGULATORS["ico"], "phases": {"ico-report": "follow-up"}}}
+    message = _message(regulators=regulators,
+                       records={"notified": NOTIFIED, "filings": [earlier, other]})  # fmt: skip
+    payload = _notifier().build_payload(message)
+    report = payload["report"]
+    assert report["report_phase"] == "follow-up"
+    assert report["supplements"] == earlier
+    assert validate_report(report) == []
+    text = "".join(_html(payload["html"]).text)
+    assert "k-initial" in text and "a" * 64 in text
 
 
 def test_undeclared_regulator_is_an_error() -> None:
@@ -249,7 +307,7 @@ def test_filing_changed_content_again_records_the_new_time(tmp_path: Path) -> No
     changed = _message(facts=_facts(affected_count=20000))
     asyncio.run(_notifier(LATE, tmp_path).send([changed], "live"))
     filed = json.loads((tmp_path / "inc-2025-0042-ico-ico-report.json").read_text())
-    assert filed["nature_of_breach"]["approximate_number_of_data_subjects"] == 20000
+    assert filed["items"]["approx_subjects"]["value"] == 20000
     assert filed["timeline"]["late"] is True
 
 

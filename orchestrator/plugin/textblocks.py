@@ -25,6 +25,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from ..facts import BREACH_END_FACTS, BREACH_START_FACTS
+
 __all__ = [
     "BREACH_END_FACTS",
     "BREACH_START_FACTS",
@@ -37,9 +39,6 @@ __all__ = [
     "split_paragraphs",
 ]
 
-#: Fact names read for the breach's dates, in order of preference.
-BREACH_START_FACTS = ("breach_started", "breach_started_at", "breach_start")
-BREACH_END_FACTS = ("breach_ended", "breach_ended_at", "breach_end")
 BREACH_TEXT_FACTS = ("breach_window", "exposure_window")
 
 _INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
