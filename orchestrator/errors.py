@@ -26,9 +26,13 @@ class Problem:
     line: int
     column: int
     message: str
+    #: "warning": worth fixing, but the playbook still runs (``breach validate --strict``
+    #: refuses it too)
+    severity: str = "error"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+        tag = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}:{self.line}:{self.column}: {tag}{self.message}"
 
 
 class ValidationFailed(BreachError):

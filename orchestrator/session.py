@@ -150,10 +150,14 @@ class Breach:
     # -- playbooks ------------------------------------------------------------------------------
 
     def validate(self, paths: Sequence[Path]) -> list[Problem]:
-        """Every problem of every playbook file (an empty list: all valid)."""
+        """Every problem of every playbook file, errors and warnings (``severity``): an empty
+        list means all valid and every regulator report complete."""
         problems: list[Problem] = []
         for path in paths:
-            problems += validate_file(path, host=self.host, regimes=self.regimes)[1]
+            warnings: list[Problem] = []
+            problems += validate_file(path, host=self.host, regimes=self.regimes,
+                                      warnings=warnings)[1]  # fmt: skip
+            problems += warnings
         return problems
 
     def playbook(self, ref: str | Path) -> Playbook:

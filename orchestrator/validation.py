@@ -60,8 +60,14 @@ def validate_text(
     *,
     host: PluginHost | None = None,
     regimes: dict[str, Regime] | None = None,
+    warnings: list[Problem] | None = None,
 ) -> tuple[Playbook | None, list[Problem]]:
-    """Validate one playbook's YAML text. Returns the playbook (None if unusable) and problems."""
+    """Validate one playbook's YAML text. Returns the playbook (None if unusable) and problems.
+
+    ``warnings``, when given, receives what does not stop the playbook from running: each item
+    a regulator's report must state that the playbook cannot give (the report would say "not
+    yet known" there), and later-phase filings with nothing to supplement.
+    """
     data, smap, problems = load_yaml(text, file)
     if data is None:
         return None, problems
@@ -73,18 +79,26 @@ def validate_text(
         shape = model_problems(exc, data, Playbook, _PlaybookDocument(smap))
         return None, sorted(problems + shape)
     playbook._source_text = text
-    problems += _semantic_problems(playbook, smap, host, regimes or builtin_regimes())
+    table = regimes or builtin_regimes()
+    problems += _semantic_problems(playbook, smap, host, table)
+    if warnings is not None and not problems:  # the report reads a playbook that renders
+        warnings += sorted(_report_problems(playbook, smap, table))
     return playbook, sorted(problems)
 
 
 def validate_file(
-    path: Path, *, host: PluginHost | None = None, regimes: dict[str, Regime] | None = None
+    path: Path,
+    *,
+    host: PluginHost | None = None,
+    regimes: dict[str, Regime] | None = None,
+    warnings: list[Problem] | None = None,
 ) -> tuple[Playbook | None, list[Problem]]:
+    """Validate one playbook file (see :func:`validate_text`)."""
     try:
         text = read_document(path, "playbook")
     except InputRejected as exc:
         return None, [Problem(str(path), 0, 0, str(exc))]
-    return validate_text(text, str(path), host=host, regimes=regimes)
+    return validate_text(text, str(path), host=host, regimes=regimes, warnings=warnings)
 
 
 def load_playbook(
@@ -146,10 +160,7 @@ def _semantic_problems(
     channels = host.channels() if host is not None else None
     for i in range(len(playbook.steps)):
         out += _step_problems(playbook, i, smap, channels, regimes)
-    templates = _template_problems(playbook, smap)
-    out += templates
-    if not templates:  # the report reads the rendered notice
-        out += _report_problems(playbook, smap, regimes)
+    out += _template_problems(playbook, smap)
     return out
 
 
@@ -329,10 +340,11 @@ def _report_problems(
         for check in check_items(regime, scope):
             if check.missing:
                 where, hint = _report_item_home(playbook, check.source, i)
-                out.append(smap.problem(where, (
+                line, column = smap.locate(where, key=True)
+                out.append(Problem(smap.file, line, column, (
                     f"regulator {regulator.id!r} ({regulator.regime}): its report must state "
                     f"{check.item!r} ({check.label}), read from {check.source}, which this "
-                    f"playbook does not give: {hint}")))  # fmt: skip
+                    f"playbook does not give: {hint}"), "warning"))  # fmt: skip
     for i, step in enumerate(playbook.steps):
         if step.regulator is None or step.phase in (None, "initial"):
             continue
@@ -343,9 +355,11 @@ def _report_problems(
             s.regulator == step.regulator or (follows is not None and (
                 (r := playbook.regulator(s.regulator)) is not None and r.regime == follows)))]  # fmt: skip
         if not earlier:
-            out.append(smap.problem(["steps", i, "phase"], (
+            line, column = smap.locate(["steps", i, "phase"])
+            out.append(Problem(smap.file, line, column, (
                 f"step {step.id!r} files a {step.phase} report to {step.regulator!r}, but no "
-                "earlier step files to it: a later phase references the earlier filing")))  # fmt: skip
+                "earlier step files to it: a later phase references the earlier filing"),
+                "warning"))  # fmt: skip
     return out
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import Problem
 from orchestrator.pluginhost import PluginHost
 from orchestrator.validation import validate_file, validate_text
 
@@ -34,8 +35,9 @@ def test_minimal_fixture_is_valid(host: PluginHost) -> None:
 
 @pytest.mark.parametrize("path", sorted(PLAYBOOKS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_playbooks_are_valid(path: Path, host: PluginHost) -> None:
-    playbook, problems = validate_file(path, host=host)
-    assert [str(p) for p in problems] == []
+    warnings: list[Problem] = []  # every regulator report complete, too
+    playbook, problems = validate_file(path, host=host, warnings=warnings)
+    assert [str(p) for p in problems + warnings] == []
     assert playbook is not None
     assert len(playbook.notice) >= 2
     assert any(any(ord(c) > 0x2FF for c in n.impact) for n in playbook.notice.values())
@@ -148,3 +150,68 @@ def test_a_single_role_approval_still_reads(host: PluginHost) -> None:
     assert not problems and playbook is not None
     gate = playbook.steps[0].approval
     assert gate is not None and (gate.required_roles, gate.needed, gate.cli) == (["dpo"], 1, True)
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_a_report_item_the_playbook_cannot_give_is_named_where_it_belongs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_support import run
+
+    text = (PLAYBOOKS / "credential-leak.yaml").read_text("utf-8")
+    # the GDPR report's approximate number of records reads facts.records_count
+    without_fact = text.replace(
+        "  records_count:\n    type: integer\n    description: Records in the exposed backup.\n"
+        "    example: 51877\n", "")  # fmt: skip
+    assert without_fact != text
+    path = tmp_path / "credential-leak.yaml"
+    path.write_text(without_fact, "utf-8")
+    code, out, err = run("validate", str(path), capsys=capsys)
+    assert code == 0 and "1 playbook(s) valid, 1 warning(s)" in err  # it still runs
+    line = _line_of(without_fact, "facts:")
+    assert f"credential-leak.yaml:{line}:1: warning: regulator 'ie-dpc' (gdpr-art33): its report must " \
+        "state 'approx_records' (Approximate number of personal data records concerned), read " \
+        "from facts.records_count, which this playbook does not give: declare fact " \
+        "records_count" in out
+    code, _, err = run("validate", "--strict", str(path), capsys=capsys)
+    assert code == 1 and "1 problem(s) in 1 file(s)" in err
+    # the regulator's own text: an optional field the regime needs is named in its section
+    without_text = text.replace("      breach_type: [confidentiality]\n", "")
+    path.write_text(without_text, "utf-8")
+    code, out, _ = run("validate", "--strict", str(path), capsys=capsys)
+    assert code == 1
+    line = _line_of(without_text, "    regulator:")
+    assert f"credential-leak.yaml:{line}:5: warning: regulator 'ie-dpc' (gdpr-art33): its report must " \
+        "state 'breach_type'" in out and "write breach_type here" in out
+
+
+def test_a_notice_without_a_regulator_section_is_told_to_add_one(host: PluginHost) -> None:
+    text = (PLAYBOOKS / "processor-breach.yaml").read_text("utf-8")
+    start = text.index("    regulator:\n")
+    end = text.index("  ko:\n")
+    warnings: list[Problem] = []
+    errors = validate_text(text[:start] + text[end:], "p.yaml", host=host, warnings=warnings)[1]
+    assert errors == []
+    problems = warnings
+    messages = [p.message for p in problems]
+    assert any("'ico' (uk-gdpr-art33)" in m and "'nature'" in m and
+               "add a `regulator:` section (third person) with nature" in m
+               for m in messages), messages  # fmt: skip
+    assert any("'pdpc' (sg-pdpa)" in m and "'potential_harm'" in m for m in messages)
+    en = _line_of(text, "  en:")
+    assert {(p.line, p.column) for p in problems if "'nature'" in p.message} == {(en, 3)}
+
+
+def test_a_later_phase_needs_an_earlier_filing(host: PluginHost) -> None:
+    text = (PLAYBOOKS / "credential-leak.yaml").read_text("utf-8")
+    text = text.replace("  - id: dpc-report\n", "  - id: dpc-report\n    phase: follow-up\n")
+    warnings: list[Problem] = []
+    assert validate_text(text, "c.yaml", host=host, warnings=warnings)[1] == []
+    (problem,) = warnings
+    assert problem.severity == "warning"
+    assert "step 'dpc-report' files a follow-up report to 'ie-dpc', but no earlier step" \
+        in problem.message
+    assert problem.line == _line_of(text, "phase: follow-up")

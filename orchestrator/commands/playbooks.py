@@ -17,17 +17,23 @@ from .tables import print_playbooks, print_plugins, print_regimes, regimes_markd
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Fail on warnings too (a regulator report item the "
+              "playbook cannot give).")  # fmt: skip
 @pass_breach(db=False)
-def validate(breach: Breach, paths: tuple[Path, ...]) -> None:
-    """Check playbooks; print every problem as FILE:LINE:COLUMN: message."""
-    problems = breach.validate(list(paths))
-    for problem in problems:
+def validate(breach: Breach, paths: tuple[Path, ...], strict: bool) -> None:
+    """Check playbooks; print every problem as FILE:LINE:COLUMN: message. Warnings (a report
+    item a regulator's report cannot state) fail only with --strict."""
+    found = breach.validate(list(paths))
+    for problem in found:
         click.echo(str(problem))
+    problems = [p for p in found if p.severity != "warning" or strict]
+    warned = len(found) - len(problems)
     if problems:
         files = len({p.file for p in problems})
         err.print(f"{len(problems)} problem(s) in {files} file(s)", style="red")
         sys.exit(1)
-    err.print(f"{len(paths)} playbook(s) valid", style="green")
+    note = f", {warned} warning(s)" if warned else ""
+    err.print(f"{len(paths)} playbook(s) valid{note}", style="yellow" if warned else "green")
 
 
 @click.command("playbooks")
