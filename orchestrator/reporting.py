@@ -264,11 +264,10 @@ def filings(ledger: Ledger, incident_id: str) -> list[dict[str, Any]]:
     from .ledger.models import Delivery
 
     with ledger.session() as s:
+        made = (Delivery.incident_id == incident_id, Delivery.channel == "regulator",
+                Delivery.state.in_(FILED_STATES))  # fmt: skip
         rows = s.scalars(
-            select(Delivery)
-            .where(Delivery.incident_id == incident_id, Delivery.channel == "regulator",
-                   Delivery.state.in_(FILED_STATES))  # fmt: skip
-            .order_by(Delivery.created_at, Delivery.id)
+            select(Delivery).where(*made).order_by(Delivery.created_at, Delivery.id)
         ).all()
         return [
             {"delivery_id": d.key, "step_id": d.step_id,

@@ -47,8 +47,8 @@ from .errors import (
 )
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
-from .message import Message
 from .ledger.chain import ChainReport
+from .message import Message
 from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
 from .outbox import Outbox

@@ -351,9 +351,9 @@ def _report_problems(
         target = playbook.regulator(step.regulator)
         regime = regimes.get(target.regime) if target is not None else None
         follows = regime.follows if regime is not None else None
-        earlier = [s for s in playbook.steps[:i] if s.regulator is not None and (
-            s.regulator == step.regulator or (follows is not None and (
-                (r := playbook.regulator(s.regulator)) is not None and r.regime == follows)))]  # fmt: skip
+        filed_to = [playbook.regulator(s.regulator) for s in playbook.steps[:i] if s.regulator]
+        earlier = [r for r in filed_to if r is not None and (
+            r.id == step.regulator or (follows is not None and r.regime == follows))]  # fmt: skip
         if not earlier:
             line, column = smap.locate(["steps", i, "phase"])
             out.append(Problem(smap.file, line, column, (
@@ -389,8 +389,9 @@ def _report_item_home(playbook: Playbook, source: str, index: int) -> tuple[list
 def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
     renderer = NoticeRenderer(playbook)
     out = [
-        smap.problem(["notice", p.locale, *p.field.split(".")],
-                     f"notice {p.locale}.{p.field}: {p.message}")  # fmt: skip
+        smap.problem(
+            ["notice", p.locale, *p.field.split(".")], f"notice {p.locale}.{p.field}: {p.message}"
+        )
         for p in renderer.problems
     ]
     broken = {(p.locale, p.field) for p in renderer.problems}

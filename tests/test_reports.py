@@ -14,7 +14,6 @@ import jsonschema
 import pytest
 import yaml
 from cli_support import run
-
 from sqlalchemy import select
 
 from orchestrator import shipped
@@ -142,6 +141,7 @@ def test_a_regulator_report_speaks_in_the_regulators_voice(
 ) -> None:
     db, incident = every_report
     code, out, _ = run("report", incident, "--regulator", "dpc", "--db", db, capsys=capsys)
+    assert code == 0
     items = {k: v["value"] for k, v in json.loads(out)["items"].items()}
     assert items["nature"].startswith("On 02 November 2026 an attacker used a stolen support")
     assert items["consequences"].startswith("Targeted phishing of customers")

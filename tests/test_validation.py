@@ -172,10 +172,13 @@ def test_a_report_item_the_playbook_cannot_give_is_named_where_it_belongs(
     code, out, err = run("validate", str(path), capsys=capsys)
     assert code == 0 and "1 playbook(s) valid, 1 warning(s)" in err  # it still runs
     line = _line_of(without_fact, "facts:")
-    assert f"credential-leak.yaml:{line}:1: warning: regulator 'ie-dpc' (gdpr-art33): its report must " \
-        "state 'approx_records' (Approximate number of personal data records concerned), read " \
-        "from facts.records_count, which this playbook does not give: declare fact " \
-        "records_count" in out
+    expected = (
+        f"credential-leak.yaml:{line}:1: warning: regulator 'ie-dpc' (gdpr-art33): its report "
+        "must state 'approx_records' (Approximate number of personal data records concerned), "
+        "read from facts.records_count, which this playbook does not give: declare fact "
+        "records_count"
+    )
+    assert expected in out
     code, _, err = run("validate", "--strict", str(path), capsys=capsys)
     assert code == 1 and "1 problem(s) in 1 file(s)" in err
     # the regulator's own text: an optional field the regime needs is named in its section
@@ -184,8 +187,9 @@ def test_a_report_item_the_playbook_cannot_give_is_named_where_it_belongs(
     code, out, _ = run("validate", "--strict", str(path), capsys=capsys)
     assert code == 1
     line = _line_of(without_text, "    regulator:")
-    assert f"credential-leak.yaml:{line}:5: warning: regulator 'ie-dpc' (gdpr-art33): its report must " \
-        "state 'breach_type'" in out and "write breach_type here" in out
+    expected = f"credential-leak.yaml:{line}:5: warning: regulator 'ie-dpc' (gdpr-art33): "
+    assert expected + "its report must state 'breach_type'" in out
+    assert "write breach_type here" in out
 
 
 def test_a_notice_without_a_regulator_section_is_told_to_add_one(host: PluginHost) -> None:
@@ -212,6 +216,6 @@ def test_a_later_phase_needs_an_earlier_filing(host: PluginHost) -> None:
     assert validate_text(text, "c.yaml", host=host, warnings=warnings)[1] == []
     (problem,) = warnings
     assert problem.severity == "warning"
-    assert "step 'dpc-report' files a follow-up report to 'ie-dpc', but no earlier step" \
-        in problem.message
+    expected = "step 'dpc-report' files a follow-up report to 'ie-dpc', but no earlier step"
+    assert expected in problem.message
     assert problem.line == _line_of(text, "phase: follow-up")

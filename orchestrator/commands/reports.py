@@ -18,7 +18,7 @@ from .tables import print_report_check
 @click.option("--regulator", "regulator", required=True, metavar="ID",
               help="The playbook's regulator whose report to build.")  # fmt: skip
 @click.option("--step", "step", metavar="STEP",
-              help="The regulator step whose filing to build (default: the first one).")  # fmt: skip
+              help="The regulator step whose filing to build (default: its first).")  # fmt: skip
 @click.option("--check", is_flag=True, help="Check the report's required items and its JSON "
               "Schema (exit 1 when an item is missing).")  # fmt: skip
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
