@@ -35,7 +35,6 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
-from sqlalchemy import func, select
 
 from . import conditions
 from .applicability import COUNTED_KIND, RegionCounts
@@ -55,8 +54,6 @@ SCHEMA_BASE = "https://breach-orchestrator.dev/schema/report/"
 SCHEMA_FOLDER = "data/report-schemas"
 #: the item a later phase needs: the filing it supplements
 PREVIOUS_FILING = "previous_filing"
-#: delivery states of a filing that was made
-FILED_STATES = ("sent", "delivered")
 
 
 class ReportError(BreachError):
@@ -232,19 +229,9 @@ class LedgerRecords(Mapping[str, Any]):
 
 
 def notified(ledger: Ledger, incident_id: str) -> dict[str, Any]:
-    """People reached so far: ``{"total": n, "by_channel": {channel: n}}`` (one statement)."""
-    from .ledger.models import Delivery
-
-    reached = (Delivery.incident_id == incident_id, Delivery.state.in_(FILED_STATES),
-               Delivery.contact.is_not(None))  # fmt: skip
-    with ledger.session() as s:
-        rows = s.execute(
-            select(Delivery.channel, func.count(func.distinct(Delivery.recipient_id)))
-            .where(*reached)
-            .group_by(Delivery.channel)
-        ).all()
+    """People reached so far: ``{"total": n, "by_channel": {channel: n}}``."""
     return {"total": ledger.reached(incident_id),
-            "by_channel": {str(c): int(n) for c, n in sorted(rows)}}  # fmt: skip
+            "by_channel": ledger.reached_by_channel(incident_id)}  # fmt: skip
 
 
 def recorded_counts(ledger: Ledger, incident_id: str) -> dict[str, Any]:
@@ -261,21 +248,13 @@ def recorded_counts(ledger: Ledger, incident_id: str) -> dict[str, Any]:
 def filings(ledger: Ledger, incident_id: str) -> list[dict[str, Any]]:
     """The regulator filings made for the incident so far, oldest first: delivery id, step,
     regulator, content hash, the notifier's filing reference and when it was made."""
-    from .ledger.models import Delivery
-
-    with ledger.session() as s:
-        made = (Delivery.incident_id == incident_id, Delivery.channel == "regulator",
-                Delivery.state.in_(FILED_STATES))  # fmt: skip
-        rows = s.scalars(
-            select(Delivery).where(*made).order_by(Delivery.created_at, Delivery.id)
-        ).all()
-        return [
-            {"delivery_id": d.key, "step_id": d.step_id,
-             "regulator": d.recipient_id.removeprefix("regulator:"),
-             "content_hash": d.content_hash, "filing_reference": d.provider_message_id,
-             "filed_at": iso(d.sent_at or d.updated_at)}
-            for d in rows
-        ]  # fmt: skip
+    return [
+        {"delivery_id": d.key, "step_id": d.step_id,
+         "regulator": d.recipient_id.removeprefix("regulator:"),
+         "content_hash": d.content_hash, "filing_reference": d.provider_message_id,
+         "filed_at": iso(d.sent_at or d.updated_at)}
+        for d in ledger.filings(incident_id)
+    ]  # fmt: skip
 
 
 # -- the report ---------------------------------------------------------------------------------

@@ -330,6 +330,38 @@ class Ledger:
                 or 0
             )
 
+    def reached_by_channel(self, incident_id: str) -> dict[str, int]:
+        """Channel -> distinct people with a sent or delivered message on it (one statement)."""
+        done = (DeliveryState.SENT.value, DeliveryState.DELIVERED.value)
+        with self.session() as s:
+            rows = s.execute(
+                select(Delivery.channel, func.count(func.distinct(Delivery.recipient_id)))
+                .where(
+                    Delivery.incident_id == incident_id,
+                    Delivery.state.in_(done),
+                    Delivery.contact.is_not(None),
+                )
+                .group_by(Delivery.channel)
+            ).all()
+        return {str(channel): int(n) for channel, n in sorted(rows)}
+
+    def filings(self, incident_id: str) -> list[Delivery]:
+        """The incident's regulator deliveries that were made (sent or delivered), oldest
+        first: what a later report phase references."""
+        done = (DeliveryState.SENT.value, DeliveryState.DELIVERED.value)
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(Delivery)
+                    .where(
+                        Delivery.incident_id == incident_id,
+                        Delivery.channel == "regulator",
+                        Delivery.state.in_(done),
+                    )
+                    .order_by(Delivery.created_at, Delivery.id)
+                )
+            )
+
     # -- dispatch ------------------------------------------------------------------------------
 
     def claim(self, notifier: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
