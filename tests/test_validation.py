@@ -219,3 +219,13 @@ def test_a_later_phase_needs_an_earlier_filing(host: PluginHost) -> None:
     expected = "step 'dpc-report' files a follow-up report to 'ie-dpc', but no earlier step"
     assert expected in problem.message
     assert problem.line == _line_of(text, "phase: follow-up")
+
+
+def test_a_regulator_text_is_a_template_checked_like_the_others(host: PluginHost) -> None:
+    text = (PLAYBOOKS / "credential-leak.yaml").read_text("utf-8")
+    text = text.replace("{{ facts.exposure_window }} because of", "{{ facts.exposure_windw }} "
+                        "because of")  # fmt: skip
+    (problem,) = validate_text(text, "c.yaml", host=host)[1]
+    assert problem.message.startswith("notice en.regulator.nature: ")
+    assert "exposure_windw" in problem.message
+    assert problem.line == _line_of(text, "      nature: >")
