@@ -267,3 +267,75 @@ def test_a_regimes_file_may_name_items_without_a_source(tmp_path: Path) -> None:
     assert [i["source"] for i in result["items"]] == ["", ""]
     # the team's table changed the regime: its schema is made from it, not the shipped one
     assert result["report"]["items"] == {}
+
+
+LIVE_PHASES = """\
+id: live-phases
+title: Phased report
+version: 1
+severity: high
+organisation: {name: Meridian, contact_email: privacy@meridian.example,
+               dpo: "Jo Lane, dpo@meridian.example"}
+facts:
+  affected_count: {type: integer, example: 1200}
+  records_count: {type: integer, example: 1300}
+  subject_categories: {type: list, default: [customers]}
+  data_categories: {type: list, default: [name, e-mail address]}
+notice:
+  en:
+    what_happened: An attacker copied customer records.
+    impact: You may receive phishing messages.
+    measures: We closed the access.
+    advice: Be wary of messages asking for your password.
+    contact: privacy@meridian.example
+    regulator:
+      nature: An attacker copied customer records from the order database.
+      breach_type: [confidentiality]
+      consequences: Targeted phishing of customers.
+      measures_taken: The access was closed and credentials reset.
+regulators:
+  - {id: dpc, name: Data Protection Commission, regime: gdpr-art33}
+steps:
+  - {id: dpc-initial, channel: regulator, regulator: dpc, at: +0m}
+  - id: dpc-follow-up
+    channel: regulator
+    regulator: dpc
+    at: +0m
+    phase: follow-up
+    approval: {role: dpo}
+"""
+
+
+def test_a_live_follow_up_filing_names_the_initial_filing_and_its_receipt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "filings"
+    folder.mkdir()
+    monkeypatch.setenv("BREACH_FILING_DIR", str(folder))
+    (tmp_path / "phases.yaml").write_text(LIVE_PHASES)
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Breach(db) as breach:
+        facts = {"affected_count": 1200, "records_count": 1300}
+        incident = breach.trigger(tmp_path / "phases.yaml", audience=AUDIENCE, facts=facts,
+                                  mode="live").incident_id  # fmt: skip
+        breach.run(until_idle=True)  # files the initial report; the follow-up waits for the DPO
+        (initial_file,) = sorted(folder.glob("*.json"))
+        breach.approve(incident, "dpc-follow-up", by="Jo Lane", as_role="dpo")
+        breach.run(until_idle=True)
+        with breach.ledger.session() as s:
+            rows = s.scalars(select(Delivery).where(Delivery.incident_id == incident))
+            filed = {d.step_id: (d.key, d.content_hash, d.provider_message_id, d.state)
+                     for d in rows}  # fmt: skip
+    initial = json.loads(initial_file.read_text("utf-8"))
+    follow_up = json.loads((folder / f"{incident}-dpc-dpc-follow-up.json").read_text("utf-8"))
+    assert initial["report_phase"] == "initial" and initial["supplements"] is None
+    key, digest, reference, state = filed["dpc-initial"]
+    assert state in ("sent", "delivered") and reference == initial_file.name
+    assert follow_up["report_phase"] == "follow-up"
+    assert follow_up["supplements"]["delivery_id"] == key
+    assert follow_up["supplements"]["content_hash"] == digest
+    assert follow_up["supplements"]["filing_reference"] == initial_file.name
+    for report in (initial, follow_up):
+        jsonschema.validate(report, shipped_schema("gdpr-art33"))
+    page = (folder / f"{incident}-dpc-dpc-follow-up.html").read_text("utf-8")
+    assert initial_file.name in page and digest in page
