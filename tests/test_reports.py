@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from orchestrator import shipped
 from orchestrator.ledger.models import Delivery
-from orchestrator.regimes import builtin_regimes
+from orchestrator.regimes import Regime, builtin_regimes
 from orchestrator.reporting import write_schemas
 from orchestrator.session import Breach
 
@@ -339,3 +339,14 @@ def test_a_live_follow_up_filing_names_the_initial_filing_and_its_receipt(
         jsonschema.validate(report, shipped_schema("gdpr-art33"))
     page = (folder / f"{incident}-dpc-dpc-follow-up.html").read_text("utf-8")
     assert initial_file.name in page and digest in page
+
+
+def test_a_regime_printed_as_json_reads_back_as_a_regimes_file_entry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run("regimes", "--json", capsys=capsys)
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["us-ca-ag"]["report_items"]["what_happened"]["from"] == "notice.what_happened"
+    for key, entry in printed.items():
+        assert Regime.model_validate(entry) == builtin_regimes()[key], key

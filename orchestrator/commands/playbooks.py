@@ -63,7 +63,7 @@ def regimes(breach: Breach, as_json: bool, markdown: bool) -> None:
     if markdown:
         click.echo(regimes_markdown(breach.regimes), nl=False)
     elif as_json:
-        echo_json({k: v.model_dump() for k, v in breach.regimes.items()})
+        echo_json({k: v.model_dump(by_alias=True) for k, v in breach.regimes.items()})
     else:
         print_regimes(breach.regimes)
 
