@@ -1,6 +1,7 @@
 """Regulator filing notifier for breach-orchestrator (``regulator-filing``).
 
-Builds the GDPR Art. 33(3) report (JSON and printable HTML) and files it into a folder.
+Files the report the regulator's regime asks for (GDPR Art. 33(3), NIS2, SEC 8-K Item 1.05,
+HHS, the California AG sample notice, ...), built by the core, as JSON and printable HTML.
 """
 
 from __future__ import annotations

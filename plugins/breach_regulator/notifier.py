@@ -1,4 +1,4 @@
-"""The regulator filing notifier: the Art. 33(3) report as JSON and printable HTML files.
+"""The regulator filing notifier: the regime's report as JSON and printable HTML files.
 
 Live filing writes ``<incident>-<regulator>-<step>.json`` and ``.html`` into
 ``BREACH_FILING_DIR``, where the DPO signs and submits them (submission by e-mail or a
@@ -31,7 +31,7 @@ def _json(data: Mapping[str, Any]) -> bytes:
 
 
 class RegulatorReport(Notifier):
-    """Files the breach report for one regulator (GDPR Art. 33 and similar regimes)."""
+    """Files the breach report for one regulator, in the shape its regime asks for."""
 
     name: ClassVar[str] = "regulator-filing"
     channel: ClassVar[str] = "regulator"
@@ -44,7 +44,7 @@ class RegulatorReport(Notifier):
 
     @classmethod
     def check_facts(cls, facts: Mapping[str, Any]) -> list[str]:
-        """``report_phase`` must name a phase of Art. 33(4) reporting."""
+        """``report_phase`` must name a report phase (initial, follow-up, final)."""
         try:
             report_phase(facts)
         except ReportError as exc:
