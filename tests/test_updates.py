@@ -1,0 +1,249 @@
+"""``breach update``: corrected facts, and follow-up notices only to people who got the first.
+
+The live tests run the engine against the provider simulator through the real Twilio and
+SendGrid SDKs and read, at the simulator's side, who received what. The audience is built so
+that every way of not receiving the first notice is present: a number Twilio refuses (the
+person has an e-mail address the follow-up could reach, so sending them one would show), and
+people with no contact at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cli_support import run
+from engine_support import deliveries
+
+from orchestrator.dispatch import DispatchSettings
+from orchestrator.errors import BreachError, FactError, NotFound, StateConflict
+from orchestrator.pluginhost import PluginHost
+from orchestrator.retry import RetryPolicy
+from orchestrator.session import Breach
+from orchestrator.simulator import Simulator
+from orchestrator.simulator.cli import plugin_settings
+
+PLAYBOOK = Path(__file__).parent / "fixtures" / "playbooks" / "follow-up.yaml"
+SETTINGS = DispatchSettings(
+    rates={"twilio-sms": 500.0, "sendgrid-email": 500.0},
+    policy=RetryPolicy(max_attempts=4, base=0.05, cap=0.2),
+)
+#: Twilio's magic number for an invalid destination: the simulator refuses it for good
+REFUSED = "+15005550001"
+#: id -> (phone, e-mail)
+PEOPLE = {
+    **{f"a{i}": (f"+1415555{100 + i:04d}", f"a{i}@example.org") for i in range(1, 5)},
+    **{f"b{i}": (f"+1415555{120 + i:04d}", "") for i in range(1, 4)},
+    **{f"c{i}": (REFUSED, f"c{i}@example.org") for i in range(1, 4)},
+    **{f"d{i}": ("", f"d{i}@example.org") for i in range(1, 3)},
+    **{f"e{i}": ("", "") for i in range(1, 3)},
+}
+#: who received the first notice: by SMS (a, b), by e-mail (d); c were refused, e unreachable
+RECEIVED = {p for p in PEOPLE if p[0] in "abd"}
+
+
+def _audience(path: Path) -> Path:
+    lines = ["id,name,phone,email,region"]
+    lines += [f"{p},Person {p},{phone},{email},US" for p, (phone, email) in PEOPLE.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def host(simulator: Simulator) -> PluginHost:
+    return PluginHost(settings=plugin_settings(simulator.url, simulator.config))
+
+
+def _follow_ups(simulator: Simulator, number: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Update ``number``'s follow-ups as the providers accepted them: e-mail by recipient id
+    (from the delivery id SendGrid carried) -> subject, SMS by phone number -> text."""
+    step = f"email-follow-up@{number}"
+    emails = {m.delivery_id.rsplit(":", 1)[1]: m.body or ""
+              for m in simulator.accepted("sendgrid")
+              if m.delivery_id and f":{step}:" in m.delivery_id}  # fmt: skip
+    texts = {m.recipient: m.body or "" for m in simulator.accepted("twilio")
+             if m.body and m.body.startswith(f"Example Shop update {number} ")}  # fmt: skip
+    return emails, texts
+
+
+@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning")
+def test_live_follow_ups_reach_only_the_people_who_received_the_first_notice(
+    simulator: Simulator, host: PluginHost, ledger_url: str, tmp_path: Path
+) -> None:
+    breach = Breach(ledger_url, host=host)
+    audience = _audience(tmp_path / "people.csv")
+    incident = breach.trigger(PLAYBOOK, audience=str(audience), mode="live",
+                              facts={"records_exposed": 1200}).incident_id  # fmt: skip
+    breach.run(SETTINGS, until_idle=True)
+    assert breach.status(incident)["state"] == "finished"
+    first = {d.recipient_id: d.state for d in deliveries(ledger_url, incident)
+             if d.contact is not None}  # fmt: skip
+    assert {p for p, s in first.items() if s == "sent"} == RECEIVED
+    assert {p for p, s in first.items() if s == "failed"} == {"c1", "c2", "c3"}
+    first_sms = Counter(m.recipient for m in simulator.accepted("twilio"))
+    first_mail = len(simulator.accepted("sendgrid"))
+
+    # Update 1, on the finished incident: it runs again for its follow-up.
+    result = breach.update(incident, {"records_exposed": "4,800"}, by="Ana Ruiz (DPO)",
+                           reason="The forensic review found a second export.")  # fmt: skip
+    assert result["number"] == 1 and result["notified"] == len(RECEIVED)
+    assert result["changes"] == [{"fact": "records_exposed", "description": "records exposed",
+                                  "old": 1200, "new": 4800}]  # fmt: skip
+    assert breach.status(incident)["state"] == "running"
+    breach.run(SETTINGS, until_idle=True)
+
+    emails, texts = _follow_ups(simulator, 1)
+    # e-mail to those with an address (never to c*, refused on the first notice), SMS to the rest
+    assert set(emails) == {"a1", "a2", "a3", "a4", "d1", "d2"}
+    assert set(texts) == {PEOPLE[p][0] for p in ("b1", "b2", "b3")}
+    assert all(s.startswith("Update 1 to our notice of") for s in emails.values())
+    for text in texts.values():
+        assert "records exposed now 4800 (was 1200)" in text
+        assert "The forensic review found a second export." in text
+    status = breach.status(incident)
+    assert status["state"] == "finished"
+    [follow] = [s for s in status["steps"] if s["step"] == "email-follow-up@1"]
+    assert follow["state"] == "done" and follow["deliveries"] == {"sent": len(RECEIVED)}
+
+    # Update 2: a second follow-up to the same people, and nothing of the first again.
+    breach.update(incident, {"data_exposed": "e-mail addresses and phone numbers"},
+                  by="Ana Ruiz (DPO)")  # fmt: skip
+    breach.run(SETTINGS, until_idle=True)
+    emails2, texts2 = _follow_ups(simulator, 2)
+    assert set(emails2) == set(emails) and set(texts2) == set(texts)
+    for text in texts2.values():
+        assert "data exposed now e-mail addresses and phone numbers (was e-mail addresses)" in text
+    assert _follow_ups(simulator, 1) == (emails, texts)  # update 1's were not sent again
+    sms_now = Counter(m.recipient for m in simulator.accepted("twilio"))
+    assert sms_now - Counter(list(texts)) - Counter(list(texts2)) == first_sms  # first: once
+    assert len(simulator.accepted("sendgrid")) == first_mail + 2 * len(emails)
+
+    status = breach.status(incident)
+    assert [u["number"] for u in status["updates"]] == [1, 2]
+    assert status["updates"][0]["follow_ups"] == ["email-follow-up@1"]
+    assert [s["step"] for s in status["steps"]][-2:] == ["email-follow-up@1", "email-follow-up@2"]
+    updated = [e for e in breach.timeline(incident) if e["kind"] == "incident.updated"]
+    assert [(e["actor"], e["detail"]["number"]) for e in updated] == [("Ana Ruiz (DPO)", 1),
+                                                                      ("Ana Ruiz (DPO)", 2)]
+    assert breach.verify_audit(incident).intact
+
+
+@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning")
+def test_notices_still_owed_go_out_with_the_corrected_facts_and_owe_no_follow_up(
+    simulator: Simulator, host: PluginHost, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    breach = Breach(db, host=host)
+    audience = _audience(tmp_path / "people.csv")
+    incident = breach.trigger(PLAYBOOK, audience=str(audience), mode="live",
+                              facts={"records_exposed": 1200}).incident_id  # fmt: skip
+    # Updated before the engine ran: nobody has received anything yet.
+    result = breach.update(incident, {"records_exposed": 4800}, by="Ana Ruiz (DPO)")
+    assert result["notified"] == 0
+    breach.run(SETTINGS, until_idle=True)
+
+    assert _follow_ups(simulator, 1) == ({}, {})
+    bodies = [m.body or "" for m in simulator.accepted("twilio")]
+    assert len(bodies) == 3 + 4  # b* and a*: the first notice, never withdrawn
+    assert all(b.startswith("Example Shop: 4800 records") for b in bodies)
+    rows = [d for d in deliveries(db, incident) if d.step_id == "email-follow-up@1"]
+    assert rows == []
+
+
+def test_a_dry_run_update_renders_the_follow_up_into_the_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    audience = _audience(tmp_path / "people.csv")
+    outbox = tmp_path / "outbox"
+    code, _out, err = run("trigger", str(PLAYBOOK), "--audience", str(audience), "--fact",
+                          "records_exposed=1200", "--dry-run", "--outbox", str(outbox), "--db",
+                          db, "--json", capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    [incident] = [i["id"] for i in Breach(db).incidents()]
+    code, out, err = run("update", incident, "--fact", "records_exposed=4800", "--reason",
+                         "A second export.", "--by", "Ana", "--db", db, capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    assert "update 1 by Ana: records_exposed: 1200 -> 4800" in out
+    folder = outbox / "update-1"
+    notices = [json.loads(line) for line in (folder / "notices.jsonl").read_text().splitlines()]
+    [notice] = notices
+    assert notice["what_happened"].startswith("Update 1 to our notice of")
+    assert "records exposed is now 4800 (we said 1200)" in notice["what_happened"]
+    assert "A second export." in notice["what_happened"]
+    mailed = {json.loads(line)["recipient"] for line in (folder / "email.jsonl").read_text().splitlines()}
+    texted = {json.loads(line)["recipient"] for line in (folder / "sms.jsonl").read_text().splitlines()}
+    # A dry run renders every first notice (nothing is refused), so c* count as notified.
+    assert mailed == {"a1", "a2", "a3", "a4", "c1", "c2", "c3", "d1", "d2"}
+    assert texted == {"b1", "b2", "b3"}
+    assert (folder / "index.html").exists() and (outbox / "sms.jsonl").exists()
+
+    code, out, _ = run("status", incident, "--db", db, capsys=capsys)
+    assert code == 0 and "email-follow-up@1" in out and "update 1" in out
+    code, out, _ = run("timeline", incident, "--db", db, "--json", capsys=capsys)
+    kinds = [e["kind"] for e in json.loads(out)]
+    assert kinds.count("incident.updated") == 1
+
+
+def test_bad_updates_are_refused_in_one_line_and_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    audience = _audience(tmp_path / "people.csv")
+    breach = Breach(db)
+    incident = breach.trigger(PLAYBOOK, audience=str(audience), mode="dry-run",
+                              outbox=tmp_path / "outbox",
+                              facts={"records_exposed": 1200}).incident_id  # fmt: skip
+
+    def snapshot() -> tuple[object, ...]:
+        row = breach.ledger.incident(incident)
+        return (row.facts, row.facts_version, row.state, len(breach.timeline(incident)),
+                len(breach.ledger.steps(incident)), len(deliveries(db, incident)))  # fmt: skip
+
+    before = snapshot()
+    cases = [
+        (["INC-20200101-000000", "--fact", "records_exposed=5"], "no incident 'INC-20200101-000000'"),
+        ([incident, "--fact", "records_exposd=5"], "unknown fact 'records_exposd'"),
+        ([incident, "--fact", "records_exposed=lots"], "expected a whole number, got 'lots'"),
+        ([incident, "--fact", "records_exposed="], "give a value"),
+        ([incident, "--fact", "records_exposed=1,200"], "nothing to update"),
+        ([incident], "give the facts that changed"),
+        ([incident, "--fact", "records_exposed"], "write it as name=value"),
+    ]
+    for args, expected in cases:
+        code, out, err = run("update", *args, "--db", db, capsys=capsys)
+        assert code == 2, (args, out, err)
+        assert expected in err and len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err
+        assert snapshot() == before, args
+    assert "did you mean 'records_exposed'?" in run(
+        "update", incident, "--fact", "records_exposd=5", "--db", db, capsys=capsys)[2]  # fmt: skip
+
+    breach.cancel(incident, by="Ana")
+    cancelled = snapshot()
+    code, _out, err = run("update", incident, "--fact", "records_exposed=5", "--db", db,
+                          capsys=capsys)  # fmt: skip
+    assert code == 2 and "is cancelled" in err and len(err.strip().splitlines()) == 1
+    assert snapshot() == cancelled
+    with pytest.raises(StateConflict):
+        breach.update(incident, {"records_exposed": 5})
+    with pytest.raises(NotFound):
+        breach.update("INC-nope", {"records_exposed": 5})
+
+
+def test_the_api_refuses_what_the_session_refuses(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    breach = Breach(db)
+    incident = breach.trigger(PLAYBOOK, audience=str(_audience(tmp_path / "p.csv")),
+                              mode="dry-run", outbox=tmp_path / "o",
+                              facts={"records_exposed": 1}).incident_id  # fmt: skip
+    with pytest.raises(FactError):
+        breach.update(incident, {"records_exposed": "many"})
+    with pytest.raises(BreachError, match="say who"):
+        breach.update(incident, {"records_exposed": 2}, by=" ")
+    assert breach.update(incident, {"records_exposed": 2})["number"] == 1
+    assert breach.update(incident, {"records_exposed": 3})["number"] == 2
