@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import yaml
 
 from . import applicability, approvals, explain, shipped
-from . import updates as updates_mod
 from . import clocks as clocks_mod
 from . import facts as facts_mod
+from . import updates as updates_mod
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
 from .errors import (

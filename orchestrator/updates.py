@@ -132,7 +132,9 @@ class Change:
                 "new": self.new}  # fmt: skip
 
 
-def changes_of(playbook: Playbook, current: Mapping[str, Any], given: Mapping[str, Any]) -> list[Change]:
+def changes_of(
+    playbook: Playbook, current: Mapping[str, Any], given: Mapping[str, Any]
+) -> list[Change]:
     """The declared facts ``given`` changes, typed and checked; raises :class:`FactError` for a
     fact the playbook does not declare or a value of the wrong type."""
     facts_mod.check_values(given)

@@ -7,6 +7,7 @@ segment budgets, regulators and regimes.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,11 +24,11 @@ from .limits import InputRejected, read_document
 from .locations import SourceMap, load_yaml
 from .notice import NoticeRenderer, template_context
 from .playbook import BeforeDeadline, Playbook
-from .updates import follow_up_playbook, sample_update
 from .pluginhost import PluginHost
 from .problems import model_problems
 from .regimes import Regime, builtin_regimes
 from .segments import count_segments
+from .updates import follow_up_playbook, sample_update
 
 #: names a step `condition` may read; `facts.*` must be declared facts
 CONDITION_ROOTS = {"facts", "counts", "severity", "jurisdictions", "mode"}
@@ -388,14 +389,19 @@ def _follow_up_problems(
         for name in follow.model_fields_set:
             source = getattr(follow, name)
             if isinstance(source, str):
-                try:
+                with contextlib.suppress(TemplateError):  # reported below, with its field
                     reads |= meta.find_undeclared_variables(renderer.env.parse(source))
-                except TemplateError:
-                    pass  # reported below, with its field
         if "update" not in reads:
-            out.append(smap.problem(here, (
-                f"notice {locale}.follow_up never reads `update`: a follow-up must say what "
-                "changed, e.g. {{ update.changes }} and {{ update.reason }} in what_happened")))
+            out.append(
+                smap.problem(
+                    here,
+                    (
+                        f"notice {locale}.follow_up never reads `update`: a follow-up must say "
+                        "what changed, e.g. {{ update.changes }} and {{ update.reason }} in "
+                        "what_happened"
+                    ),
+                )
+            )
         context = {
             **template_context(playbook=merged, incident=sample_incident(playbook),
                                facts=sample_facts, recipient=sample_recipient(locale)),

@@ -126,8 +126,10 @@ def test_live_follow_ups_reach_only_the_people_who_received_the_first_notice(
     assert status["updates"][0]["follow_ups"] == ["email-follow-up@1"]
     assert [s["step"] for s in status["steps"]][-2:] == ["email-follow-up@1", "email-follow-up@2"]
     updated = [e for e in breach.timeline(incident) if e["kind"] == "incident.updated"]
-    assert [(e["actor"], e["detail"]["number"]) for e in updated] == [("Ana Ruiz (DPO)", 1),
-                                                                      ("Ana Ruiz (DPO)", 2)]
+    assert [(e["actor"], e["detail"]["number"]) for e in updated] == [
+        ("Ana Ruiz (DPO)", 1),
+        ("Ana Ruiz (DPO)", 2),
+    ]
     assert breach.verify_audit(incident).intact
 
 
@@ -175,8 +177,8 @@ def test_a_dry_run_update_renders_the_follow_up_into_the_outbox(
     assert notice["what_happened"].startswith("Update 1 to our notice of")
     assert "records exposed is now 4800 (we said 1200)" in notice["what_happened"]
     assert "A second export." in notice["what_happened"]
-    mailed = {json.loads(line)["recipient"] for line in (folder / "email.jsonl").read_text().splitlines()}
-    texted = {json.loads(line)["recipient"] for line in (folder / "sms.jsonl").read_text().splitlines()}
+    mailed = {json.loads(line)["recipient"] for line in _lines(folder / "email.jsonl")}
+    texted = {json.loads(line)["recipient"] for line in _lines(folder / "sms.jsonl")}
     # A dry run renders every first notice (nothing is refused), so c* count as notified.
     assert mailed == {"a1", "a2", "a3", "a4", "c1", "c2", "c3", "d1", "d2"}
     assert texted == {"b1", "b2", "b3"}
@@ -187,6 +189,10 @@ def test_a_dry_run_update_renders_the_follow_up_into_the_outbox(
     code, out, _ = run("timeline", incident, "--db", db, "--json", capsys=capsys)
     kinds = [e["kind"] for e in json.loads(out)]
     assert kinds.count("incident.updated") == 1
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
 
 
 def test_bad_updates_are_refused_in_one_line_and_change_nothing(
@@ -206,7 +212,7 @@ def test_bad_updates_are_refused_in_one_line_and_change_nothing(
 
     before = snapshot()
     cases = [
-        (["INC-20200101-000000", "--fact", "records_exposed=5"], "no incident 'INC-20200101-000000'"),
+        (["INC-20200101-000000", "--fact", "records_exposed=5"], "no incident 'INC-2020"),
         ([incident, "--fact", "records_exposd=5"], "unknown fact 'records_exposd'"),
         ([incident, "--fact", "records_exposed=lots"], "expected a whole number, got 'lots'"),
         ([incident, "--fact", "records_exposed="], "give a value"),

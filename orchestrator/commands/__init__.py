@@ -49,8 +49,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> N
 
 
 for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
-                reject, cancel, update, timeline, event, deadline, report, audit, evidence, run, serve,
-                routes, token, demo, simulate, gen_audience):  # fmt: skip
+                reject, cancel, update, timeline, event, deadline, report, audit, evidence, run,
+                serve, routes, token, demo, simulate, gen_audience):  # fmt: skip
     cli.add_command(command)
 
 

@@ -54,6 +54,7 @@ def print_timeline(events: Iterable[Mapping[str, Any]]) -> None:
 
 def _changes(changes: Iterable[Mapping[str, Any]]) -> str:
     """``affected_count: 1200 -> 4800; reset_url: (none) -> https://...``"""
+
     def shown(value: Any) -> str:
         return "(none)" if value is None else str(value)
 
@@ -200,12 +201,12 @@ def print_status(data: dict[str, Any]) -> None:
     for line in notes:
         out.print(line)
     for u in data.get("updates") or ():
-        line = (f"update {u['number']} {_ago(u['at'], current)} by {u['by']}: "
+        said = (f"update {u['number']} {_ago(u['at'], current)} by {u['by']}: "
                 f"{_changes(u['changes'])}")  # fmt: skip
         if u.get("reason"):
-            line += f" ({u['reason']})"
+            said += f" ({u['reason']})"
         follow = ", ".join(u["follow_ups"]) or "no follow-up step"
-        out.print(f"{line}; {follow} to {u.get('notified') or 0:,} notified")
+        out.print(f"{said}; {follow} to {u.get('notified') or 0:,} notified")
     if data.get("next_step"):
         [step] = [s for s in data["steps"] if s["step"] == data["next_step"]]
         out.print(f"next: {step['step']} {_ago(step['due_at'], current)}", highlight=False)

@@ -715,7 +715,7 @@ class Ledger:
             values: dict[str, Any] = {"facts": dict(facts), "facts_version": expected_version + 1}
             if reopen:
                 values["state"] = "running"
-            changed = s.execute(
+            changed = s.connection().execute(
                 update(Incident)
                 .where(Incident.id == incident_id, Incident.facts_version == expected_version,
                        Incident.state.not_in(("cancelled", "closed")))
