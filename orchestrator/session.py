@@ -587,7 +587,31 @@ class Breach:
         with nothing written, for an unknown or cancelled incident, an undeclared fact, a bad
         value, or facts that already hold the values given.
         """
-        return updates_mod.record_update(self, incident_id, facts, reason=reason, by=by, via=via)
+        result = updates_mod.record_update(self, incident_id, facts, reason=reason, by=by, via=via)
+        incident = self.ledger.incident(incident_id)
+        if incident.mode == "dry-run" and result["follow_ups"]:
+            steps = [f["step"] for f in result["follow_ups"]]
+            result["outbox"] = self._render_follow_ups(incident, result["number"], steps)
+        return result
+
+    def _render_follow_ups(self, incident: Incident, number: int, steps: Sequence[str]) -> str:
+        """A dry-run incident's follow-ups for update ``number``, rendered at once (time
+        compressed, like its trigger) into ``OUTBOX/update-N/``."""
+        folder = Path(incident.outbox or Path("outbox") / incident.id) / f"update-{number}"
+        box = Outbox(folder)
+        campaign = Campaign(self, incident, outbox=box)
+        outcomes = []
+        for step_id in steps:
+            spec = campaign.playbook.step(step_id)
+            assert spec is not None  # scheduled from this very playbook
+            outcomes.append(campaign.run_step(spec, now()))
+        box.close({
+            "incident": incident.id, "update": number,
+            "steps": [{"step": o.step.id, "channel": o.step.channel, "fired": o.fired,
+                       "note": o.note, **(o.tally.as_dict() if o.tally else {})}
+                      for o in outcomes],
+        })  # fmt: skip
+        return str(folder)
 
     def find_open_incident(self, dedupe_key: str) -> str | None:
         """The id of the newest incident opened for ``dedupe_key`` that is not closed, or None."""

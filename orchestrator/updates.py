@@ -28,7 +28,6 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import facts as facts_mod
@@ -38,7 +37,7 @@ from .ledger import FALLBACK_SUFFIX, Step, StepState, now
 from .playbook import UPDATE_MARK, NoticeText, Playbook
 
 if TYPE_CHECKING:
-    from .campaign import Campaign, StepOutcome
+    from .campaign import Campaign
     from .fanout import FanOut
     from .session import Breach
 
@@ -216,36 +215,12 @@ def record_update(
         "follow_ups": [{"step": s.step_id, "channel": s.channel,
                         "due_at": s.due_at.isoformat() if s.due_at else None} for s in steps],
     }  # fmt: skip
-    if incident.mode == "dry-run" and steps:
-        result["outbox"] = _dry_run(breach, incident_id, number, steps)
     return result
 
 
 def _due(at: Any, moment: datetime) -> datetime:
     """An ``on_update`` step's due time: its offset counts from the update."""
     return moment + at if isinstance(at, timedelta) else moment
-
-
-def _dry_run(breach: Breach, incident_id: str, number: int, steps: Sequence[Step]) -> str | None:
-    """A dry-run incident's follow-ups, rendered at once into ``OUTBOX/update-N/``."""
-    from .campaign import Campaign
-    from .outbox import Outbox
-
-    incident = breach.ledger.incident(incident_id)
-    folder = Path(incident.outbox or Path("outbox") / incident_id) / f"update-{number}"
-    box = Outbox(folder)
-    campaign = Campaign(breach, incident, outbox=box)
-    outcomes: list[StepOutcome] = []
-    for row in steps:
-        spec = campaign.playbook.step(row.step_id)
-        assert spec is not None and row.due_at is not None
-        outcomes.append(campaign.run_step(spec, row.due_at))
-    box.close({
-        "incident": incident_id, "update": number,
-        "steps": [{"step": o.step.id, "channel": o.step.channel, "fired": o.fired,
-                   "note": o.note, **(o.tally.as_dict() if o.tally else {})} for o in outcomes],
-    })  # fmt: skip
-    return str(folder)
 
 
 # -- carrying follow-ups out ----------------------------------------------------------------------
