@@ -24,6 +24,7 @@ from orchestrator.retry import RetryPolicy
 from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.cli import plugin_settings
+from orchestrator.validation import validate_text
 
 PLAYBOOK = Path(__file__).parent / "fixtures" / "playbooks" / "follow-up.yaml"
 SETTINGS = DispatchSettings(
@@ -253,3 +254,82 @@ def test_the_api_refuses_what_the_session_refuses(tmp_path: Path) -> None:
         breach.update(incident, {"records_exposed": 2}, by=" ")
     assert breach.update(incident, {"records_exposed": 2})["number"] == 1
     assert breach.update(incident, {"records_exposed": 3})["number"] == 2
+
+
+# -- the playbook side: on_update steps and follow_up notices ------------------------------------
+
+
+def _variant(old: str, new: str) -> str:
+    text = PLAYBOOK.read_text(encoding="utf-8")
+    assert old in text
+    return text.replace(old, new)
+
+
+@pytest.fixture(scope="module")
+def plain_host() -> PluginHost:
+    return PluginHost()
+
+
+def _problems(text: str, host: PluginHost) -> list[str]:
+    return [str(p) for p in validate_text(text, "follow-up.yaml", host=host)[1]]
+
+
+def test_the_fixture_is_valid_and_its_on_update_step_never_fires_at_trigger(
+    plain_host: PluginHost,
+) -> None:
+    playbook, problems = validate_text(PLAYBOOK.read_text(), "follow-up.yaml", host=plain_host)
+    assert problems == [] and playbook is not None
+    assert [s.id for s in playbook.trigger_steps] == ["sms-notice", "email-notice"]
+    instance = playbook.step("email-follow-up@3")
+    assert instance is not None and instance.id == "email-follow-up@3" and instance.on_update
+    assert playbook.step("sms-notice@1") is None  # not an on_update step
+    assert playbook.step("email-follow-up@x") is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # an on_update step counts from the update, never from a deadline or a date
+        ("    on_update: true\n", "    on_update: true\n    at: 2026-01-01T00:00:00Z\n",
+         ":44:9: step 'email-follow-up' is on_update: its `at` is an offset from the update"),
+        # a follow-up goes to people; a regulator step sends one report per step
+        ("  - id: email-follow-up\n    channel: email\n    notifier: sendgrid-email\n",
+         "  - id: email-follow-up\n    channel: announcement\n",
+         "channel 'announcement' sends one message per step, not one per person"),
+        # an on_update step needs a follow-up text in every locale
+        ("    follow_up:\n", "    unused:\n",
+         "unknown key 'unused'"),
+        # a misspelled update field is located in the follow-up's own field
+        ("{{ update.reason }}\n      sms", "{{ update.reason }} {{ update.nmber }}\n      sms",
+         ":24:22: notice en.follow_up.what_happened: 'dict object' has no attribute 'nmber'"),
+        # the first notice cannot read `update`: it has none
+        ("impact: \"Your {{ facts.data_exposed }}", "impact: \"Your {{ update.number }}",
+         "(`update` is read in notice.en.follow_up only)"),
+    ],
+)  # fmt: skip
+def test_misuse_is_explained_where_it_is(
+    old: str, new: str, expected: str, plain_host: PluginHost
+) -> None:
+    problems = _problems(_variant(old, new), plain_host)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_follow_up_must_say_what_changed(plain_host: PluginHost) -> None:
+    text = PLAYBOOK.read_text()
+    start = text.index("    follow_up:\n")
+    silent = text[:start] + "    follow_up:\n      what_happened: We learned more.\n"
+    silent += text[text.index("steps:\n") :]
+    problems = _problems(silent, plain_host)
+    assert any(":23:7: notice en.follow_up never reads `update`" in p for p in problems), problems
+
+
+def test_each_half_needs_the_other(plain_host: PluginHost) -> None:
+    no_step = _variant("    on_update: true\n", "")
+    assert any("notice en.follow_up is sent by no step: mark the step that sends it `on_update: "
+               "true`" in p for p in _problems(no_step, plain_host))  # fmt: skip
+    text = PLAYBOOK.read_text()
+    start = text.index("    follow_up:\n")
+    no_text = text[:start] + text[text.index("steps:\n") :]
+    problems = _problems(no_text, plain_host)
+    assert any(":16:3: notice en has no `follow_up:` text, which on_update step "
+               "'email-follow-up' sends" in p for p in problems), problems  # fmt: skip
