@@ -331,5 +331,5 @@ def test_each_half_needs_the_other(plain_host: PluginHost) -> None:
     start = text.index("    follow_up:\n")
     no_text = text[:start] + text[text.index("steps:\n") :]
     problems = _problems(no_text, plain_host)
-    assert any(":16:3: notice en has no `follow_up:` text, which on_update step "
+    assert any(":15:5: notice en has no `follow_up:` text, which on_update step "
                "'email-follow-up' sends" in p for p in problems), problems  # fmt: skip
