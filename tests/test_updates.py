@@ -13,7 +13,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
+from api_support import console
 from cli_support import run
 from engine_support import deliveries
 
@@ -333,3 +335,38 @@ def test_each_half_needs_the_other(plain_host: PluginHost) -> None:
     problems = _problems(no_text, plain_host)
     assert any(":15:5: notice en has no `follow_up:` text, which on_update step "
                "'email-follow-up' sends" in p for p in problems), problems  # fmt: skip
+
+
+def test_the_commander_api_updates_with_the_commander_role_only(tmp_path: Path) -> None:
+    with console(tmp_path, engine=False) as c:
+        incident = Breach(c.db).trigger(
+            PLAYBOOK, audience=str(_audience(tmp_path / "people.csv")), mode="dry-run",
+            outbox=tmp_path / "outbox", facts={"records_exposed": 1200},
+        ).incident_id  # fmt: skip
+
+        def post(token: str, body: object, target: str = incident) -> httpx.Response:
+            return httpx.post(f"{c.url}/api/incidents/{target}/updates", headers=c.auth(token),
+                              json=body, timeout=30)  # fmt: skip
+
+        viewer = post("viewer", {"facts": {"records_exposed": 4800}})
+        unknown = post("commander", {"facts": {"records_exposd": 4800}})
+        empty = post("commander", {"facts": {}})
+        missing = post("commander", {"facts": {"records_exposed": 1}}, "INC-20200101-000000")
+        done = post("commander", {"facts": {"records_exposed": 4800}, "reason": "Recount."})
+        status = httpx.get(f"{c.url}/api/incidents/{incident}", headers=c.auth("viewer")).json()
+        Breach(c.db).cancel(incident, by="Ana")  # the API cancels no finished incident
+        late = post("commander", {"facts": {"records_exposed": 9600}})
+    assert viewer.status_code == 403 and "commander" in viewer.json()["detail"]
+    assert (
+        unknown.status_code == 422 and "did you mean 'records_exposed'" in unknown.json()["detail"]
+    )
+    assert empty.status_code == 422 and missing.status_code == 404
+    assert done.status_code == 201, done.text
+    body = done.json()
+    assert body["number"] == 1 and body["by"] == "commander" and body["reason"] == "Recount."
+    assert [f["step"] for f in body["follow_ups"]] == ["email-follow-up@1"]
+    assert status["updates"][0]["changes"][0]["new"] == 4800
+    assert "email-follow-up@1" in [s["step"] for s in status["steps"]]
+    assert late.status_code == 409 and "cancelled" in late.json()["detail"]
+    assert [e["detail"]["via"] for e in Breach(c.db).timeline(incident)
+            if e["kind"] == "incident.updated"] == ["api"]  # fmt: skip
