@@ -88,15 +88,23 @@ def follow_up_playbook(playbook: Playbook) -> Playbook:
 
 
 def template_update(detail: Mapping[str, Any], at: datetime) -> dict[str, Any]:
-    """What follow-up templates read as ``update``, from an ``incident.updated`` event."""
+    """What follow-up templates read as ``update``, from an ``incident.updated`` event. A list
+    value reads as its items joined with commas; a fact that had none reads as ``None``."""
     first = detail.get("first_notice_at")
     return {
         "number": detail["number"],
         "reason": detail.get("reason") or "",
         "at": at,
         "first_notice_at": datetime.fromisoformat(first) if first else at,
-        "changes": [dict(c) for c in detail.get("changes", ())],
+        "changes": [
+            {**c, "old": _shown(c.get("old")), "new": _shown(c.get("new"))}
+            for c in detail.get("changes", ())
+        ],
     }
+
+
+def _shown(value: Any) -> Any:
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
 def sample_update(playbook: Playbook) -> dict[str, Any]:

@@ -56,6 +56,8 @@ def _changes(changes: Iterable[Mapping[str, Any]]) -> str:
     """``affected_count: 1200 -> 4800; reset_url: (none) -> https://...``"""
 
     def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value) or "(none)"
         return "(none)" if value is None else str(value)
 
     return "; ".join(f"{c['fact']}: {shown(c['old'])} -> {shown(c['new'])}" for c in changes)
