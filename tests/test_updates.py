@@ -370,3 +370,29 @@ def test_the_commander_api_updates_with_the_commander_role_only(tmp_path: Path) 
     assert late.status_code == 409 and "cancelled" in late.json()["detail"]
     assert [e["detail"]["via"] for e in Breach(c.db).timeline(incident)
             if e["kind"] == "incident.updated"] == ["api"]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning")
+def test_a_gated_follow_up_waits_for_its_approval_by_its_instance_id(
+    simulator: Simulator, host: PluginHost, tmp_path: Path
+) -> None:
+    gated = tmp_path / "gated.yaml"
+    gated.write_text(_variant("    on_update: true\n",
+                              "    on_update: true\n    approval: {role: dpo}\n"))  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    breach = Breach(db, host=host)
+    incident = breach.trigger(gated, audience=str(_audience(tmp_path / "people.csv")),
+                              mode="live", facts={"records_exposed": 1200}).incident_id  # fmt: skip
+    breach.run(SETTINGS, until_idle=True)
+    breach.update(incident, {"records_exposed": 4800}, by="Ana")
+    breach.run(SETTINGS, until_idle=True)
+    [follow] = [s for s in breach.status(incident)["steps"] if s["step"] == "email-follow-up@1"]
+    assert follow["state"] == "awaiting_approval" and follow["waiting_for"]["missing"] == ["dpo"]
+    assert _follow_ups(simulator, 1) == ({}, {})
+
+    breach.approve(incident, "email-follow-up@1", by="Dana (DPO)", as_role="dpo")
+    breach.run(SETTINGS, until_idle=True)
+    emails, texts = _follow_ups(simulator, 1)
+    assert set(emails) == {"a1", "a2", "a3", "a4", "d1", "d2"} and len(texts) == 3
+    assert breach.status(incident)["state"] == "finished"
