@@ -15,7 +15,11 @@ turns the delivery ``failed``. Notices already owed are never withdrawn: a deliv
 pending or retrying when the update is recorded goes out as it was going to, and since a message
 is rendered when it is sent, it carries the facts as they stand then (the corrected ones), so
 that person gets no follow-up for this update. People who were never reached (no contact, a
-refused address) get none either: there is nothing to correct.
+refused address) get none either: there is nothing to correct. A message already being handed
+to a provider in the seconds around the update (claimed before it, or rendered from the engine's
+facts cache) may carry the earlier facts and settle after the cut-off: that person gets no
+follow-up for this update. Closing that gap needs the claim time of a delivery, which the
+ledger does not keep.
 
 The follow-up notice is the locale's ``follow_up`` text (see :class:`~.playbook.FollowUpText`)
 over the first notice, rendered with ``update`` in its templates: ``number``, ``reason``, ``at``,
