@@ -116,7 +116,7 @@ def sample_update(playbook: Playbook) -> dict[str, Any]:
     samples = facts_mod.samples(playbook.facts)
     name = next(iter(playbook.facts), "sample_fact")
     spec = playbook.facts.get(name)
-    new = samples.get(name, "sample value")
+    new = _shown(facts_mod.jsonable(samples).get(name, "sample value"))
     return {
         "number": 1, "reason": "sample reason for the update",
         "at": datetime(2026, 1, 3, 9, 0, tzinfo=UTC),
