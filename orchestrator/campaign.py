@@ -213,7 +213,7 @@ class Campaign:
         else:
             self.emit("step.fired", step.id, channel=step.channel)
         number = update_number(step.id)
-        only = self.follow_ups.audience(number) if number is not None else None
+        only = self.follow_ups.audience(step.id) if number is not None else None
         outcome.tally = self.fanout_for(step.id).run(
             step, self.audience, resume_after=resume_after, only=only
         )

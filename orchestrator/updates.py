@@ -15,11 +15,13 @@ turns the delivery ``failed``. Notices already owed are never withdrawn: a deliv
 pending or retrying when the update is recorded goes out as it was going to, and since a message
 is rendered when it is sent, it carries the facts as they stand then (the corrected ones), so
 that person gets no follow-up for this update. People who were never reached (no contact, a
-refused address) get none either: there is nothing to correct. A message already being handed
-to a provider in the seconds around the update (claimed before it, or rendered from the engine's
-facts cache) may carry the earlier facts and settle after the cut-off: that person gets no
-follow-up for this update. Closing that gap needs the claim time of a delivery, which the
-ledger does not keep.
+refused address) get none either: there is nothing to correct. A message being handed to a
+provider when the update is recorded (``sending``) was rendered with the earlier facts: its
+person is noted on the follow-up steps, which fall due no earlier than the end of its lease, and
+is counted in if it went. A message claimed in the seconds just after the update, while the
+engine still holds the earlier facts (it re-reads them every few seconds), may carry them too:
+that person gets no follow-up for this update, since the ledger does not keep when a delivery
+was claimed.
 
 The follow-up notice is the locale's ``follow_up`` text (see :class:`~.playbook.FollowUpText`)
 over the first notice, rendered with ``update`` in its templates: ``number``, ``reason``, ``at``,
@@ -201,17 +203,22 @@ def record_update(
     number = 1 + sum(1 for e in events if e.kind == UPDATED_KIND)
     moment = now()
     notified, first_at = ledger.notified(incident_id, before=moment, mark=UPDATE_MARK)
+    # Messages being sent right now were rendered with the old facts: the follow-ups wait for
+    # them to settle, and count those people in if they are then sent.
+    sending, settled_by = ledger.in_flight(incident_id, mark=UPDATE_MARK)
     position = 1 + max((s.position for s in ledger.steps(incident_id)), default=0)
     steps = [
         Step(incident_id=incident_id, step_id=instance_id(spec.id, number),
-             position=position + i, channel=spec.channel, due_at=_due(spec.at, moment),
-             state=StepState.SCHEDULED.value, detail={"update": number})
+             position=position + i, channel=spec.channel,
+             due_at=max(_due(spec.at, moment), settled_by or moment),
+             state=StepState.SCHEDULED.value,
+             detail={"update": number, "in_flight": sorted(sending)})
         for i, spec in enumerate(sorted(playbook.update_steps, key=lambda s: _due(s.at, moment)))
     ]  # fmt: skip
     detail = {
         "number": number, "changes": [c.as_dict() for c in changes], "reason": reason,
         "via": via, "facts_version": incident.facts_version + 1,
-        "notified_before": moment.isoformat(), "notified": notified,
+        "notified_before": moment.isoformat(), "notified": notified, "in_flight": len(sending),
         "first_notice_at": first_at.isoformat() if first_at else None,
         "follow_ups": [s.step_id for s in steps],
     }  # fmt: skip
@@ -281,14 +288,20 @@ class FollowUps:
         self._fanouts[number] = found
         return found
 
-    def audience(self, number: int) -> set[str]:
-        """The recipient ids update ``number``'s follow-ups go to: those who had received an
-        earlier notice when the update was recorded."""
+    def audience(self, step_id: str) -> set[str]:
+        """The recipient ids a follow-up step goes to: those who had received an earlier notice
+        when its update was recorded, and those whose notice was being sent then and went."""
+        number = update_number(step_id)
+        assert number is not None
         detail, at = self.update(number)
+        ledger, incident_id = self.campaign.ledger, self.campaign.incident.incident_id
         before = datetime.fromisoformat(detail.get("notified_before") or at.isoformat())
-        return self.campaign.ledger.notified_ids(
-            self.campaign.incident.incident_id, before=before, mark=UPDATE_MARK
-        )
+        people = ledger.notified_ids(incident_id, before=before, mark=UPDATE_MARK)
+        sending = set(ledger.step(incident_id, step_id).detail.get("in_flight") or ())
+        if sending - people:
+            went = ledger.notified_ids(incident_id, before=now(), mark=UPDATE_MARK)
+            people |= sending & went
+        return people
 
 
 def timeline_updates(events: Sequence[Any]) -> list[dict[str, Any]]:

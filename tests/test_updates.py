@@ -10,7 +10,9 @@ people with no contact at all.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -19,8 +21,10 @@ from api_support import console
 from cli_support import run
 from engine_support import deliveries
 
+from orchestrator.campaign import Campaign
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.errors import BreachError, FactError, NotFound, StateConflict
+from orchestrator.ledger import now
 from orchestrator.pluginhost import PluginHost
 from orchestrator.retry import RetryPolicy
 from orchestrator.session import Breach
@@ -396,3 +400,44 @@ def test_a_gated_follow_up_waits_for_its_approval_by_its_instance_id(
     emails, texts = _follow_ups(simulator, 1)
     assert set(emails) == {"a1", "a2", "a3", "a4", "d1", "d2"} and len(texts) == 3
     assert breach.status(incident)["state"] == "finished"
+
+
+@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning")
+def test_a_notice_being_sent_when_the_update_lands_is_followed_up_once_it_went(
+    simulator: Simulator, host: PluginHost, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    breach = Breach(db, host=host)
+    incident = breach.trigger(PLAYBOOK, audience=str(_audience(tmp_path / "people.csv")),
+                              mode="live", facts={"records_exposed": 1200}).incident_id  # fmt: skip
+    campaign = Campaign(breach, breach.ledger.incident(incident))
+    for step_id in ("sms-notice", "email-notice"):  # fanned out, nothing sent yet
+        spec = campaign.playbook.step(step_id)
+        assert spec is not None
+        campaign.run_step(spec, now())
+    # A worker holds every SMS: handed to the provider, its answer not back yet, when the
+    # update lands. Those messages were rendered with the old facts.
+    claimed = breach.ledger.claim("twilio-sms", 100, lease_seconds=3.0)
+    assert {r["recipient_id"] for r in claimed} == {p for p in PEOPLE if p[0] in "abc"}
+    result = breach.update(incident, {"records_exposed": 4800}, by="Ana")
+    assert result["notified"] == 0
+    [event] = [e for e in breach.timeline(incident) if e["kind"] == "incident.updated"]
+    assert event["detail"]["in_flight"] == len(claimed)
+    # The provider answers: sent, except the refused number.
+    breach.ledger.settle([
+        {"key": r["key"], "state": "failed" if r["recipient_id"][0] == "c" else "sent",
+         "sent_at": now(), "reason": "refused" if r["recipient_id"][0] == "c" else None}
+        for r in claimed
+    ])  # fmt: skip
+    # The follow-up waits until those leases end: by then every held message has settled.
+    [follow] = result["follow_ups"]
+    assert datetime.fromisoformat(follow["due_at"]) >= max(r["lease_until"] for r in claimed)
+    time.sleep(max(0.0, (datetime.fromisoformat(follow["due_at"]) - now()).total_seconds()))
+    breach.run(SETTINGS, until_idle=True)
+
+    # a* and b* got the old facts: they get the follow-up. d*'s e-mail went out after the
+    # update, with the new facts: they get none.
+    emails, texts = _follow_ups(simulator, 1)
+    assert set(emails) == {"a1", "a2", "a3", "a4"}
+    assert set(texts) == {PEOPLE[p][0] for p in ("b1", "b2", "b3")}

@@ -696,6 +696,21 @@ class Ledger:
         with self.transaction() as connection:
             return {str(r) for r in connection.execute(query.distinct()).scalars()}
 
+    def in_flight(self, incident_id: str, *, mark: str) -> tuple[set[str], datetime | None]:
+        """The recipients whose earlier notice (on a step whose id holds no ``mark``) is being
+        handed to a provider now, and when the last of those leases ends: their messages were
+        rendered already, and settle, or are reclaimed, by then."""
+        table = DELIVERIES
+        query = select(table.c.recipient_id, table.c.lease_until).where(
+            table.c.incident_id == incident_id, table.c.contact.is_not(None),
+            table.c.state == DeliveryState.SENDING.value,
+            ~table.c.step_id.contains(mark, autoescape=True),
+        )  # fmt: skip
+        with self.transaction() as connection:
+            rows = list(connection.execute(query))
+        ends = [r.lease_until for r in rows if r.lease_until is not None]
+        return {str(r.recipient_id) for r in rows}, max(ends) if ends else None
+
     def add_update(
         self,
         incident_id: str,
