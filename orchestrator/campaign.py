@@ -29,6 +29,7 @@ from .playbook import Playbook, Step
 from .regimes import Regime
 from .reporting import LedgerRecords, regulator_entries
 from .schedule import deadlines
+from .updates import FollowUps, update_number
 
 if TYPE_CHECKING:
     from .session import Breach
@@ -97,6 +98,8 @@ class Campaign:
             incident=self.incident, incident_vars=self.incident_vars, outbox=outbox,
             redirect=_redirect_table(incident.redirect_to),
         )  # fmt: skip
+        #: the follow-ups of the incident's updates (``STEP@N`` steps), loaded on first use
+        self.follow_ups = FollowUps(self)
         self.audience_total: int | None = incident.audience_total
         #: people per region and per locale ("" for none), once counted
         self.regions: dict[str, int] | None = None
@@ -212,8 +215,13 @@ class Campaign:
             self.emit("step.resumed", step.id, after_row=resume_after)
         else:
             self.emit("step.fired", step.id, channel=step.channel)
-        outcome.tally = self.fanout.run(step, self.audience, resume_after=resume_after)
-        if self.host.notifier(step.channel, step.notifier).contact is not None:
+        number = update_number(step.id)
+        only = self.follow_ups.audience(step.id) if number is not None else None
+        outcome.tally = self.fanout_for(step.id).run(
+            step, self.audience, resume_after=resume_after, only=only
+        )
+        contact = self.host.notifier(step.channel, step.notifier).contact
+        if contact is not None and number is None:
             # Always written: another step's condition may have counted the audience in
             # memory already, and the ledger is what `breach status` reads.
             people = max(outcome.tally.people, resume_after)
@@ -240,7 +248,13 @@ class Campaign:
         })  # fmt: skip
         self.emit("step.fallback", step.id, channel=step.fallback.channel,
                   people=len(recipient_ids))  # fmt: skip
-        return self.fanout.run(pseudo, self.audience, only=recipient_ids)
+        return self.fanout_for(step.id).run(pseudo, self.audience, only=recipient_ids)
+
+    def fanout_for(self, step_id: str) -> FanOut:
+        """The fan-out of a ledger step: a follow-up's (``STEP@N``, its fallback too) renders
+        its update's follow-up notice; every other step's renders the first notice."""
+        number = update_number(step_id)
+        return self.fanout if number is None else self.follow_ups.fanout(number)
 
     # -- rebuilding a message from its ledger row (dispatch) ------------------------------------
 
@@ -265,10 +279,11 @@ class Campaign:
         contact = self.host.notifier_classes[row["notifier"]][1].contact
         if contact is not None:
             setattr(person, contact, row["contact"])
-        context = self._shared()
+        fanout = self.fanout_for(row["step_id"])
+        context = fanout.shared_context
         if data:
             context = {**context, "recipient": {**data, "id": person.id}}
-        notice = self.renderer.render(locale, context)
+        notice = fanout.renderer.render(locale, context)
         return Message(
             delivery_id=row["key"], step_id=row["step_id"], channel=row["channel"],
             incident=self.incident, notice=notice, recipient=person, address=row["contact"],

@@ -203,7 +203,7 @@ class DemoRun:
             hours = (current - aware_at).total_seconds() / 3600
             say(f"  incident  {incident_id}, aware {hours:.0f}h ago so that every step is due now")
             approved = []
-            for step in playbook.steps:
+            for step in playbook.trigger_steps:  # on_update steps wait for an update
                 if step.approval is not None:
                     breach.approve(incident_id, step.id, by=APPROVER)
                     approved.append(step.id)

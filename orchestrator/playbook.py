@@ -29,6 +29,8 @@ from .durations import format_duration, parse_duration
 from .regimes import Deadline
 
 Severity = Literal["low", "medium", "high", "critical"]
+#: joins an ``on_update`` step's id and its update's number in the ledger: ``sms-update@2``
+UPDATE_MARK = "@"
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 LocaleCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 
@@ -144,6 +146,30 @@ class RegulatorNotice(_Strict):
     TEXTS: ClassVar[tuple[str, ...]] = ("nature", "consequences", "measures_taken",
                                          "measures_proposed", "data_subjects", "data_involved",
                                          "cause", "material_impact", "not_yet_known")  # fmt: skip
+class FollowUpText(_Strict):
+    """The follow-up notice in one locale: sent by `on_update` steps to people who received an
+    earlier notice of the incident, after its facts were corrected or completed.
+
+    Its templates may read ``update`` (``number``, ``reason``, ``at``, ``first_notice_at``,
+    ``changes``: each with ``fact``, ``description``, ``old``, ``new``). ``what_happened`` is
+    required: it is where a follow-up says what changed. ``impact``, ``measures``, ``advice``,
+    ``contact``, ``data_involved``, ``remedies``, ``greeting`` and ``subject`` default to the
+    first notice's; ``sms``, ``push`` and ``call`` default to texts that lead with
+    ``what_happened`` (never to the first notice's, which would repeat it).
+    """
+
+    what_happened: str = Field(description="What changed since the first notice.")
+    impact: str | None = None
+    measures: str | None = None
+    advice: str | None = None
+    contact: str | None = None
+    data_involved: str | None = None
+    remedies: str | None = None
+    subject: str | None = None
+    greeting: str | None = None
+    sms: str | None = None
+    push: str | None = None
+    call: str | None = None
 
 
 class NoticeText(_Strict):
@@ -173,6 +199,13 @@ class NoticeText(_Strict):
         default=None,
         description="The notice as regulators read it (third person): the narrative of every "
         "report to a regulator. Needed in the default locale by a playbook with regulators.",
+    )
+
+    follow_up: FollowUpText | None = Field(
+        default=None,
+        description="The follow-up notice `on_update` steps send after `breach update`: what "
+        "changed (`update.changes`, `update.reason`) and when the first notice went out "
+        "(`update.first_notice_at`). Fields it leaves out are taken from this notice.",
     )
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("impact", "measures", "advice", "contact")
@@ -289,6 +322,12 @@ class Step(_Strict):
     )
     notifier: str | None = Field(default=None, description="Pick one when several serve a channel.")
     misfire: Literal["run_late", "skip"] = "run_late"
+    on_update: bool = Field(
+        default=False,
+        description="A follow-up step: it does not fire when the incident is triggered; each "
+        "`breach update` fans it out (as STEP@N) to the people who received an earlier notice, "
+        "with the notice's `follow_up` text. `at` counts from the update.",
+    )
     description: str = ""
 
     @field_validator("at", mode="wrap")
@@ -363,7 +402,25 @@ class Playbook(_Strict):
         return next((r for r in self.regulators if r.id == regulator_id), None)
 
     def step(self, step_id: str) -> Step | None:
-        return next((s for s in self.steps if s.id == step_id), None)
+        """The step of this id, or of a follow-up instance (``sms-update@2``: the ``on_update``
+        step ``sms-update`` as fanned out for update 2, carrying the instance's id)."""
+        base, mark, number = step_id.partition(UPDATE_MARK)
+        found = next((s for s in self.steps if s.id == base), None)
+        if not mark:
+            return found
+        if found is None or not found.on_update or not number.isdigit():
+            return None
+        return found.model_copy(update={"id": step_id})
+
+    @property
+    def update_steps(self) -> list[Step]:
+        """The ``on_update`` steps: each update fans them out, none fires at trigger."""
+        return [s for s in self.steps if s.on_update]
+
+    @property
+    def trigger_steps(self) -> list[Step]:
+        """The steps that fire when the incident is triggered (all but ``on_update`` ones)."""
+        return [s for s in self.steps if not s.on_update]
 
 
 def json_schema() -> dict[str, Any]:

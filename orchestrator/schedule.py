@@ -64,6 +64,7 @@ def due_at(step: Step, aware_at: datetime, due: dict[str, datetime | None]) -> d
 def ordered_steps(
     playbook: Playbook, aware_at: datetime, due: dict[str, datetime | None]
 ) -> list[tuple[Step, datetime]]:
-    """Steps with their due times, earliest first (playbook order breaks ties)."""
-    timed = [(step, due_at(step, aware_at, due)) for step in playbook.steps]
+    """Steps with their due times, earliest first (playbook order breaks ties); ``on_update``
+    steps are left out: they fire when the incident is updated, never at trigger."""
+    timed = [(step, due_at(step, aware_at, due)) for step in playbook.trigger_steps]
     return sorted(timed, key=lambda pair: pair[1])

@@ -34,6 +34,7 @@ import yaml
 from . import applicability, approvals, explain, shipped
 from . import clocks as clocks_mod
 from . import facts as facts_mod
+from . import updates as updates_mod
 from .audience import open_audience
 from .campaign import Campaign, StepOutcome, read_redirect_file
 from .errors import (
@@ -52,7 +53,7 @@ from .message import Message
 from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
 from .outbox import Outbox
-from .playbook import Approval, BeforeDeadline, Playbook
+from .playbook import UPDATE_MARK, Approval, BeforeDeadline, Playbook
 from .pluginhost import PluginHost
 from .receipts import ReceiptUpdate
 from .regimes import Regime, load_regimes
@@ -341,7 +342,7 @@ class Breach:
         steps: list[dict[str, Any]] = []
         for s in step_rows:
             active = sum(counts.get(s.step_id, {}).get(k, 0) for k in ("pending", "sending"))
-            rate = rates.get(s.step_id)
+            rate = rates.get(s.step_id.partition(UPDATE_MARK)[0])
             why, waiting = explain.explain_step(s, playbook, events)
             steps.append({
                 "step": s.step_id, "channel": s.channel, "state": s.state,
@@ -371,6 +372,7 @@ class Breach:
             "people": incident.audience_total, "facts": incident.facts, "steps": steps,
             "next_step": min(upcoming, key=lambda s: s["due_at"])["step"] if upcoming else None,
             "circuits": explain.circuits(events, current),
+            "updates": updates_mod.timeline_updates(events),
             **legal, "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
@@ -404,8 +406,9 @@ class Breach:
         relevant = [a.regime for a in applying if a.applies is not False]
         clocks = self._clocks(playbook, happened, current, relevant)
         unfired = (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)
+        # Follow-ups correct a notice already given: they fall after its deadline by nature.
         timed = [(s.step_id, s.channel, s.due_at) for s in self.ledger.steps(incident.id)
-                 if s.state in unfired]  # fmt: skip
+                 if s.state in unfired and UPDATE_MARK not in s.step_id]  # fmt: skip
         warnings += self._late_steps(playbook, applying, happened, timed, current)
         return {"deadlines": deadline_rows, "clocks": [c.as_dict() for c in clocks],
                 "regimes": [a.as_dict() for a in applying], "warnings": warnings}  # fmt: skip
@@ -568,6 +571,52 @@ class Breach:
         detail = {"reason": reason, "skipped": skipped}
         self.ledger.record(IncidentEvent(incident_id, "incident.cancelled", None, detail, actor=by))
         return {"incident": incident_id, "skipped": skipped, "reason": why}
+
+    def update(
+        self,
+        incident_id: str,
+        facts: Mapping[str, Any],
+        *,
+        reason: str | None = None,
+        by: str = "orchestrator",
+        via: str = "cli",
+    ) -> dict[str, Any]:
+        """Correct or complete an incident's facts (update 1, 2, ...) and owe a follow-up.
+
+        ``facts`` must be facts the playbook declares (given as text or typed values, checked
+        like facts at trigger, by the notifiers too). ``incident.updated`` records each changed
+        fact with its old and new value, the reason and who. The playbook's ``on_update`` steps
+        are scheduled as ``STEP@N`` (their ``at`` counting from now) and go only to people who
+        received an earlier notice (see :mod:`orchestrator.updates`); a finished incident runs
+        again for them, a dry-run one renders them at once into ``OUTBOX/update-N/``. Refused,
+        with nothing written, for an unknown or cancelled incident, an undeclared fact, a bad
+        value, or facts that already hold the values given.
+        """
+        result = updates_mod.record_update(self, incident_id, facts, reason=reason, by=by, via=via)
+        incident = self.ledger.incident(incident_id)
+        if incident.mode == "dry-run" and result["follow_ups"]:
+            steps = [f["step"] for f in result["follow_ups"]]
+            result["outbox"] = self._render_follow_ups(incident, result["number"], steps)
+        return result
+
+    def _render_follow_ups(self, incident: Incident, number: int, steps: Sequence[str]) -> str:
+        """A dry-run incident's follow-ups for update ``number``, rendered at once (time
+        compressed, like its trigger) into ``OUTBOX/update-N/``."""
+        folder = Path(incident.outbox or Path("outbox") / incident.id) / f"update-{number}"
+        box = Outbox(folder)
+        campaign = Campaign(self, incident, outbox=box)
+        outcomes = []
+        for step_id in steps:
+            spec = campaign.playbook.step(step_id)
+            assert spec is not None  # scheduled from this very playbook
+            outcomes.append(campaign.run_step(spec, now()))
+        box.close({
+            "incident": incident.id, "update": number,
+            "steps": [{"step": o.step.id, "channel": o.step.channel, "fired": o.fired,
+                       "note": o.note, **(o.tally.as_dict() if o.tally else {})}
+                      for o in outcomes],
+        })  # fmt: skip
+        return str(folder)
 
     def find_open_incident(self, dedupe_key: str) -> str | None:
         """The id of the newest incident opened for ``dedupe_key`` that is not closed, or None."""

@@ -7,13 +7,15 @@ segment budgets, regulators and regimes.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError, meta
 from pydantic import ValidationError
 
 from . import conditions, facts
@@ -26,6 +28,7 @@ from .pluginhost import PluginHost
 from .problems import model_problems
 from .regimes import Regime, builtin_regimes
 from .segments import count_segments
+from .updates import follow_up_playbook, sample_update
 
 #: names a step `condition` may read; `facts.*` must be declared facts
 CONDITION_ROOTS = {"facts", "counts", "severity", "jurisdictions", "mode"}
@@ -161,6 +164,7 @@ def _semantic_problems(
     for i in range(len(playbook.steps)):
         out += _step_problems(playbook, i, smap, channels, regimes)
     out += _template_problems(playbook, smap)
+    out += _follow_up_problems(playbook, smap, host)
     return out
 
 
@@ -414,6 +418,8 @@ def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
             message = f"notice {locale}.{failure.field}: {failure.message}"
             if "facts" in failure.message or "has no attribute" in failure.message:
                 message += f" (declared facts: {', '.join(playbook.facts) or 'none'})"
+            if "'update' is undefined" in failure.message:
+                message += f" (`update` is read in notice.{locale}.follow_up only)"
             if failure.field.startswith(REGULATOR_PREFIX):
                 out.append(smap.problem(["notice", locale, *failure.field.split(".")], message))
             elif failure.field in text.model_fields_set:
@@ -439,4 +445,86 @@ def _template_problems(playbook: Playbook, smap: SourceMap) -> list[Problem]:
                         ),
                     )
                 )
+    return out
+
+
+def _follow_up_problems(
+    playbook: Playbook, smap: SourceMap, host: PluginHost | None
+) -> list[Problem]:
+    """``on_update`` steps and ``follow_up`` notices: each needs the other, an ``on_update`` step
+    sends to people after an update (its ``at`` an offset from it), and a follow-up renders
+    with a sample ``update`` and says what changed."""
+    out: list[Problem] = []
+    updating = [(i, s) for i, s in enumerate(playbook.steps) if s.on_update]
+    for i, step in updating:
+        if not isinstance(step.at, timedelta):
+            out.append(smap.problem(["steps", i, "at"], f"step {step.id!r} is on_update: its `at` "
+                                    "is an offset from the update ('+0m', '+1h')"))  # fmt: skip
+        if host is not None and step.channel in host.channels():
+            notifier = host.notifier(step.channel, step.notifier)
+            if notifier.contact is None:
+                out.append(smap.problem(["steps", i, "on_update"], (
+                    f"step {step.id!r}: channel {step.channel!r} sends one message per step, "
+                    "not one per person; on_update steps send follow-up notices to the people "
+                    "who received an earlier notice")))  # fmt: skip
+    for locale, text in playbook.notice.items():
+        if updating and text.follow_up is None:
+            out.append(smap.problem(["notice", locale], (
+                f"notice {locale} has no `follow_up:` text, which on_update step "
+                f"{updating[0][1].id!r} sends: add one whose what_happened says what changed "
+                "({{ update.changes }}, {{ update.reason }})")))  # fmt: skip
+        elif text.follow_up is not None and not updating:
+            out.append(smap.problem(["notice", locale, "follow_up"], (
+                f"notice {locale}.follow_up is sent by no step: mark the step that sends it "
+                "`on_update: true`")))  # fmt: skip
+    if not updating:
+        return out
+    merged = follow_up_playbook(playbook)
+    renderer = NoticeRenderer(merged)
+    sample_facts = facts.samples(playbook.facts)
+    uses_sms = any(s.channel == "sms" or (s.fallback is not None and s.fallback.channel == "sms")
+                   for _, s in updating)  # fmt: skip
+    for locale, text in playbook.notice.items():
+        follow = text.follow_up
+        if follow is None:
+            continue
+        here: list[int | str] = ["notice", locale, "follow_up"]
+        reads = set()
+        for name in follow.model_fields_set:
+            source = getattr(follow, name)
+            if isinstance(source, str):
+                with contextlib.suppress(TemplateError):  # reported below, with its field
+                    reads |= meta.find_undeclared_variables(renderer.env.parse(source))
+        if "update" not in reads:
+            out.append(
+                smap.problem(
+                    here,
+                    (
+                        f"notice {locale}.follow_up never reads `update`: a follow-up must say "
+                        "what changed, e.g. {{ update.changes }} and {{ update.reason }} in "
+                        "what_happened"
+                    ),
+                )
+            )
+        context = {
+            **template_context(playbook=merged, incident=sample_incident(playbook),
+                               facts=sample_facts, recipient=sample_recipient(locale)),
+            "update": sample_update(playbook),
+        }  # fmt: skip
+        # Fields the follow-up takes from the first notice were checked with it above.
+        own = follow.model_fields_set | {"sms", "push", "call"}
+        problems = [p for p in renderer.problems if p.locale == locale and p.field in own]
+        problems = problems or [p for p in renderer.check(locale, context) if p.field in own]
+        for p in problems:
+            where = [*here, p.field] if p.field in follow.model_fields_set else here
+            out.append(smap.problem(where, f"notice {locale}.follow_up.{p.field}: {p.message}"))
+        if problems or not uses_sms:
+            continue
+        count = count_segments(renderer.render(locale, context).sms)
+        if count.segments > playbook.limits.sms_segments:
+            where = [*here, "sms"] if follow.sms else here
+            out.append(smap.problem(where, (
+                f"notice {locale}.follow_up.sms needs {count.segments} {count.encoding} "
+                f"segments but limits.sms_segments is {playbook.limits.sms_segments}; "
+                "shorten it")))  # fmt: skip
     return out

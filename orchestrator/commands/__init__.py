@@ -22,7 +22,7 @@ from .context import Options, err
 from .delivery import run
 from .demo import demo, gen_audience, simulate
 from .evidence import audit, evidence
-from .incidents import approve, cancel, reject, status, timeline, trigger
+from .incidents import approve, cancel, reject, status, timeline, trigger, update
 from .playbooks import list_playbooks, plugins, regimes, schema, validate
 from .reports import report
 from .server import routes, serve, token
@@ -49,8 +49,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None, regimes: Path | None) -> N
 
 
 for command in (validate, list_playbooks, schema, regimes, plugins, trigger, status, approve,
-                reject, cancel, timeline, event, deadline, report, audit, evidence, run, serve,
-                routes, token, demo, simulate, gen_audience):  # fmt: skip
+                reject, cancel, update, timeline, event, deadline, report, audit, evidence, run,
+                serve, routes, token, demo, simulate, gen_audience):  # fmt: skip
     cli.add_command(command)
 
 

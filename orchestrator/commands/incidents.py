@@ -1,4 +1,4 @@
-"""Incident commands: ``trigger``, ``status``, ``approve``, ``cancel``, ``timeline``."""
+"""Incident commands: ``trigger``, ``status``, ``approve``, ``cancel``, ``update``, ``timeline``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from .. import facts as facts_mod
 from ..notifier import Mode
 from ..session import Breach
 from .context import echo_json, err, json_option, pass_breach
-from .tables import print_incidents, print_status, print_summary, print_timeline
+from .tables import (
+    print_incidents,
+    print_status,
+    print_summary,
+    print_timeline,
+    print_update,
+)
 
 
 @click.command()
@@ -179,6 +185,30 @@ def cancel(breach: Breach, incident: str, by: str, reason: str | None, as_json: 
         echo_json(result)
     else:
         err.print(f"{incident} cancelled; {result['skipped']:,} pending deliveries skipped")
+
+
+@click.command()
+@click.argument("incident")
+@click.option(
+    "--fact", "-f", "fact_pairs", multiple=True, metavar="NAME=VALUE",
+    help="A corrected or new value of a declared fact (repeatable).",
+)  # fmt: skip
+@click.option("--reason", default=None, help="Why the facts changed (the follow-up may say it).")
+@click.option("--by", default=None, help="Who records the update (default: the OS user).")
+@json_option
+@pass_breach()
+def update(
+    breach: Breach, incident: str, fact_pairs: tuple[str, ...], reason: str | None,
+    by: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Correct or complete INCIDENT's facts; on_update steps send a follow-up notice to the
+    people who received an earlier one."""
+    given = facts_mod.parse_assignments(list(fact_pairs))
+    result = breach.update(incident, given, reason=reason, by=by or os_user())
+    if as_json:
+        echo_json(result)
+        return
+    print_update(result)
 
 
 @click.command()

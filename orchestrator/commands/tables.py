@@ -44,9 +44,48 @@ def print_timeline(events: Iterable[Mapping[str, Any]]) -> None:
     table = Table("at (UTC)", "event", "step", "by", "detail")
     for e in events:
         at = datetime.fromisoformat(e["at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        detail = ", ".join(f"{k}={v}" for k, v in sorted(e["detail"].items()))
+        if e["kind"] == "incident.updated":
+            detail = _update_line(e["detail"])
+        else:
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(e["detail"].items()))
         table.add_row(at, e["kind"], e["step"] or "", e["actor"] or "", detail)
     out.print(table)
+
+
+def _changes(changes: Iterable[Mapping[str, Any]]) -> str:
+    """``affected_count: 1200 -> 4800; reset_url: (none) -> https://...``"""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value) or "(none)"
+        return "(none)" if value is None else str(value)
+
+    return "; ".join(f"{c['fact']}: {shown(c['old'])} -> {shown(c['new'])}" for c in changes)
+
+
+def _update_line(detail: Mapping[str, Any]) -> str:
+    """An ``incident.updated`` event as one line: number, changes, reason, follow-ups."""
+    text = f"update {detail.get('number')}: {_changes(detail.get('changes', ()))}"
+    if detail.get("reason"):
+        text += f"; reason: {detail['reason']}"
+    follow = ", ".join(detail.get("follow_ups") or ()) or "none"
+    return text + f"; follow-ups: {follow} (to {detail.get('notified', 0):,} notified)"
+
+
+def print_update(result: Mapping[str, Any]) -> None:
+    """What ``breach update`` did: the changes and the follow-ups it scheduled."""
+    out.print(f"{result['incident']} update {result['number']} by {result['by']}: "
+              f"{_changes(result['changes'])}")  # fmt: skip
+    if result.get("reason"):
+        out.print(f"reason: {result['reason']}")
+    if not result["follow_ups"]:
+        out.print("no step of the playbook is on_update: no follow-up notice is sent")
+    for f in result["follow_ups"]:
+        due = f" due {_when(f['due_at'])}" if f.get("due_at") else ""
+        out.print(f"follow-up {f['step']} ({f['channel']}){due} to the "
+                  f"{result['notified']:,} people who received an earlier notice")  # fmt: skip
+    if result.get("outbox"):
+        out.print(f"dry-run: follow-ups rendered into {result['outbox']}")
 
 
 def print_plugins(infos: Iterable[PluginInfo]) -> None:
@@ -163,6 +202,13 @@ def print_status(data: dict[str, Any]) -> None:
     out.print(table)
     for line in notes:
         out.print(line)
+    for u in data.get("updates") or ():
+        said = (f"update {u['number']} {_ago(u['at'], current)} by {u['by']}: "
+                f"{_changes(u['changes'])}")  # fmt: skip
+        if u.get("reason"):
+            said += f" ({u['reason']})"
+        follow = ", ".join(u["follow_ups"]) or "no follow-up step"
+        out.print(f"{said}; {follow} to {u.get('notified') or 0:,} notified")
     if data.get("next_step"):
         [step] = [s for s in data["steps"] if s["step"] == data["next_step"]]
         out.print(f"next: {step['step']} {_ago(step['due_at'], current)}", highlight=False)

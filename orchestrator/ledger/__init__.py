@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..errors import LedgerError, NotFound
+from ..errors import LedgerError, NotFound, StateConflict
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from . import chain
@@ -687,6 +687,94 @@ class Ledger:
             return int(s.scalar(
                 select(func.coalesce(func.sum(Delivery.reclaims), 0))
                 .where(Delivery.incident_id == incident_id)) or 0)  # fmt: skip
+
+    # -- updates -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _notified_query(incident_id: str, before: datetime, mark: str) -> Any:
+        """Deliveries that gave a person an earlier notice of the incident: on a step whose id
+        holds no ``mark`` (not a follow-up, ``STEP@N``), settled sent or delivered before
+        ``before``."""
+        table = DELIVERIES
+        settled = func.coalesce(table.c.sent_at, table.c.updated_at)
+        return (
+            table.c.incident_id == incident_id,
+            table.c.contact.is_not(None),
+            table.c.state.in_((DeliveryState.SENT.value, DeliveryState.DELIVERED.value)),
+            ~table.c.step_id.contains(mark, autoescape=True),
+            settled <= before,
+        )
+
+    def notified(
+        self, incident_id: str, *, before: datetime, mark: str
+    ) -> tuple[int, datetime | None]:
+        """How many people had received an earlier notice of the incident before ``before``
+        (on steps whose id holds no ``mark``), and when the first of those notices went out."""
+        table = DELIVERIES
+        settled = func.coalesce(table.c.sent_at, table.c.updated_at)
+        query = select(func.count(func.distinct(table.c.recipient_id)), func.min(settled)).where(
+            *self._notified_query(incident_id, before, mark)
+        )
+        with self.transaction() as connection:
+            count, first = connection.execute(query).one()
+        if isinstance(first, datetime) and first.tzinfo is None:
+            first = first.replace(tzinfo=UTC)  # SQLite hands back naive UTC from a bare min()
+        return int(count or 0), first
+
+    def notified_ids(self, incident_id: str, *, before: datetime, mark: str) -> set[str]:
+        """The recipient ids of the people :meth:`notified` counts."""
+        table = DELIVERIES
+        query = select(table.c.recipient_id).where(*self._notified_query(incident_id, before, mark))
+        with self.transaction() as connection:
+            return {str(r) for r in connection.execute(query.distinct()).scalars()}
+
+    def in_flight(self, incident_id: str, *, mark: str) -> tuple[set[str], datetime | None]:
+        """The recipients whose earlier notice (on a step whose id holds no ``mark``) is being
+        handed to a provider now, and when the last of those leases ends: their messages were
+        rendered already, and settle, or are reclaimed, by then."""
+        table = DELIVERIES
+        query = select(table.c.recipient_id, table.c.lease_until).where(
+            table.c.incident_id == incident_id, table.c.contact.is_not(None),
+            table.c.state == DeliveryState.SENDING.value,
+            ~table.c.step_id.contains(mark, autoescape=True),
+        )  # fmt: skip
+        with self.transaction() as connection:
+            rows = list(connection.execute(query))
+        ends = [r.lease_until for r in rows if r.lease_until is not None]
+        return {str(r.recipient_id) for r in rows}, max(ends) if ends else None
+
+    def add_update(
+        self,
+        incident_id: str,
+        *,
+        expected_version: int,
+        facts: Mapping[str, Any],
+        steps: Sequence[Step],
+        event: IncidentEvent,
+        reopen: bool,
+    ) -> None:
+        """Record an update in one transaction: the new facts (a new facts version), its
+        follow-up steps and its audit event; a finished incident runs again when ``reopen``.
+        Refused with :class:`StateConflict` when the facts changed meanwhile (a concurrent
+        update or alert): nothing is written, and the update can be run again."""
+        with self.session() as s:
+            self._lock_chain(s, incident_id)
+            values: dict[str, Any] = {"facts": dict(facts), "facts_version": expected_version + 1}
+            if reopen:
+                values["state"] = "running"
+            changed = s.connection().execute(
+                update(Incident)
+                .where(Incident.id == incident_id, Incident.facts_version == expected_version,
+                       Incident.state.not_in(("cancelled", "closed")))
+                .values(**values)
+            ).rowcount  # fmt: skip
+            if changed != 1:
+                raise StateConflict(f"incident {incident_id} changed while the update was being "
+                                    "recorded (another update, an alert, a cancellation); "
+                                    "nothing was written: run it again")  # fmt: skip
+            s.add_all(list(steps))
+            s.flush()
+            self._chain(s, [event], {})
 
     # -- audit ---------------------------------------------------------------------------------
 

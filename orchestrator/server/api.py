@@ -3,8 +3,9 @@
 Mounted by :func:`~orchestrator.server.app.create_app` at ``/api``; its OpenAPI document is at
 ``/api/openapi.json``. Every request carries ``Authorization: Bearer TOKEN``, one of the config's
 ``[[api.tokens]]`` (stored as SHA-256, see :mod:`.tokens`). Any valid token may read; triggering,
-cancelling and recording events need the ``commander`` role; approving or rejecting a gated
-step needs one of the roles its playbook names (a refusal is 403 and is on the timeline).
+cancelling, updating facts and recording events need the ``commander`` role; approving or
+rejecting a gated step needs one of the roles its playbook names (a refusal is 403 and is on the
+timeline).
 
 Refusals are ``application/problem+json`` like the webhooks': 400 a body that is not JSON, 401
 no or unknown token, 403 role missing, 404 unknown incident or step, 409 the step or incident is
@@ -53,7 +54,8 @@ PROBLEM = "application/problem+json"
 COMMANDER = "commander"
 
 IncidentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-StepId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_+-]{0,63}$")]
+#: a playbook step id, its fallback (``+fallback``) or a follow-up instance (``@2``)
+StepId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_+@-]{0,63}$")]
 
 
 # -- shapes -------------------------------------------------------------------------------------
@@ -220,6 +222,24 @@ class Rejected(_Open):
     rejected_by: str
     role: str | None
     state: str
+
+
+class UpdateRequest(_Request):
+    """Corrected or new values of facts the incident's playbook declares."""
+
+    facts: dict[str, Any] = Field(min_length=1)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class Updated(_Open):
+    incident: str
+    number: int
+    by: str
+    reason: str | None
+    changes: list[dict[str, Any]]
+    notified: int
+    first_notice_at: str | None
+    follow_ups: list[dict[str, Any]]
 
 
 class Cancelled(_Open):
@@ -447,6 +467,14 @@ def create_api(config: ServerConfig, breach: Breach) -> FastAPI:
                              as_role=body.as_role if body else None,
                              reason=body.reason if body else None, via="api")  # fmt: skip
         return Rejected.model_validate(result)
+
+    @api.post("/incidents/{incident}/updates", status_code=201, responses=WRITE)
+    async def update(incident: IncidentId, body: UpdateRequest, token: Commander) -> Updated:
+        """Correct or complete the incident's facts (update N): its ``on_update`` steps send a
+        follow-up notice to the people who received an earlier one."""
+        result = await _call(breach.update, incident, body.facts, reason=body.reason,
+                             by=token.name, via="api")  # fmt: skip
+        return Updated.model_validate(result)
 
     @api.post("/incidents/{incident}/cancel", responses=WRITE)
     async def cancel(
