@@ -214,6 +214,13 @@ class Step(_Strict):
     regulator: str | None = Field(default=None, description="For regulator steps: which one.")
     notifier: str | None = Field(default=None, description="Pick one when several serve a channel.")
     misfire: Literal["run_late", "skip"] = "run_late"
+    dedupe: Literal["address", "none"] = Field(
+        default="address",
+        description="'address' (default): one message per phone number, e-mail address or push "
+        "token in this step; the other people sharing it are skipped with the reason 'same "
+        "address as <recipient id>' (also when the notice is personal). 'none': a message to "
+        "every person, for notices that must reach each one by name.",
+    )
     description: str = ""
 
     @field_validator("at", mode="wrap")

@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import LedgerError, NotFound
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
+from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
 from . import chain
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
@@ -75,8 +76,11 @@ _DELIVERY_DEFAULTS: dict[str, Any] = {
     "reason": None, "attempts": 0, "next_attempt_at": None, "lease_until": None,
     "provider_message_id": None, "content_hash": None, "error": None, "recipient_row": 0,
     "notifier": None, "reclaims": 0, "sent_at": None, "receipt_outcome": None,
+    "address_key": None,
 }  # fmt: skip
 ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
+#: values per IN (...) list: far below SQLite's limit on bound parameters
+_IN_CHUNK = 900
 
 
 def default_url() -> str:
@@ -252,7 +256,8 @@ class Ledger:
         with self.transaction() as connection:
             self._progress(connection, progress)
             for position, row in enumerate(full):
-                if connection.execute(self._insert_new(row)).rowcount == 1:
+                # RETURNING says whether the row went in: PostgreSQL reports no rowcount here
+                if connection.execute(self._insert_new(row)).first() is not None:
                     continue
                 duplicates.append(position)
                 tag = f"#row{row['recipient_row']}"
@@ -261,6 +266,7 @@ class Ledger:
                     "recipient_id": row["recipient_id"][: 200 - len(tag)] + tag,
                     "state": DeliveryState.SKIPPED.value, "reason": DUPLICATE_REASON,
                     "contact": None, "content_hash": None, "next_attempt_at": None,
+                    "address_key": None,
                 }))  # fmt: skip
         return duplicates
 
@@ -276,13 +282,33 @@ class Ledger:
         )
 
     def _insert_new(self, row: Mapping[str, Any]) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING for this ledger's dialect."""
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING id for this ledger's dialect (a row
+        back: inserted; none: it conflicted)."""
         name = self.engine.dialect.name
         if name == "sqlite":
-            return sqlite_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            lite = sqlite_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            return lite.returning(DELIVERIES.c.id)
         if name == "postgresql":
-            return postgresql_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            pg = postgresql_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            return pg.returning(DELIVERIES.c.id)
         raise LedgerError(f"unsupported ledger database: {name} (use SQLite or PostgreSQL)")
+
+    def address_holders(
+        self, incident_id: str, step_id: str, keys: Sequence[str]
+    ) -> dict[str, str]:
+        """address key -> recipient id of the step's row holding it, for those of ``keys``
+        already recorded (one indexed read per chunk; see ``orchestrator.sharing``)."""
+        table = DELIVERIES
+        found: dict[str, str] = {}
+        with self.transaction() as connection:
+            for start in range(0, len(keys), _IN_CHUNK):
+                rows = connection.execute(
+                    select(table.c.address_key, table.c.recipient_id).where(
+                        table.c.incident_id == incident_id, table.c.step_id == step_id,
+                        table.c.address_key.in_(keys[start : start + _IN_CHUNK]))
+                )  # fmt: skip
+                found.update((str(k), str(r)) for k, r in rows)
+        return found
 
     def delivery_counts(
         self, incident_id: str, *, by: Literal["step", "channel"] = "step"
@@ -301,12 +327,18 @@ class Ledger:
         return out
 
     def reasons(self, incident_id: str, step_id: str | None = None) -> dict[str, dict[str, int]]:
-        """step id -> skip/failure reason -> count."""
+        """step id -> skip/failure reason -> count; the sharers of an address ("same address
+        as <id>") are counted under one reason, ``orchestrator.sharing.SAME_ADDRESS``."""
         out: dict[str, dict[str, int]] = {}
+        # every "same address as <id>" is one reason here: a step may have thousands of holders
+        reason = case(
+            (Delivery.reason.startswith(SAME_ADDRESS_PREFIX, autoescape=True), SAME_ADDRESS),
+            else_=Delivery.reason,
+        )
         query = (
-            select(Delivery.step_id, Delivery.reason, func.count())
+            select(Delivery.step_id, reason, func.count())
             .where(Delivery.incident_id == incident_id, Delivery.reason.is_not(None))
-            .group_by(Delivery.step_id, Delivery.reason)
+            .group_by(Delivery.step_id, reason)
         )
         if step_id is not None:
             query = query.where(Delivery.step_id == step_id)
