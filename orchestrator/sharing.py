@@ -29,6 +29,10 @@ recorded, its addresses are looked up among the step's earlier rows (one indexed
 batch) and within the batch itself. Memory stays bounded by the batch size, whatever the
 audience size, and the database refuses a second holder even if a bug let one through.
 
+A sharer follows its holder: when the holder's delivery needs the step's fallback (it failed,
+bounced, or got no receipt), the sharers get the fallback too, each on their own address on the
+fallback channel (``shares_with`` names the holder in the ledger).
+
 Personal notices (templates that read ``recipient``) are deduped too, by choice: the harm of
 six copies on one handset (cost, a notice that looks like spam or phishing, people who stop
 reading) is certain, while the sharers are in the same household or team as the person
@@ -113,6 +117,6 @@ def share(
         else:
             row.update(state=skipped, reason=same_address_reason(holder), contact=None,
                        content_hash=None, next_attempt_at=None, recipient_data=None,
-                       address_key=None)  # fmt: skip
+                       address_key=None, shares_with=holder)  # fmt: skip
             sharers[position] = holder
     return sharers

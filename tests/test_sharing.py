@@ -270,3 +270,38 @@ def test_the_ledger_refuses_a_second_holder_of_an_address(ledger_url: str, tmp_p
         assert breach.ledger.insert_deliveries([twin]) == [0]
     kept = [d for d in deliveries(ledger_url, incident) if d.recipient_id.startswith("twin")]
     assert [(d.state, d.address_key) for d in kept] == [("skipped", None)]
+
+
+def test_sharers_follow_their_holder_into_the_fallback_on_their_own_address(
+    ledger_url: str, tmp_path: Path, simulator: Simulator
+) -> None:
+    """The number the family shares refuses SMS: the message none of them got is owed to each
+    through the fallback, on their own e-mail addresses (deduped there too)."""
+    book, audience = _write(
+        tmp_path,
+        LIVE.replace("fallback: email}", "fallback: {channel: email, on: [failed]}}"),
+        "id,name,phone,email,region\n"
+        "k1,Ana,+15005550004,k1@example.org,US\n"  # the simulator's opted-out number
+        "k2,Ben,+15005550004,k2@example.org,US\n"
+        "k3,Cleo,+15005550004,K1@Example.org,US\n"
+        "o1,Dan,+14155550150,o1@example.org,US\n",
+    )  # fmt: skip
+    settings = DispatchSettings(send_timeout=10, poll_interval=0.05)
+    with Breach(ledger_url, settings=plugin_settings(simulator.url, simulator.config)) as breach:
+        incident = breach.trigger(book, audience=str(audience), mode="live").incident_id
+        breach.run(settings, until_idle=True)
+        status = breach.status(incident)
+    simulator.drain()
+
+    rows = {(d.step_id, d.recipient_id): (d.state, d.reason) for d in
+            deliveries(ledger_url, incident)}  # fmt: skip
+    assert rows[("sms-all", "k1")][0] == "failed"
+    assert rows[("sms-all", "k2")] == ("skipped", "same address as k1")
+    assert rows[("sms-all", "k3")] == ("skipped", "same address as k1")
+    assert rows[("sms-all", "o1")] == ("sent", None)
+    fallback = {who: state for (step, who), state in rows.items() if step == "sms-all+fallback"}
+    assert fallback == {"k1": ("sent", None), "k2": ("sent", None),
+                        "k3": ("skipped", "same address as k1")}  # fmt: skip
+    assert sorted(m.recipient for m in simulator.accepted("sendgrid")) == [
+        "k1@example.org", "k2@example.org"]  # fmt: skip
+    assert status["state"] == "finished"

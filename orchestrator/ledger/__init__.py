@@ -76,7 +76,7 @@ _DELIVERY_DEFAULTS: dict[str, Any] = {
     "reason": None, "attempts": 0, "next_attempt_at": None, "lease_until": None,
     "provider_message_id": None, "content_hash": None, "error": None, "recipient_row": 0,
     "notifier": None, "reclaims": 0, "sent_at": None, "receipt_outcome": None,
-    "address_key": None,
+    "address_key": None, "shares_with": None,
 }  # fmt: skip
 ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
 #: values per IN (...) list: far below SQLite's limit on bound parameters
@@ -266,7 +266,7 @@ class Ledger:
                     "recipient_id": row["recipient_id"][: 200 - len(tag)] + tag,
                     "state": DeliveryState.SKIPPED.value, "reason": DUPLICATE_REASON,
                     "contact": None, "content_hash": None, "next_attempt_at": None,
-                    "address_key": None,
+                    "address_key": None, "shares_with": None,
                 }))  # fmt: skip
         return duplicates
 
@@ -504,16 +504,10 @@ class Ledger:
         """Recipients of a step who need its fallback and have no fallback row yet: their
         delivery failed (``failed``: any failure or dead; ``bounce`` / ``undelivered``: a provider
         receipt with that :class:`ReceiptOutcome`), or was sent before ``older_than`` and never
-        confirmed (``no_receipt``)."""
+        confirmed (``no_receipt``). The people skipped because they share the address of such a
+        delivery (``orchestrator.sharing``) need it too: the message they shared did not reach
+        them either, and their fallback goes to their own address."""
         table = DELIVERIES
-        fallback_rows = table.alias("fb")
-        has_fallback = (
-            select(fallback_rows.c.id)
-            .where(fallback_rows.c.incident_id == incident_id,
-                   fallback_rows.c.step_id == step_id + FALLBACK_SUFFIX,
-                   fallback_rows.c.recipient_id == table.c.recipient_id)
-            .exists()
-        )  # fmt: skip
         failed = table.c.state == DeliveryState.FAILED.value
         wanted: list[ColumnElement[bool]] = []
         if "failed" in triggers:
@@ -527,14 +521,26 @@ class Ledger:
                           & (table.c.sent_at <= older_than))  # fmt: skip
         if not wanted:
             return []
-        query = (
+        needing = (
             select(table.c.recipient_id)
             .where(table.c.incident_id == incident_id, table.c.step_id == step_id,
-                   table.c.contact.is_not(None), or_(*wanted), ~has_fallback)
-            .limit(limit)
+                   table.c.contact.is_not(None), or_(*wanted))
+        )  # fmt: skip
+        query = needing.where(~_has_fallback(table, incident_id, step_id)).limit(limit)
+        sharer = table.alias("sharer")
+        # a holder whose own fallback went out already still owes it to its sharers
+        sharers = (
+            select(sharer.c.recipient_id)
+            .where(sharer.c.incident_id == incident_id, sharer.c.step_id == step_id,
+                   sharer.c.shares_with.in_(needing),
+                   ~_has_fallback(sharer, incident_id, step_id))
         )  # fmt: skip
         with self.transaction() as connection:
-            return [str(r) for r in connection.execute(query).scalars()]
+            found = [str(r) for r in connection.execute(query).scalars()]
+            if len(found) < limit:
+                more = connection.execute(sharers.limit(limit - len(found))).scalars()
+                found += [str(r) for r in more]
+            return found
 
     def step_active(self, incident_id: str, step_id: str) -> bool:
         """Whether the step (or its fallback) still has deliveries pending or being sent."""
@@ -764,6 +770,18 @@ class Ledger:
                 return
             yield batch
             after = batch[-1].id
+
+
+def _has_fallback(rows: Any, incident_id: str, step_id: str) -> Any:
+    """Whether the delivery row of ``rows`` has a fallback row already."""
+    fallback_rows = DELIVERIES.alias("fb")
+    return (
+        select(fallback_rows.c.id)
+        .where(fallback_rows.c.incident_id == incident_id,
+               fallback_rows.c.step_id == step_id + FALLBACK_SUFFIX,
+               fallback_rows.c.recipient_id == rows.c.recipient_id)
+        .exists()
+    )  # fmt: skip
 
 
 def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:

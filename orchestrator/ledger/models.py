@@ -172,6 +172,9 @@ class Delivery(Base):
     #: hash of the address this row sends to, when its step sends one message per address
     #: (see ``orchestrator.sharing``); None for rows that send nothing or steps that do not
     address_key: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: for a person skipped because another has the same address: that person's recipient id
+    #: (the holder); the sharer follows the holder into the step's fallback
+    shares_with: Mapped[str | None] = mapped_column(String(200), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
