@@ -163,6 +163,8 @@ class FanOut:
                 tally.states[item.row["state"]] -= 1
                 tally.states[DeliveryState.SKIPPED.value] += 1
                 tally.reasons[DUPLICATE_REASON] += 1
+                if item.row.get("shares_with") is not None:  # recorded as a duplicate id instead
+                    tally.reasons[sharing.SAME_ADDRESS] -= 1
                 if item.row.get("contact") is not None:
                     tally.channels[item.row["channel"]] -= 1
                     tally.fallback -= int(item.row.get("via_fallback", False))

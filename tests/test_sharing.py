@@ -65,6 +65,7 @@ m3,Kai,,Jürgen@example.org,,DE
 m4,Lu,,jürgen@example.org,,DE
 m5,Mo,,mo@example.org,,US
 f1,Ana again,+14155550100,,,US
+s2,Hal again,+14155550100,,,US
 """
 
 
@@ -113,6 +114,7 @@ def test_a_dry_run_sends_one_message_per_address_and_lists_the_sharers(
     assert sms["m3"] is None and sms["m4"] is None and sms["m5"] is None
     # the audience listing f1 twice is still a duplicate id, not a sharer
     assert sms["f1#row14"] == DUPLICATE_REASON
+    assert sms["s2#row15"] == DUPLICATE_REASON  # even on a number someone else holds
 
     push = _reasons(ledger_url, result.incident_id, "push-all")
     assert push["f2"] == "same address as f1" and push["s1"] is None and push["s2"] is None
@@ -131,13 +133,16 @@ def test_a_dry_run_sends_one_message_per_address_and_lists_the_sharers(
     # the counts: the dry-run summary and `breach status` say how many shared an address
     assert steps["sms-all"]["same_address"] == 6
     assert steps["sms-all"]["skipped_reasons"][SAME_ADDRESS] == 6
+    assert (
+        sum(steps["sms-all"]["skipped_reasons"].values()) == steps["sms-all"]["states"]["skipped"]
+    )
     assert steps["sms-all"]["channels"] == {"sms": 3, "email": 4}
     assert steps["push-all"]["same_address"] == 1
     assert steps["sms-each"]["same_address"] == 0
     by_status = {s["step"]: s for s in status["steps"]}
     assert by_status["sms-all"]["same_address"] == 6
     assert by_status["sms-all"]["reasons"][SAME_ADDRESS] == 6
-    assert by_status["sms-all"]["deliveries"] == {"rendered": 7, "skipped": 7}
+    assert by_status["sms-all"]["deliveries"] == {"rendered": 7, "skipped": 8}
 
 
 class Interrupted(Exception):
