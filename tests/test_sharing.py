@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import run
 from engine_support import deliveries
+from sqlalchemy import update
 
 from orchestrator import fanout
 from orchestrator.audience import AudienceSource
 from orchestrator.campaign import Campaign
 from orchestrator.dispatch import DispatchSettings
-from orchestrator.ledger import DUPLICATE_REASON, now
+from orchestrator.ledger import DELIVERIES, DUPLICATE_REASON, now
 from orchestrator.retry import RetryPolicy
 from orchestrator.session import Breach
 from orchestrator.sharing import SAME_ADDRESS, address_key, canonical
@@ -310,3 +312,25 @@ def test_sharers_follow_their_holder_into_the_fallback_on_their_own_address(
     assert sorted(m.recipient for m in simulator.accepted("sendgrid")) == [
         "k1@example.org", "k2@example.org"]  # fmt: skip
     assert status["state"] == "finished"
+
+
+def test_the_command_line_counts_the_sharers_and_explains_possible_duplicates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book, audience = _write(tmp_path)
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    code, out, err = run("trigger", str(book), "--audience", str(audience), "--dry-run",
+                         "--outbox", str(tmp_path / "o"), "--db", db, capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    assert "sms-all: skipped 6 — same address as another recipient" in " ".join(out.split())
+    with Breach(db) as breach, breach.ledger.transaction() as connection:
+        [incident] = breach.incidents()
+        # as if f1's send had been answered by nothing and tried again
+        connection.execute(
+            update(DELIVERIES).where(DELIVERIES.c.recipient_id == "f1").values(reclaims=1)
+        )
+    code, out, err = run("status", incident["id"], "--db", db, capsys=capsys)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "sms-all: 6 skipped: one message per address, another person has the same one" in text
+    assert "possible duplicates (sends that may have reached the provider twice" in text
