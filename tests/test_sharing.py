@@ -334,3 +334,20 @@ def test_the_command_line_counts_the_sharers_and_explains_possible_duplicates(
     text = " ".join(out.split())
     assert "sms-all: 6 skipped: one message per address, another person has the same one" in text
     assert "possible duplicates (sends that may have reached the provider twice" in text
+
+
+def test_staging_dedupes_on_the_peoples_own_addresses_not_the_test_ones(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    """--redirect-to sends everyone to a few test phones: the dedupe still sees who shares."""
+    book, audience = _write(tmp_path)
+    testers = tmp_path / "testers.txt"
+    testers.write_text("+14155550199\nqa@example.org\ntoken-qa-00001\n")
+    with Breach(ledger_url) as breach:
+        result = breach.trigger(book, audience=str(audience), mode="dry-run",
+                                outbox=tmp_path / "o", redirect_to=testers)  # fmt: skip
+    sms = _reasons(ledger_url, result.incident_id, "sms-all")
+    assert sorted(who for who, reason in sms.items() if reason is None) == [
+        "f1", "m1", "m3", "m4", "m5", "s1", "s2"]  # fmt: skip
+    assert {d.contact for d in deliveries(ledger_url, result.incident_id) if d.contact} == {
+        "+14155550199", "qa@example.org", "token-qa-00001"}  # fmt: skip
