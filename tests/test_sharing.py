@@ -227,8 +227,11 @@ def test_a_resumed_fan_out_still_skips_the_sharers_of_addresses_recorded_before(
         _interrupted_then_resumed(breach, incident, "sms-all", households + 7)
         breach.run(settings, until_idle=True)
         status = breach.status(incident)
+        # a message on the household's phone reached each of them: none counts as unreachable
+        reached = breach.ledger.reached(incident)
     simulator.drain()
 
+    assert reached == households * size
     rows = [d for d in deliveries(ledger_url, incident) if d.step_id == "sms-all"]
     assert len(rows) == households * size  # nobody lost, nobody twice
     holders = {d.recipient_id for d in rows if d.state == "sent"}

@@ -348,19 +348,25 @@ class Ledger:
         return out
 
     def reached(self, incident_id: str) -> int:
-        """How many distinct people have at least one sent or delivered message."""
+        """How many distinct people have at least one sent or delivered message, counting
+        those skipped for sharing the address of a message that was (it reached their phone,
+        inbox or device: see ``orchestrator.sharing``)."""
         done = (DeliveryState.SENT.value, DeliveryState.DELIVERED.value)
-        with self.session() as s:
-            return int(
-                s.scalar(
-                    select(func.count(func.distinct(Delivery.recipient_id))).where(
-                        Delivery.incident_id == incident_id,
-                        Delivery.state.in_(done),
-                        Delivery.contact.is_not(None),
-                    )
-                )
-                or 0
-            )
+        table = DELIVERIES
+        holder = table.alias("holder")
+        holder_reached = (
+            select(holder.c.id)
+            .where(holder.c.incident_id == incident_id, holder.c.step_id == table.c.step_id,
+                   holder.c.recipient_id == table.c.shares_with, holder.c.state.in_(done))
+            .exists()
+        )  # fmt: skip
+        query = select(func.count(func.distinct(table.c.recipient_id))).where(
+            table.c.incident_id == incident_id,
+            or_(table.c.state.in_(done) & table.c.contact.is_not(None),
+                table.c.shares_with.is_not(None) & holder_reached),
+        )  # fmt: skip
+        with self.transaction() as connection:
+            return int(connection.scalar(query) or 0)
 
     # -- dispatch ------------------------------------------------------------------------------
 
