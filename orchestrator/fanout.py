@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from . import conditions
+from . import conditions, sharing
 from .audience import AudienceSource, Recipient
 from .ledger import DUPLICATE_REASON, DeliveryState, Ledger
 from .message import IncidentContext, Message, RenderedNotice
@@ -37,6 +37,8 @@ class Planned:
 
     row: dict[str, Any]
     output: Callable[[], None] | None = None
+    #: the hash of the address the row would send to, when its step dedupes (see sharing.py)
+    address_key: str | None = None
 
 
 @dataclass
@@ -152,6 +154,7 @@ class FanOut:
     ) -> int:
         """Ledger first, outbox second: the outbox never shows what the ledger refused."""
         last_row = max([last_row, *(p.row["recipient_row"] for p in batch)])
+        self._share(step, batch, tally)
         progress = (self.incident.incident_id, step.id, last_row, final)
         rows = [p.row for p in batch]
         duplicates = set(self.ledger.insert_deliveries(rows, progress=progress))
@@ -160,12 +163,34 @@ class FanOut:
                 tally.states[item.row["state"]] -= 1
                 tally.states[DeliveryState.SKIPPED.value] += 1
                 tally.reasons[DUPLICATE_REASON] += 1
+                if item.row.get("shares_with") is not None:  # recorded as a duplicate id instead
+                    tally.reasons[sharing.SAME_ADDRESS] -= 1
                 if item.row.get("contact") is not None:
                     tally.channels[item.row["channel"]] -= 1
                     tally.fallback -= int(item.row.get("via_fallback", False))
             elif item.output is not None:
                 item.output()
         return last_row
+
+    def _share(self, step: Step, batch: list[Planned], tally: StepTally) -> None:
+        """One message per address: later sharers of an address become skipped rows."""
+        keys = [p.address_key for p in batch]
+        if not any(keys):
+            return
+        states = [p.row["state"] for p in batch]
+        sharers = sharing.share(
+            [p.row for p in batch], keys,
+            lambda wanted: self.ledger.address_holders(self.incident.incident_id, step.id, wanted),
+            DeliveryState.SKIPPED.value,
+        )  # fmt: skip
+        for position in sharers:
+            item = batch[position]
+            tally.states[states[position]] -= 1
+            tally.states[DeliveryState.SKIPPED.value] += 1
+            tally.reasons[sharing.SAME_ADDRESS] += 1
+            tally.channels[item.row["channel"]] -= 1
+            tally.fallback -= int(item.row.get("via_fallback", False))
+            item.output = None
 
     # -- one message per step (public notice, regulator report) ---------------------------------
 
@@ -220,6 +245,7 @@ class FanOut:
                     chosen, via_fallback = fallback, True
                 else:
                     why = f"{why}; fallback {fallback.channel}: {why_fb}"
+            own_address = address  # dedupe on the person's own, even when redirected
             if address is not None and self.redirect is not None:
                 address, why = self._redirected(chosen, person.id)
             if address is None:
@@ -237,8 +263,12 @@ class FanOut:
                 recipient=person, address=address,
             )  # fmt: skip
             personal = view if self.renderer.is_personal(locale) else None
-            yield self._finish(step, chosen, message, person.id, person.row, personal, tally,
-                               via_fallback=via_fallback)  # fmt: skip
+            planned = self._finish(step, chosen, message, person.id, person.row, personal, tally,
+                                   via_fallback=via_fallback)  # fmt: skip
+            if step.dedupe == "address" and planned.row["state"] != DeliveryState.SKIPPED.value:
+                assert chosen.contact is not None and own_address is not None
+                planned.address_key = sharing.address_key(chosen.contact, own_address)
+            yield planned
 
     def _redirected(self, notifier: Notifier, recipient_id: str) -> tuple[str | None, str | None]:
         """Staging: the same person always gets the same test address of the right kind."""

@@ -328,6 +328,13 @@ class Step(_Strict):
         "`breach update` fans it out (as STEP@N) to the people who received an earlier notice, "
         "with the notice's `follow_up` text. `at` counts from the update.",
     )
+    dedupe: Literal["address", "none"] = Field(
+        default="address",
+        description="'address' (default): one message per phone number, e-mail address or push "
+        "token in this step; the other people sharing it are skipped with the reason 'same "
+        "address as <recipient id>' (also when the notice is personal). 'none': a message to "
+        "every person, for notices that must reach each one by name.",
+    )
     description: str = ""
 
     @field_validator("at", mode="wrap")

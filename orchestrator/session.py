@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
-from . import applicability, approvals, explain, shipped
+from . import applicability, approvals, explain, sharing, shipped
 from . import clocks as clocks_mod
 from . import facts as facts_mod
 from . import updates as updates_mod
@@ -352,6 +352,7 @@ class Breach:
                                                    reasons.get(s.step_id, {}),
                                                    dry_run=incident.mode == "dry-run"),
                 "reasons": reasons.get(s.step_id, {}),
+                "same_address": reasons.get(s.step_id, {}).get(sharing.SAME_ADDRESS, 0),
                 "approved_by": s.approved_by, "why": why, "waiting_for": waiting,
                 "eta_seconds": round(active / rate, 1) if rate and active else None,
                 "rate_per_second": rate,

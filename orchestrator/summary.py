@@ -16,6 +16,7 @@ from .outbox import Outbox
 from .playbook import Playbook
 from .pluginhost import PluginHost
 from .regimes import Regime
+from .sharing import SAME_ADDRESS
 
 
 def dry_run_summary(
@@ -46,6 +47,8 @@ def dry_run_summary(
             entry["counts_seen"] = outcome.extra["counts"]
         if outcome.tally is not None:
             entry.update(outcome.tally.as_dict())
+            # people skipped because another person of the step has their address
+            entry["same_address"] = outcome.tally.reasons.get(SAME_ADDRESS, 0)
             named = {step.channel: step.notifier}
             if step.fallback is not None:
                 named.setdefault(step.fallback.channel, step.fallback.notifier)

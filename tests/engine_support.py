@@ -19,11 +19,12 @@ PLAYBOOK = Path(__file__).parent / "fixtures" / "playbooks" / "engine-sms.yaml"
 
 
 def phone_audience(path: Path, rows: int) -> Path:
-    """``rows`` people, all reachable by SMS (fictional +1 555-01xx numbers, shared)."""
+    """``rows`` people, all reachable by SMS, each on a number of their own (+1 415 555-0100
+    onwards: steps send one message per number, so shared numbers would be skipped)."""
     with path.open("w", encoding="utf-8") as handle:
         handle.write("id,name,phone,region\n")
         for i in range(rows):
-            handle.write(f"p{i:06d},Person {i},+1415555{100 + i % 100:04d},US\n")
+            handle.write(f"p{i:06d},Person {i},+1415{5550100 + i},US\n")
     return path
 
 

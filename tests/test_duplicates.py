@@ -68,3 +68,74 @@ def test_sends_that_time_out_are_counted_as_possible_duplicates(
     extra = sum(accepted.values()) - 2 * PEOPLE
     assert report.counts["retried"] > 0 and extra > 0  # the slow answers did cause duplicates
     assert extra <= status["possible_duplicates"], (accepted, status["possible_duplicates"])
+
+
+LOSSY = """\
+id: lossy-providers
+title: Providers whose answers get lost
+version: 1
+severity: high
+organisation: {name: Example Org, contact_email: privacy@example.org}
+notice:
+  en:
+    what_happened: On 1 December someone copied our customer table.
+    impact: Your e-mail address was exposed.
+    measures: We fixed the bug.
+    advice: Watch out for phishing.
+    contact: privacy@example.org
+    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+steps:
+  - {id: sms-all, channel: sms, at: +0m}
+  - {id: email-all, channel: email, at: +0m}
+  - {id: push-all, channel: push, at: +0m}
+"""
+CHANNEL_STEPS = {"sms": "sms-all", "email": "email-all", "push": "push-all"}
+
+
+def test_answers_lost_by_the_sdks_are_counted_as_possible_duplicates(
+    simulator: Simulator, tmp_path: Path, ledger_url: str
+) -> None:
+    """One request in ten is accepted but its answer lost, one in ten dropped unprocessed: the
+    plugins see a dead connection either way, after the request went out, and say so. The
+    engine waits long enough never to time a send out itself: only the plugins can tell."""
+    for provider in ("twilio", "sendgrid", "fcm"):
+        simulator.configure(provider, lost_reply_rate=0.1, drop_rate=0.1, seed=12)
+    playbook = tmp_path / "lossy.yaml"
+    playbook.write_text(LOSSY)
+    people = tmp_path / "people.csv"
+    people.write_text("id,phone,email,push_token\n" + "".join(
+        f"p{i},+1415555{100 + i:04d},p{i}@example.org,token-{i:04d}\n"
+        for i in range(PEOPLE)))  # fmt: skip
+    settings = DispatchSettings(
+        send_timeout=60,
+        concurrency=4,
+        circuit_threshold=10_000,
+        # small e-mail and push batches: many requests, so answers get lost on every channel
+        rates={"sendgrid-email": 20.0, "fcm-push": 20.0},
+        policy=RetryPolicy(max_attempts=40, base=0.01, cap=0.1),
+    )
+    with Breach(ledger_url,
+                settings=plugin_settings(simulator.url, simulator.config)) as breach:  # fmt: skip
+        incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+        breach.run(settings, until_idle=True)
+        status = breach.status(incident)
+        rows = [
+            (d.step_id, d.reclaims) for batch in breach.ledger.delivery_batches(incident)
+            for d in batch
+        ]  # fmt: skip
+    simulator.drain()
+
+    assert {s["step"]: s["deliveries"] for s in status["steps"]} == {
+        step: {"sent": PEOPLE} for step in CHANNEL_STEPS.values()}  # fmt: skip
+    copies = Counter((m.channel, m.key) for m in simulator.accepted())
+    extra = Counter({channel: 0 for channel in CHANNEL_STEPS})
+    for (channel, _), n in copies.items():
+        extra[channel] += n - 1
+    counted = Counter({step: 0 for step in CHANNEL_STEPS.values()})
+    for step, reclaims in rows:
+        counted[step] += reclaims
+    for channel, step in CHANNEL_STEPS.items():
+        assert extra[channel] > 0, (channel, simulator.requests())  # answers were lost here
+        assert extra[channel] <= counted[step], (channel, extra, counted)
+    assert status["possible_duplicates"] == sum(counted.values())
+    assert sum(extra.values()) <= status["possible_duplicates"]

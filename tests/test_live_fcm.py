@@ -218,6 +218,7 @@ def test_a_dropped_connection_is_transient(
     [receipt] = _send(FcmPush(settings), [_push()])
     assert receipt.outcome is Outcome.TRANSIENT
     assert (receipt.error or "").startswith("fcm: connection failed")
+    assert receipt.uncertain  # sent, then the line went dead: FCM may have it
 
 
 def test_a_timeout_is_transient_and_bounded_by_the_setting(
@@ -231,6 +232,7 @@ def test_a_timeout_is_transient_and_bounded_by_the_setting(
         Outcome.TRANSIENT,
         "fcm: no answer within 0.3 s (FCM_TIMEOUT)",
     )
+    assert receipt.uncertain
 
 
 def test_connection_refused_is_transient(settings: dict[str, str]) -> None:
@@ -238,6 +240,7 @@ def test_connection_refused_is_transient(settings: dict[str, str]) -> None:
     [receipt] = _send(FcmPush({**settings, "FCM_API_BASE_URL": url}), [_push()])
     assert receipt.outcome is Outcome.TRANSIENT
     assert (receipt.error or "").startswith("fcm UNAVAILABLE")
+    assert not receipt.uncertain  # no connection: FCM never had it
 
 
 def test_a_refused_token_is_permanent_and_never_quoted(settings: dict[str, str]) -> None:

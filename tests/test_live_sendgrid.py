@@ -257,6 +257,8 @@ def test_a_dropped_connection_is_transient_and_stops_the_batch(
     assert [r.outcome for r in receipts] == [Outcome.TRANSIENT] * 4
     assert "connection failed" in (receipts[0].error or "")
     assert len(simulator.requests("sendgrid")) == 1
+    # the request went out whole and the answer was lost: SendGrid may have accepted it
+    assert [r.uncertain for r in receipts] == [True, True, False, False]  # the second never went
 
 
 def test_a_timeout_is_transient_and_bounded_by_the_setting(
@@ -270,6 +272,7 @@ def test_a_timeout_is_transient_and_bounded_by_the_setting(
         "sendgrid: no answer within 0.3 s (SENDGRID_TIMEOUT)"
     ] * 2
     assert {r.outcome for r in receipts} == {Outcome.TRANSIENT}
+    assert {r.uncertain for r in receipts} == {True}
 
 
 def test_connection_refused_is_transient(settings: dict[str, str]) -> None:
@@ -277,6 +280,7 @@ def test_connection_refused_is_transient(settings: dict[str, str]) -> None:
     receipts = _send(_notifier(settings, SENDGRID_API_BASE_URL=url), _people(2))
     assert {r.outcome for r in receipts} == {Outcome.TRANSIENT}
     assert "ConnectionRefusedError" in (receipts[0].error or "")
+    assert {r.uncertain for r in receipts} == {False}  # it never left: no duplicate possible
 
 
 def test_an_unbuildable_message_is_permanent_and_the_others_go(

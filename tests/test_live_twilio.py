@@ -265,6 +265,9 @@ def test_a_dropped_connection_is_transient(
     assert "connection failed" in (receipt.error or "")
     # a lost reply was processed: the retry the core makes is a bounded duplicate
     assert len(simulator.accepted("twilio")) == (1 if fault == "lost_reply_rate" else 0)
+    # the request went out and the line went dead: from here the two look alike, and either
+    # may have been accepted, so the ledger counts it among the possible duplicates
+    assert receipt.uncertain
 
 
 def test_a_timeout_is_transient_and_bounded_by_the_setting(
@@ -276,6 +279,7 @@ def test_a_timeout_is_transient_and_bounded_by_the_setting(
     assert time.monotonic() - started < 3
     assert receipt.outcome is Outcome.TRANSIENT
     assert receipt.error == "twilio: no answer within 0.3 s (TWILIO_TIMEOUT)"
+    assert receipt.uncertain  # Twilio may have it although it did not answer in time
 
 
 def test_connection_refused_is_transient(settings: dict[str, str]) -> None:
@@ -283,6 +287,14 @@ def test_connection_refused_is_transient(settings: dict[str, str]) -> None:
     [receipt] = _send(TwilioSms({**settings, "TWILIO_API_BASE_URL": url}), [_sms()])
     assert receipt.outcome is Outcome.TRANSIENT
     assert "connection failed" in (receipt.error or "")
+    assert not receipt.uncertain  # the request never left: no duplicate is possible
+
+
+def test_a_name_that_does_not_resolve_never_sent_anything(settings: dict[str, str]) -> None:
+    url = "http://twilio-api.invalid"
+    [receipt] = _send(TwilioSms({**settings, "TWILIO_API_BASE_URL": url}), [_sms()])
+    assert receipt.outcome is Outcome.TRANSIENT
+    assert not receipt.uncertain
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "nan"])

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..relative import relative
+from ..sharing import SAME_ADDRESS
 from .context import out
 
 if TYPE_CHECKING:
@@ -144,6 +145,9 @@ def print_summary(summary: dict[str, Any]) -> None:
             notes.append(f"{s['step']}: {s['note']}")
         for reason, n in list(s.get("skipped_reasons", {}).items())[:3]:
             notes.append(f"{s['step']}: skipped {n:,} — {reason}")
+        shown = dict(list(s.get("skipped_reasons", {}).items())[:3])
+        if s.get("same_address") and SAME_ADDRESS not in shown:
+            notes.append(f"{s['step']}: skipped {s['same_address']:,} — {SAME_ADDRESS}")
     out.print(steps)
     for note in notes:
         out.print(f"  {note}", highlight=False)
@@ -199,6 +203,9 @@ def print_status(data: dict[str, Any]) -> None:
         table.add_row(s["step"], s["channel"], _state(s["state"]), due, counts, eta)
         if s.get("why"):
             notes.append(Text.assemble(f"  {s['step']}: ", s["why"]))
+        if s.get("same_address"):
+            notes.append(Text(f"  {s['step']}: {s['same_address']:,} skipped: one message per "
+                              "address, another person has the same one"))  # fmt: skip
     out.print(table)
     for line in notes:
         out.print(line)
@@ -232,8 +239,9 @@ def print_status(data: dict[str, Any]) -> None:
         print_clocks(data["clocks"])
     if data.get("possible_duplicates"):
         out.print(
-            "possible duplicates (a send unanswered or cut off, then tried again): "
-            f"{data['possible_duplicates']:,}"
+            "possible duplicates (sends that may have reached the provider twice: its answer "
+            "was lost to a timeout or a dropped connection, or a crash cut the send off, and "
+            f"the message was tried again): {data['possible_duplicates']:,}"
         )
 
 

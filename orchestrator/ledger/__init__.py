@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import LedgerError, NotFound, StateConflict
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
+from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
 from . import chain
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
@@ -75,8 +76,11 @@ _DELIVERY_DEFAULTS: dict[str, Any] = {
     "reason": None, "attempts": 0, "next_attempt_at": None, "lease_until": None,
     "provider_message_id": None, "content_hash": None, "error": None, "recipient_row": 0,
     "notifier": None, "reclaims": 0, "sent_at": None, "receipt_outcome": None,
+    "address_key": None, "shares_with": None,
 }  # fmt: skip
 ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
+#: values per IN (...) list: far below SQLite's limit on bound parameters
+_IN_CHUNK = 900
 
 
 def default_url() -> str:
@@ -252,7 +256,8 @@ class Ledger:
         with self.transaction() as connection:
             self._progress(connection, progress)
             for position, row in enumerate(full):
-                if connection.execute(self._insert_new(row)).rowcount == 1:
+                # RETURNING says whether the row went in: PostgreSQL reports no rowcount here
+                if connection.execute(self._insert_new(row)).first() is not None:
                     continue
                 duplicates.append(position)
                 tag = f"#row{row['recipient_row']}"
@@ -261,6 +266,7 @@ class Ledger:
                     "recipient_id": row["recipient_id"][: 200 - len(tag)] + tag,
                     "state": DeliveryState.SKIPPED.value, "reason": DUPLICATE_REASON,
                     "contact": None, "content_hash": None, "next_attempt_at": None,
+                    "address_key": None, "shares_with": None,
                 }))  # fmt: skip
         return duplicates
 
@@ -276,13 +282,33 @@ class Ledger:
         )
 
     def _insert_new(self, row: Mapping[str, Any]) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING for this ledger's dialect."""
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING id for this ledger's dialect (a row
+        back: inserted; none: it conflicted)."""
         name = self.engine.dialect.name
         if name == "sqlite":
-            return sqlite_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            lite = sqlite_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            return lite.returning(DELIVERIES.c.id)
         if name == "postgresql":
-            return postgresql_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            pg = postgresql_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+            return pg.returning(DELIVERIES.c.id)
         raise LedgerError(f"unsupported ledger database: {name} (use SQLite or PostgreSQL)")
+
+    def address_holders(
+        self, incident_id: str, step_id: str, keys: Sequence[str]
+    ) -> dict[str, str]:
+        """address key -> recipient id of the step's row holding it, for those of ``keys``
+        already recorded (one indexed read per chunk; see ``orchestrator.sharing``)."""
+        table = DELIVERIES
+        found: dict[str, str] = {}
+        with self.transaction() as connection:
+            for start in range(0, len(keys), _IN_CHUNK):
+                rows = connection.execute(
+                    select(table.c.address_key, table.c.recipient_id).where(
+                        table.c.incident_id == incident_id, table.c.step_id == step_id,
+                        table.c.address_key.in_(keys[start : start + _IN_CHUNK]))
+                )  # fmt: skip
+                found.update((str(k), str(r)) for k, r in rows)
+        return found
 
     def delivery_counts(
         self, incident_id: str, *, by: Literal["step", "channel"] = "step"
@@ -301,12 +327,18 @@ class Ledger:
         return out
 
     def reasons(self, incident_id: str, step_id: str | None = None) -> dict[str, dict[str, int]]:
-        """step id -> skip/failure reason -> count."""
+        """step id -> skip/failure reason -> count; the sharers of an address ("same address
+        as <id>") are counted under one reason, ``orchestrator.sharing.SAME_ADDRESS``."""
         out: dict[str, dict[str, int]] = {}
+        # every "same address as <id>" is one reason here: a step may have thousands of holders
+        reason = case(
+            (Delivery.reason.startswith(SAME_ADDRESS_PREFIX, autoescape=True), SAME_ADDRESS),
+            else_=Delivery.reason,
+        )
         query = (
-            select(Delivery.step_id, Delivery.reason, func.count())
+            select(Delivery.step_id, reason, func.count())
             .where(Delivery.incident_id == incident_id, Delivery.reason.is_not(None))
-            .group_by(Delivery.step_id, Delivery.reason)
+            .group_by(Delivery.step_id, reason)
         )
         if step_id is not None:
             query = query.where(Delivery.step_id == step_id)
@@ -316,19 +348,25 @@ class Ledger:
         return out
 
     def reached(self, incident_id: str) -> int:
-        """How many distinct people have at least one sent or delivered message."""
+        """How many distinct people have at least one sent or delivered message, counting
+        those skipped for sharing the address of a message that was (it reached their phone,
+        inbox or device: see ``orchestrator.sharing``)."""
         done = (DeliveryState.SENT.value, DeliveryState.DELIVERED.value)
-        with self.session() as s:
-            return int(
-                s.scalar(
-                    select(func.count(func.distinct(Delivery.recipient_id))).where(
-                        Delivery.incident_id == incident_id,
-                        Delivery.state.in_(done),
-                        Delivery.contact.is_not(None),
-                    )
-                )
-                or 0
-            )
+        table = DELIVERIES
+        holder = table.alias("holder")
+        holder_reached = (
+            select(holder.c.id)
+            .where(holder.c.incident_id == incident_id, holder.c.step_id == table.c.step_id,
+                   holder.c.recipient_id == table.c.shares_with, holder.c.state.in_(done))
+            .exists()
+        )  # fmt: skip
+        query = select(func.count(func.distinct(table.c.recipient_id))).where(
+            table.c.incident_id == incident_id,
+            or_(table.c.state.in_(done) & table.c.contact.is_not(None),
+                table.c.shares_with.is_not(None) & holder_reached),
+        )  # fmt: skip
+        with self.transaction() as connection:
+            return int(connection.scalar(query) or 0)
 
     def reached_by_channel(self, incident_id: str) -> dict[str, int]:
         """Channel -> distinct people with a sent or delivered message on it (one statement)."""
@@ -504,16 +542,10 @@ class Ledger:
         """Recipients of a step who need its fallback and have no fallback row yet: their
         delivery failed (``failed``: any failure or dead; ``bounce`` / ``undelivered``: a provider
         receipt with that :class:`ReceiptOutcome`), or was sent before ``older_than`` and never
-        confirmed (``no_receipt``)."""
+        confirmed (``no_receipt``). The people skipped because they share the address of such a
+        delivery (``orchestrator.sharing``) need it too: the message they shared did not reach
+        them either, and their fallback goes to their own address."""
         table = DELIVERIES
-        fallback_rows = table.alias("fb")
-        has_fallback = (
-            select(fallback_rows.c.id)
-            .where(fallback_rows.c.incident_id == incident_id,
-                   fallback_rows.c.step_id == step_id + FALLBACK_SUFFIX,
-                   fallback_rows.c.recipient_id == table.c.recipient_id)
-            .exists()
-        )  # fmt: skip
         failed = table.c.state == DeliveryState.FAILED.value
         wanted: list[ColumnElement[bool]] = []
         if "failed" in triggers:
@@ -527,14 +559,26 @@ class Ledger:
                           & (table.c.sent_at <= older_than))  # fmt: skip
         if not wanted:
             return []
-        query = (
+        needing = (
             select(table.c.recipient_id)
             .where(table.c.incident_id == incident_id, table.c.step_id == step_id,
-                   table.c.contact.is_not(None), or_(*wanted), ~has_fallback)
-            .limit(limit)
+                   table.c.contact.is_not(None), or_(*wanted))
+        )  # fmt: skip
+        query = needing.where(~_has_fallback(table, incident_id, step_id)).limit(limit)
+        sharer = table.alias("sharer")
+        # a holder whose own fallback went out already still owes it to its sharers
+        sharers = (
+            select(sharer.c.recipient_id)
+            .where(sharer.c.incident_id == incident_id, sharer.c.step_id == step_id,
+                   sharer.c.shares_with.in_(needing),
+                   ~_has_fallback(sharer, incident_id, step_id))
         )  # fmt: skip
         with self.transaction() as connection:
-            return [str(r) for r in connection.execute(query).scalars()]
+            found = [str(r) for r in connection.execute(query).scalars()]
+            if len(found) < limit:
+                more = connection.execute(sharers.limit(limit - len(found))).scalars()
+                found += [str(r) for r in more]
+            return found
 
     def step_active(self, incident_id: str, step_id: str) -> bool:
         """Whether the step (or its fallback) still has deliveries pending or being sent."""
@@ -852,6 +896,18 @@ class Ledger:
                 return
             yield batch
             after = batch[-1].id
+
+
+def _has_fallback(rows: Any, incident_id: str, step_id: str) -> Any:
+    """Whether the delivery row of ``rows`` has a fallback row already."""
+    fallback_rows = DELIVERIES.alias("fb")
+    return (
+        select(fallback_rows.c.id)
+        .where(fallback_rows.c.incident_id == incident_id,
+               fallback_rows.c.step_id == step_id + FALLBACK_SUFFIX,
+               fallback_rows.c.recipient_id == rows.c.recipient_id)
+        .exists()
+    )  # fmt: skip
 
 
 def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:

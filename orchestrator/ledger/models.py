@@ -136,6 +136,8 @@ class Delivery(Base):
         Index("ix_delivery_step_state", "incident_id", "step_id", "state"),
         Index("ix_delivery_recipient", "incident_id", "recipient_id"),
         Index("ix_delivery_provider_id", "provider_message_id"),
+        # one message per address per step (orchestrator/sharing.py); NULLs never conflict
+        Index("uq_delivery_address", "incident_id", "step_id", "address_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(
@@ -167,6 +169,12 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     provider_message_id: Mapped[str | None] = mapped_column(String(200), default=None)
     content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: hash of the address this row sends to, when its step sends one message per address
+    #: (see ``orchestrator.sharing``); None for rows that send nothing or steps that do not
+    address_key: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: for a person skipped because another has the same address: that person's recipient id
+    #: (the holder); the sharer follows the holder into the step's fallback
+    shares_with: Mapped[str | None] = mapped_column(String(200), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -24,6 +24,7 @@ import firebase_admin
 import firebase_admin.exceptions as fx
 import google.auth.exceptions
 import google.oauth2.credentials
+import httpx
 from firebase_admin import credentials, messaging
 
 from orchestrator.plugin import ConfigurationError, Outcome
@@ -171,3 +172,31 @@ def classify(exc: Exception, timeout: float) -> tuple[Outcome, str, float | None
     # an answer the SDK could not map (a gateway's HTML 502, say): its body is no reason
     outcome = Outcome.TRANSIENT if status == 429 or status >= 500 else Outcome.PERMANENT
     return outcome, f"fcm HTTP {status}", None
+
+
+#: httpx errors raised before a request leaves: no connection, or none free in the pool
+_NEVER_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+
+
+def uncertain(exc: Exception) -> bool:
+    """Whether the message may have reached FCM although no answer said so.
+
+    True when the connection broke or the time ran out after the request went out (a read or
+    write timeout, the server hanging up, a reset: ``RemoteProtocolError``, ``ReadError``,
+    ``ReadTimeout``): a retry may deliver it twice. False when FCM answered (any status), when
+    no access token could be had, and when no connection was made (refused, a name that does
+    not resolve, a connect timeout): then FCM never had the message.
+    """
+    if getattr(exc, "http_response", None) is not None:
+        return False
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, google.auth.exceptions.GoogleAuthError):
+        return False  # the token is fetched before the message is sent
+    if isinstance(cause, _NEVER_SENT):
+        return False
+    return isinstance(cause, httpx.TransportError) or isinstance(exc, fx.DeadlineExceededError)

@@ -182,7 +182,7 @@ class FcmPush(Notifier):
         import firebase_admin.exceptions
         from firebase_admin import messaging
 
-        from .live import classify
+        from .live import classify, uncertain
 
         try:
             result = await messaging.send_each_async(
@@ -191,14 +191,19 @@ class FcmPush(Notifier):
         except firebase_admin.exceptions.FirebaseError as exc:
             # the SDK wraps what broke the whole chunk (credentials that cannot be refreshed...)
             outcome, reason, delay = classify(exc, self.timeout())
-            return {i: Receipt(m.delivery_id, outcome, None, reason, delay) for i, m, _ in chunk}
+            maybe = uncertain(exc)
+            return {i: Receipt(m.delivery_id, outcome, None, reason, delay, uncertain=maybe)
+                    for i, m, _ in chunk}  # fmt: skip
         out = {}
         for (index, message, _), response in zip(chunk, result.responses, strict=True):
             if response.success:
                 out[index] = Receipt(message.delivery_id, Outcome.SENT, response.message_id)
             else:
-                outcome, reason, delay = classify(response.exception, self.timeout())
-                out[index] = Receipt(message.delivery_id, outcome, None, reason, delay)
+                # one request per message: a lost answer makes that message a possible duplicate
+                error = response.exception
+                outcome, reason, delay = classify(error, self.timeout())
+                out[index] = Receipt(message.delivery_id, outcome, None, reason, delay,
+                                     uncertain=uncertain(error))  # fmt: skip
         return out
 
     async def aclose(self) -> None:

@@ -57,8 +57,15 @@ class SendGridSession:
             response = self.client.send(dict(body))
         except HTTPError as exc:
             return classify_http_error(int(exc.status_code), exc.body, exc.headers, time.time())
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        except urllib.error.URLError as exc:
+            # urllib wraps in URLError only what fails while connecting and writing the
+            # request: SendGrid never had a whole request, so nothing can be sent twice
             return Answer(Outcome.TRANSIENT, error=self._network_error(exc), stop=True)
+        except (TimeoutError, http.client.HTTPException, OSError) as exc:
+            # raised while waiting for or reading the answer (RemoteDisconnected, a reset, a
+            # read timeout): the request went out whole and may have been accepted
+            error = self._network_error(exc)
+            return Answer(Outcome.TRANSIENT, error=error, stop=True, uncertain=True)
         message_id = response.headers.get("X-Message-Id") if response.headers else None
         return Answer(Outcome.SENT, message_id=str(message_id) if message_id else None)
 

@@ -208,8 +208,9 @@ class SendGridEmail(Notifier):
                     receipts[k] = Receipt(k, Outcome.TRANSIENT, error=_BLAMED_OTHERS)
                 else:
                     receipts[k] = Receipt(
-                        k, answer.outcome, answer.message_id, answer.error, answer.retry_after
-                    )
+                        k, answer.outcome, answer.message_id, answer.error, answer.retry_after,
+                        uncertain=answer.uncertain,
+                    )  # fmt: skip
             if answer.stop:
                 stopped = answer
         return [receipts.get(m.delivery_id) or _lost(m) for m in batch]

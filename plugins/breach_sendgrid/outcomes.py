@@ -12,7 +12,10 @@ SendGrid answer                        outcome      notes
                                                     others are sent again without them
 400 otherwise, 413, other 4xx          permanent    SendGrid's own error message kept
 401, 403                               permanent    the API key: fix it, then re-queue
-connection refused, reset, timeout     transient    the rest of the batch waits too
+connection refused, name unknown       transient    the request never left; the rest of the
+                                                    batch waits too
+reset, dropped, timeout after sending  transient    uncertain: SendGrid may have it (a possible
+                                                    duplicate); the rest of the batch waits too
 =====================================  ===========  =========================================
 """
 
@@ -44,6 +47,9 @@ class Answer:
     rejected: Mapping[int, str] = field(default_factory=dict)
     #: the rest of the batch should not be tried now (rate limit, endpoint unreachable)
     stop: bool = False
+    #: the request went out but its answer was lost (the connection dropped, no answer in
+    #: time): SendGrid may have accepted it, so a retry may send it twice
+    uncertain: bool = False
 
 
 def _errors(body: Any) -> list[tuple[str, str | None]]:

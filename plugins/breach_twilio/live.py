@@ -9,9 +9,11 @@ dry run shows.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping
 from typing import Any, Final
 
+import aiohttp
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
@@ -30,6 +32,19 @@ _CALL_ARGS: Final = {
     "StatusCallback": "status_callback",
     "StatusCallbackEvent": "status_callback_event",
 }
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` broke the request before it left (no connection: refused, a name that
+    does not resolve, a TLS handshake refused, a connect timeout), so Twilio cannot have it.
+
+    Anything else that breaks a request (the server hung up, a reset, a read timeout, a broken
+    answer) may have come after Twilio accepted the message: a retry may send it twice.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return True
+    # raised by the event loop before any connection exists
+    return isinstance(exc, ConnectionRefusedError | socket.gaierror)
 
 
 def _kwargs(form: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:

@@ -213,6 +213,8 @@ class _TwilioNotifier(Notifier):
         import aiohttp
         from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
+        from .live import never_sent
+
         key = message.delivery_id
         try:
             # The async client ignores its own timeout setting (create_async passes none on),
@@ -227,11 +229,12 @@ class _TwilioNotifier(Notifier):
             outcome, reason = classify_rest_error(int(exc.status), exc.code, text)
             return Receipt(key, outcome, error=reason)
         except TimeoutError:
+            # the request may have gone out and been accepted: a retry may send it twice
             error = f"twilio: no answer within {timeout:g} s (TWILIO_TIMEOUT)"
-            return Receipt(key, Outcome.TRANSIENT, error=error)
+            return Receipt(key, Outcome.TRANSIENT, error=error, uncertain=True)
         except (aiohttp.ClientError, OSError) as exc:
             error = mask_reason(f"twilio: connection failed: {type(exc).__name__}: {exc}")
-            return Receipt(key, Outcome.TRANSIENT, error=error)
+            return Receipt(key, Outcome.TRANSIENT, error=error, uncertain=not never_sent(exc))
         return Receipt(key, Outcome.SENT, provider_id=sid)
 
     async def aclose(self) -> None:
