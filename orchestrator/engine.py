@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,9 @@ class Engine:
         self._armed: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
         self._rescanning = asyncio.Lock()
+        # idle() and the housekeeping loop both sweep, each from a worker thread: one at a time,
+        # or two sweeps fan out the same fallback and record its rows as duplicates
+        self._sweeping = threading.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -174,6 +178,10 @@ class Engine:
         leave them alone, because a delivery settling as failed between its check and a sweep
         would otherwise close the step with that person's fallback never sent.
         """
+        with self._sweeping:
+            return self._sweep_fallbacks()
+
+    def _sweep_fallbacks(self) -> set[tuple[str, str]]:
         hold: set[tuple[str, str]] = set()
         current = now()
         for step in self.ledger.open_steps():
