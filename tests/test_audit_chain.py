@@ -32,12 +32,14 @@ organisation:
   contact_email: privacy@example.org
 notice:
   en:
+    what_happened: A misconfigured server made our customer records readable from the internet.
     impact: Your e-mail address was exposed.
     measures: We fixed the bug.
     advice: Watch out for phishing.
     contact: privacy@example.org
     sms: "Example Org: your e-mail address was exposed. privacy@example.org"
   de:
+    what_happened: Ein falsch konfigurierter Server machte unsere Kundendaten im Internet lesbar.
     impact: Ihre E-Mail-Adresse wurde offengelegt.
     measures: Wir haben den Fehler behoben.
     advice: Achten Sie auf Phishing.
