@@ -37,6 +37,10 @@ finally:
 """
 
 
+#: the parts every rendered notice must carry
+REQUIRED = ("what_happened", "impact", "measures", "advice", "contact")
+
+
 def audience(rows: int, cache: Path) -> Path:
     from orchestrator.synthetic import generate_audience
 
@@ -54,8 +58,7 @@ def verify(outbox: Path, summary: dict[str, Any]) -> str:
     with (outbox / "notices.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             n = json.loads(line)
-            missing = [k for k in ("what_happened", "impact", "measures", "advice", "contact")
-                       if not n[k].strip()]
+            missing = [k for k in REQUIRED if not n[k].strip()]
             if missing:
                 return f"notice {n['id']} lacks {missing}"
             notices[n["id"]] = True

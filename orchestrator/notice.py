@@ -198,11 +198,14 @@ class NoticeRenderer:
         if problems:
             return None, problems
         short = self._short_sms.get(locale)
-        if short is not None and values["sms"] is not None:
-            # the default SMS tells what happened only when that fits the segment budget
-            if count_segments(values["sms"]).segments > self.playbook.limits.sms_segments:
-                values["sms"] = _clean(short.render(derived_context))
+        sms = values["sms"]
+        # the default SMS tells what happened only when that fits the segment budget
+        if short is not None and sms is not None and self._over_budget(sms):
+            values["sms"] = _clean(short.render(derived_context))
         return RenderedNotice(locale=locale, **values), []  # type: ignore[arg-type]
+
+    def _over_budget(self, sms: str) -> bool:
+        return count_segments(sms).segments > self.playbook.limits.sms_segments
 
 
 def _clean(text: str) -> str:

@@ -48,7 +48,7 @@ def test_shipped_playbooks_are_valid(path: Path, host: PluginHost) -> None:
         ("unknown-key.yaml", "15:5: unknown key 'advise'; did you mean 'advice'?"),
         ("wrong-type.yaml", "4:11: severity: should be 'low', 'medium', 'high' or 'critical'"),
         ("missing-notice-field.yaml", "19:5: notice.ja.advice: required but missing"),
-            ("missing-what-happened.yaml", "19:5: notice.de.what_happened: required but missing"),
+        ("missing-what-happened.yaml", "19:5: notice.de.what_happened: required but missing"),
         ("template-undefined.yaml", "14:15: notice en.measures: 'dict object' has no attribute"),
         ("template-syntax.yaml", "14:15: notice en.measures: template error: unexpected '}'"),
         ("unknown-channel.yaml", "30:14: unknown channel 'smss'; did you mean 'sms'?"),
