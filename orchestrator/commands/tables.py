@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..ledger import settlements
 from ..relative import relative
 from .context import out
 
@@ -40,13 +41,51 @@ def _whole_column(table: Table, header: str, values: list[str]) -> None:
 
 
 def print_timeline(events: Iterable[Mapping[str, Any]]) -> None:
-    """An incident's audit trail, oldest first."""
+    """An incident's audit trail, oldest first. Consecutive settle (or receipt) batches are one
+    line with their summed outcomes: a campaign writes thousands (``--json`` lists each)."""
     table = Table("at (UTC)", "event", "step", "by", "detail")
-    for e in events:
-        at = datetime.fromisoformat(e["at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    for e in timeline_lines(events):
+        at = _utc(e["at"])
+        if e.get("batches"):
+            kind = f"{e['kind']} ×{e['batches']:,}" if e["batches"] > 1 else e["kind"]
+            until = f", until {_utc(e['until'])}" if e["until"] != e["at"] else ""
+            detail = (", ".join(f"{k}={v:,}" for k, v in e["outcomes"].items())
+                      + f" (audit rows {e['rows']}{until})")  # fmt: skip
+            table.add_row(at, kind, e["step"] or "", e["actor"] or "", detail)
+            continue
         detail = ", ".join(f"{k}={v}" for k, v in sorted(e["detail"].items()))
         table.add_row(at, e["kind"], e["step"] or "", e["actor"] or "", detail)
     out.print(table)
+
+
+def timeline_lines(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The timeline as the table shows it: each event, except that a run of consecutive
+    settlement rows of one kind becomes one line (``batches``, summed ``outcomes``, the first
+    and last audit row, ``at`` and ``until``)."""
+    lines: list[dict[str, Any]] = []
+    for e in events:
+        if e["kind"] not in settlements.KINDS:
+            lines.append(dict(e))
+            continue
+        outcomes: dict[str, int] = e["detail"].get("outcomes", {})
+        last = lines[-1] if lines else None
+        if last is not None and last.get("batches") and last["kind"] == e["kind"]:
+            for state, n in outcomes.items():
+                last["outcomes"][state] = last["outcomes"].get(state, 0) + int(n)
+            last["outcomes"] = dict(sorted(last["outcomes"].items()))
+            last["batches"] += 1
+            last["until"] = e["at"]
+            last["rows"] = f"{last['first']}-{e['row']}"
+            if last["step"] != e["step"]:
+                last["step"] = None
+            continue
+        lines.append({**e, "batches": 1, "outcomes": dict(sorted(outcomes.items())),
+                      "until": e["at"], "first": e["row"], "rows": str(e["row"])})  # fmt: skip
+    return lines
+
+
+def _utc(at: str) -> str:
+    return datetime.fromisoformat(at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_plugins(infos: Iterable[PluginInfo]) -> None:
