@@ -16,7 +16,6 @@ from engine_support import NOTIFIERS, phone_audience, standin_host, trigger_live
 from test_ledger_migrations import alembic
 
 from orchestrator.commands import context, main
-from orchestrator.commands.tables import timeline_lines
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.events import IncidentEvent
 from orchestrator.evidence import check_bundle
@@ -342,7 +341,7 @@ def test_the_timeline_table_groups_settle_batches(
     main(["--plugins-dir", str(NOTIFIERS), "timeline", incident_id, "--db", url, "--json"])
     listed = json.loads(capsys.readouterr().out)
     assert sum(e["kind"] == "deliveries.settled" for e in listed) == batches
-    lines = timeline_lines(listed)
+    lines = settlements.grouped_timeline(listed)
     grouped = [e for e in lines if e["kind"] == "deliveries.settled"]
     assert len(grouped) < batches
     assert sum(e["batches"] for e in grouped) == batches

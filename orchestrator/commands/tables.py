@@ -44,7 +44,7 @@ def print_timeline(events: Iterable[Mapping[str, Any]]) -> None:
     """An incident's audit trail, oldest first. Consecutive settle (or receipt) batches are one
     line with their summed outcomes: a campaign writes thousands (``--json`` lists each)."""
     table = Table("at (UTC)", "event", "step", "by", "detail")
-    for e in timeline_lines(events):
+    for e in settlements.grouped_timeline(events):
         at = _utc(e["at"])
         if e.get("batches"):
             kind = f"{e['kind']} ×{e['batches']:,}" if e["batches"] > 1 else e["kind"]
@@ -56,32 +56,6 @@ def print_timeline(events: Iterable[Mapping[str, Any]]) -> None:
         detail = ", ".join(f"{k}={v}" for k, v in sorted(e["detail"].items()))
         table.add_row(at, e["kind"], e["step"] or "", e["actor"] or "", detail)
     out.print(table)
-
-
-def timeline_lines(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The timeline as the table shows it: each event, except that a run of consecutive
-    settlement rows of one kind becomes one line (``batches``, summed ``outcomes``, the first
-    and last audit row, ``at`` and ``until``)."""
-    lines: list[dict[str, Any]] = []
-    for e in events:
-        if e["kind"] not in settlements.KINDS:
-            lines.append(dict(e))
-            continue
-        outcomes: dict[str, int] = e["detail"].get("outcomes", {})
-        last = lines[-1] if lines else None
-        if last is not None and last.get("batches") and last["kind"] == e["kind"]:
-            for state, n in outcomes.items():
-                last["outcomes"][state] = last["outcomes"].get(state, 0) + int(n)
-            last["outcomes"] = dict(sorted(last["outcomes"].items()))
-            last["batches"] += 1
-            last["until"] = e["at"]
-            last["rows"] = f"{last['first']}-{e['row']}"
-            if last["step"] != e["step"]:
-                last["step"] = None
-            continue
-        lines.append({**e, "batches": 1, "outcomes": dict(sorted(outcomes.items())),
-                      "until": e["at"], "first": e["row"], "rows": str(e["row"])})  # fmt: skip
-    return lines
 
 
 def _utc(at: str) -> str:

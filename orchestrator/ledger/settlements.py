@@ -141,3 +141,29 @@ def check_batches(batches: Iterable[Any], read: Reader) -> BatchCheck:
             return BatchCheck(count, checked, BatchProblem(batch.id, batch.kind, why))
         count, checked = count + 1, checked + len(ids)
     return BatchCheck(count, checked)
+
+
+def grouped_timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The timeline as the table shows it: each event, except that a run of consecutive
+    settlement rows of one kind becomes one line (``batches``, summed ``outcomes``, the first
+    and last audit row, ``at`` and ``until``)."""
+    lines: list[dict[str, Any]] = []
+    for e in events:
+        if e["kind"] not in KINDS:
+            lines.append(dict(e))
+            continue
+        outcomes: dict[str, int] = e["detail"].get("outcomes", {})
+        last = lines[-1] if lines else None
+        if last is not None and last.get("batches") and last["kind"] == e["kind"]:
+            for state, n in outcomes.items():
+                last["outcomes"][state] = last["outcomes"].get(state, 0) + int(n)
+            last["outcomes"] = dict(sorted(last["outcomes"].items()))
+            last["batches"] += 1
+            last["until"] = e["at"]
+            last["rows"] = f"{last['first']}-{e['row']}"
+            if last["step"] != e["step"]:
+                last["step"] = None
+            continue
+        lines.append({**e, "batches": 1, "outcomes": dict(sorted(outcomes.items())),
+                      "until": e["at"], "first": e["row"], "rows": str(e["row"])})  # fmt: skip
+    return lines
