@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from engine_support import NOTIFIERS, phone_audience, standin_host, trigger_live
+from factories import notice_yaml
 from test_ledger_migrations import alembic
 
 from orchestrator.commands import context, main
@@ -26,7 +27,8 @@ from orchestrator.retry import RetryPolicy
 from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
-PLAYBOOK = """\
+PLAYBOOK = (
+    """\
 id: chained
 title: Chained audit trail
 version: 1
@@ -34,21 +36,9 @@ severity: high
 organisation:
   name: Example Org
   contact_email: privacy@example.org
-notice:
-  en:
-    what_happened: A misconfigured server made our customer records readable from the internet.
-    impact: Your e-mail address was exposed.
-    measures: We fixed the bug.
-    advice: Watch out for phishing.
-    contact: privacy@example.org
-    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
-  de:
-    what_happened: Ein falsch konfigurierter Server machte unsere Kundendaten im Internet lesbar.
-    impact: Ihre E-Mail-Adresse wurde offengelegt.
-    measures: Wir haben den Fehler behoben.
-    advice: Achten Sie auf Phishing.
-    contact: privacy@example.org
-    sms: "Example Org: Ihre E-Mail-Adresse wurde offengelegt. privacy@example.org"
+"""
+    + notice_yaml("en", "de")
+    + """\
 regulators:
   - id: dpc
     name: Data Protection Commission
@@ -63,6 +53,7 @@ steps:
     regulator: dpc
     at: {before_deadline: dpc, margin: 12h}
 """
+)
 
 
 @pytest.fixture
