@@ -380,6 +380,10 @@ class Ledger:
         A provider receipt that arrived while the row was ``sending`` (parked by
         :meth:`apply_receipts`) decides the final state when it names the provider message id
         this send returned; otherwise it is dropped (it was about another message, or forged).
+
+        The same transaction appends one audit row per incident of the batch (``deliveries.
+        settled``: counts per new state and a digest of the deliveries it made final, see
+        :mod:`.settlements`), so every settlement is evidenced in the chain.
         """
         if not outcomes:
             return 0
@@ -432,7 +436,8 @@ class Ledger:
         its own plugin's notifiers sent. A settled (``sent``) delivery moves to delivered or
         failed, never backwards. A receipt that overtakes its send (the row is still
         ``sending``) is parked on the row, counted as changed, and decides the row's state when
-        the send settles with the same provider message id.
+        the send settles with the same provider message id. Receipts that change states are
+        evidenced like a settle, one ``deliveries.receipted`` audit row per incident.
         """
         table = DELIVERIES
         changed = 0
