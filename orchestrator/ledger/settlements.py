@@ -47,13 +47,11 @@ class Settled:
 
 
 def digest(rows: Iterable[tuple[str, str, str | None]]) -> str:
-    """SHA-256 over the sorted ``(key, state, provider message id)`` tuples, one canonical JSON
-    line each (so no key, state or id can run into the next)."""
-    sha = hashlib.sha256()
-    for row in sorted(rows, key=lambda r: (r[0], r[1], r[2] or "")):
-        sha.update(json.dumps(list(row), ensure_ascii=False, separators=(",", ":")).encode())
-        sha.update(b"\n")
-    return sha.hexdigest()
+    """SHA-256 over the sorted ``(key, state, provider message id)`` tuples, written as one
+    canonical JSON array of ``[key, state, id]`` arrays (so no value can run into the next)."""
+    ordered = sorted(rows, key=lambda r: (r[0], r[1], r[2] or ""))
+    text = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def runs(ids: Iterable[int]) -> list[list[int]]:
