@@ -37,6 +37,10 @@ finally:
 """
 
 
+#: the parts every rendered notice must carry
+REQUIRED = ("what_happened", "impact", "measures", "advice", "contact")
+
+
 def audience(rows: int, cache: Path) -> Path:
     from orchestrator.synthetic import generate_audience
 
@@ -48,13 +52,13 @@ def audience(rows: int, cache: Path) -> Path:
 
 def verify(outbox: Path, summary: dict[str, Any]) -> str:
     """Check the outbox as the dry-run promises it, streaming: one message per (person, step),
-    every notice with its four parts, per-step counts adding up to the audience."""
+    every notice with its five required parts, per-step counts adding up to the audience."""
     people = summary["audience"]["people"]
     notices = {}
     with (outbox / "notices.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             n = json.loads(line)
-            missing = [k for k in ("impact", "measures", "advice", "contact") if not n[k].strip()]
+            missing = [k for k in REQUIRED if not n[k].strip()]
             if missing:
                 return f"notice {n['id']} lacks {missing}"
             notices[n["id"]] = True

@@ -1,7 +1,7 @@
 """The evidence bundle of an incident (GDPR Art. 33(5) documentation): one zip file holding
 
 - ``timeline.json``: the audit trail with each row's hashes, and ``chain.json``: the chain's
-  verification and its head;
+  verification and its head, with the settle batches checked against the deliveries;
 - ``status.json``: steps, deliveries by state, deadlines, clocks and the regimes that apply;
 - ``playbook.yaml``: the exact playbook text the incident ran (its SHA-256 in the manifest);
 - ``notices/LOCALE.json``: the notice in each locale, as the public and regulators read it;

@@ -18,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from .localise import format_count, format_when
 from .message import RenderedNotice
 from .playbook import NoticeText, Playbook, RegulatorNotice
+from .segments import count_segments
 
 BASE_FIELDS = ("subject", "greeting", "impact", "measures", "advice", "contact",
                "what_happened", "data_involved", "remedies")  # fmt: skip
@@ -31,12 +32,16 @@ PUBLIC_RECIPIENT: dict[str, Any] = {
 #: used when a locale does not write its own channel text; they read the rendered base fields
 DEFAULTS = {
     "subject": "{{ playbook.title }}",
-    "sms": "{{ organisation.name }}: {{ notice.impact }} {{ notice.advice }} {{ notice.contact }}",
+    "sms": "{{ organisation.name }}: {{ notice.what_happened }} {{ notice.impact }} "
+    "{{ notice.advice }} {{ notice.contact }}",
     "push": "{{ notice.impact }}",
-    "call": "{{ notice.greeting or '' }} {{ notice.impact }} {{ notice.measures }} "
-    "{{ notice.advice }}{% if notice.remedies %} {{ notice.remedies }}{% endif %} "
-    "{{ notice.contact }}",
+    "call": "{{ notice.greeting or '' }} {{ notice.what_happened }} {{ notice.impact }} "
+    "{{ notice.measures }} {{ notice.advice }}"
+    "{% if notice.remedies %} {{ notice.remedies }}{% endif %} {{ notice.contact }}",
 }
+#: the default SMS without what happened: used when the full one would exceed the playbook's
+#: ``limits.sms_segments``, so the default never costs more segments than the author allowed
+SHORT_SMS = "{{ organisation.name }}: {{ notice.impact }} {{ notice.advice }} {{ notice.contact }}"
 
 
 #: the context key holding the locale a notice is being rendered in (read by the filters)
@@ -87,6 +92,8 @@ class NoticeRenderer:
         self._templates: dict[str, dict[str, Any]] = {}
         self._personal: dict[str, bool] = {}
         self._cache: dict[str, RenderedNotice] = {}
+        #: locales whose SMS is the default text, with the shorter default compiled beside it
+        self._short_sms: dict[str, Any] = {}
         for locale, text in playbook.notice.items():
             self._compile(locale, text)
 
@@ -114,6 +121,8 @@ class NoticeRenderer:
                 meta.find_undeclared_variables(ast)
             ):
                 personal = True
+        if text.sms is None:
+            self._short_sms[locale] = self.env.from_string(SHORT_SMS)
         self._templates[locale] = compiled
         self._personal[locale] = personal
 
@@ -203,6 +212,11 @@ class NoticeRenderer:
             if stop_on_error:
                 raise TemplateError(problems[0].message)
             return None, problems
+        short = self._short_sms.get(locale)
+        sms = values["sms"]
+        # the default SMS tells what happened only when that fits the segment budget
+        if short is not None and sms is not None and self._over_budget(sms):
+            values["sms"] = _clean(short.render(derived_context))
         return RenderedNotice(locale=locale, regulator=section, **values), []  # type: ignore[arg-type]
 
     def _regulator(
@@ -225,6 +239,9 @@ class NoticeRenderer:
                 problems.append(TemplateProblem(locale, REGULATOR_PREFIX + name, str(exc)))
                 section[name] = ""
         return section
+
+    def _over_budget(self, sms: str) -> bool:
+        return count_segments(sms).segments > self.playbook.limits.sms_segments
 
 
 def _clean(text: str) -> str:

@@ -179,7 +179,10 @@ class NoticeText(_Strict):
     measures: str = Field(description="What the organisation has done and will do.")
     advice: str = Field(description="What the person can do to protect themselves.")
     contact: str = Field(description="How to reach the organisation about this breach.")
-    what_happened: str | None = None
+    what_happened: str = Field(
+        description="What happened: the basic situation of the breach, as the law asks a notice "
+        "to describe it (when, how, what was reached)."
+    )
     data_involved: str | None = None
     remedies: str | None = Field(
         default=None,
@@ -208,7 +211,13 @@ class NoticeText(_Strict):
         "(`update.first_notice_at`). Fields it leaves out are taken from this notice.",
     )
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("impact", "measures", "advice", "contact")
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "what_happened",
+        "impact",
+        "measures",
+        "advice",
+        "contact",
+    )
 
 
 class Approval(_Strict):

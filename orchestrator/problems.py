@@ -64,7 +64,11 @@ def model_problems(
         if kind == "extra_forbidden":
             problem = located(document, path, _unknown_key(model, path), key=True)
         elif kind == "missing" and path:
-            problem = located(document, path[:-1], f"missing required key {path[-1]!r}")
+            # located at the mapping that lacks the key, named by the key's full path
+            # (``notice.de.what_happened``) so the reader knows where it belongs
+            line, column = document.locate(path[:-1])
+            name = document.describe(path)
+            problem = Problem(document.file, line, column, f"{name}: required but missing")
         else:
             problem = located(document, path, _plain(detail["msg"]))
         out.add(problem)

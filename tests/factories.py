@@ -75,6 +75,43 @@ _TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+#: the notice of the small test playbooks, per locale: every required part, and an SMS
+_PLAYBOOK_NOTICE: dict[str, dict[str, str]] = {
+    "en": {
+        "what_happened": "A misconfigured server made our customer records readable from the "
+        "internet.",
+        "impact": "Your e-mail address was exposed.",
+        "measures": "We fixed the bug.",
+        "advice": "Watch out for phishing.",
+        "contact": "privacy@example.org",
+        "sms": "{org}: your e-mail address was exposed. privacy@example.org",
+    },
+    "de": {
+        "what_happened": "Ein falsch konfigurierter Server machte unsere Kundendaten im Internet "
+        "lesbar.",
+        "impact": "Ihre E-Mail-Adresse wurde offengelegt.",
+        "measures": "Wir haben den Fehler behoben.",
+        "advice": "Achten Sie auf Phishing.",
+        "contact": "privacy@example.org",
+        "sms": "{org}: Ihre E-Mail-Adresse wurde offengelegt. privacy@example.org",
+    },
+}
+
+
+def notice_yaml(*locales: str, organisation: str = "Example Org") -> str:
+    """The ``notice:`` block of a small test playbook, in ``locales`` (default en), each with
+    every required part and an SMS naming ``organisation``; paste it between the playbook's
+    other keys (``HEAD + notice_yaml("en", "de") + STEPS``).
+    """
+    lines = ["notice:"]
+    for locale in locales or ("en",):
+        lines.append(f"  {locale}:")
+        for key, text in _PLAYBOOK_NOTICE[locale].items():
+            value = json.dumps(text.format(org=organisation), ensure_ascii=False)
+            lines.append(f"    {key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
 def make_recipient(**overrides: Any) -> Recipient:
     """An affected person reachable on every channel, English-speaking by default."""
     values: dict[str, Any] = {

@@ -84,6 +84,7 @@ organisation:
   contact_email: privacy@example.org
 notice:
   en:
+    what_happened: A misconfigured server made our customer records readable from the internet.
     impact: Your card number was exposed.
     measures: We fixed the bug.
     advice: Watch your statements.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli_support import run
 from engine_support import NOTIFIERS, phone_audience
+from factories import notice_yaml
 
 from orchestrator.clocks import due_at, regime_due
 from orchestrator.errors import BreachError
@@ -159,7 +160,8 @@ def test_a_regimes_override_changes_the_deadline(
     assert json.loads(out)["due_at"] == "2026-12-29T23:59:59-05:00"
 
 
-SEC_PLAYBOOK = """\
+SEC_PLAYBOOK = (
+    """\
 id: listed-company
 title: Listed company breach
 version: 1
@@ -167,13 +169,9 @@ severity: high
 organisation:
   name: Example Corp
   contact_email: privacy@example.org
-notice:
-  en:
-    impact: Your e-mail address was exposed.
-    measures: We fixed the bug.
-    advice: Watch out for phishing.
-    contact: privacy@example.org
-    sms: "Example Corp: your e-mail address was exposed. privacy@example.org"
+"""
+    + notice_yaml("en", organisation="Example Corp")
+    + """\
 regulators:
   - id: sec
     name: Securities and Exchange Commission
@@ -187,6 +185,7 @@ steps:
     notifier: standin-sms
     at: +0m
 """
+)
 
 
 @pytest.fixture

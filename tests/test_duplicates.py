@@ -11,29 +11,29 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from factories import notice_yaml
+
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.retry import RetryPolicy
 from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.cli import plugin_settings
 
-PLAYBOOK = """\
+PLAYBOOK = (
+    """\
 id: slow-providers
 title: Slow providers
 version: 1
 severity: high
 organisation: {name: Example Org, contact_email: privacy@example.org}
-notice:
-  en:
-    impact: Your e-mail address was exposed.
-    measures: We fixed the bug.
-    advice: Watch out for phishing.
-    contact: privacy@example.org
-    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+"""
+    + notice_yaml("en")
+    + """\
 steps:
   - {id: sms-all, channel: sms, at: +0m}
   - {id: push-all, channel: push, at: +0m}
 """
+)
 PEOPLE = 60
 
 

@@ -126,6 +126,7 @@ organisation: {name: Example Org, contact_email: privacy@example.org}
 notice:
   en:
     subject: Notice of data breach
+    what_happened: A misconfigured server made our customer records readable from the internet.
     impact: Your e-mail address was exposed.
     measures: We fixed the bug.
     advice: Watch out for phishing.

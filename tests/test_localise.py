@@ -60,11 +60,13 @@ def test_a_german_notice_reads_german_dates_and_numbers() -> None:
         "default_locale": "de",
         "organisation": {"name": "Beispiel GmbH", "contact_email": "datenschutz@example.de"},
         "notice": {"de": {
+            "what_happened": "Ein Fehler machte Daten lesbar.",
             "impact": "Am {{ facts.seen | date('%d. %B %Y') }} ({{ facts.n | number }} "
                       "Betroffene) wurden Daten offengelegt.",
             "measures": "Wir haben die Lücke geschlossen.", "advice": "Ändern Sie Ihr Passwort.",
             "contact": "datenschutz@example.de",
         }, "en": {
+            "what_happened": "A bug made data readable.",
             "impact": "On {{ facts.seen | date('%d %B %Y') }} ({{ facts.n | number }} people).",
             "measures": "Fixed.", "advice": "Change your password.", "contact": "x@example.de",
         }},
@@ -89,11 +91,13 @@ organisation:
   contact_email: privacy@example.org
 notice:
   en:
+    what_happened: A misconfigured server made our customer records readable from the internet.
     impact: Your e-mail address was exposed.
     measures: We fixed the bug.
     advice: Watch out for phishing.
     contact: privacy@example.org
   de:
+    what_happened: Ein falsch konfigurierter Server machte unsere Kundendaten im Internet lesbar.
     impact: Ihre E-Mail-Adresse wurde offengelegt.
     measures: Wir haben den Fehler behoben.
     advice: Achten Sie auf Phishing.

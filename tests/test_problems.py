@@ -72,20 +72,20 @@ def config_problems(tmp_path: Path, text: str, host: PluginHost) -> list[str]:
         ),
         pytest.param(
             "    channel: sms\n", "    channel: sms\n    chanel: sms\n",
-            "29:5: unknown key 'chanel'; did you mean 'channel'?", id="list-of-models",
+            "31:5: unknown key 'chanel'; did you mean 'channel'?", id="list-of-models",
         ),
         pytest.param(
             "fallback: email", "fallback: {channel: email, aftr: 1h}",
-            "30:32: unknown key 'aftr'; did you mean 'after'?", id="optional-model",
+            "32:32: unknown key 'aftr'; did you mean 'after'?", id="optional-model",
         ),
         pytest.param(
             "    regime: gdpr-art33\n",
             "    regime: gdpr-art33\n    deadline: {amount: 3, unit: hours, amout: 2}\n",
-            "26:40: unknown key 'amout'; did you mean 'amount'?", id="list-then-optional-model",
+            "28:40: unknown key 'amout'; did you mean 'amount'?", id="list-then-optional-model",
         ),
         pytest.param(
             "margin: 6h}", "margin: 6h, marginn: 1h}",
-            "34:44: unknown key 'marginn'; did you mean 'margin'?", id="union-member-model",
+            "36:44: unknown key 'marginn'; did you mean 'margin'?", id="union-member-model",
         ),
     ],
 )  # fmt: skip
@@ -98,13 +98,13 @@ def test_playbook_unknown_nested_key_gets_the_models_suggestion(
 
 def test_a_time_in_no_form_is_one_message(host: PluginHost) -> None:
     assert playbook_problems(MINIMAL.replace("at: +0m", "at: tomorrow"), host) == [
-        "29:9: steps.0.at: invalid time; write an offset like '+24h', an ISO time, or "
+        "31:9: steps.0.at: invalid time; write an offset like '+24h', an ISO time, or "
         "{before_deadline: REGULATOR, margin: 6h}"
     ]
     # a mapping is the before_deadline form: only its own problem is reported
     text = MINIMAL.replace("before_deadline: dpa, margin: 6h", "margin: 6h")
     assert playbook_problems(text, host) == [
-        "34:9: steps.1.at: missing required key 'before_deadline'"
+        "36:9: steps.1.at.before_deadline: required but missing"
     ]
 
 

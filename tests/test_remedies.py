@@ -12,6 +12,7 @@ from orchestrator.plugin.headings import HEADINGS
 
 def playbook(**extra: str) -> Playbook:
     en: dict[str, Any] = {
+        "what_happened": "A bug exposed our card records.",
         "impact": "Your card may be misused.", "measures": "We closed the access.",
         "advice": "Check your statements.", "contact": "privacy@example.org", **extra,
     }  # fmt: skip
@@ -30,6 +31,7 @@ def render(book: Playbook) -> Any:
 def test_remedies_render_after_the_advice_and_in_the_call() -> None:
     notice = render(playbook(remedies="{{ facts.months }} months of free credit monitoring."))
     assert [key for key, _ in notice.sections()] == [
+        "what_happened",
         "impact",
         "measures",
         "advice",

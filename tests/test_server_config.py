@@ -154,8 +154,8 @@ def test_breach_serve_with_a_broken_config_prints_located_errors(tmp_path: Path)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"{path}:{line_of(path, '[[routes]]')}:1: routes[0] ('ransomware'): missing required key "
-        "'hook'",
+        f"{path}:{line_of(path, '[[routes]]')}:1: routes[0] ('ransomware').hook: required but "
+        "missing",
         f"{path}:{line_of(path, 'hooks = ')}:1: routes[0] ('ransomware').hooks: unknown key "
         "'hooks'; did you mean 'hook'?",
     ]

@@ -17,13 +17,15 @@ import httpx
 import pytest
 from cli_support import run
 from engine_support import NOTIFIERS, PLAYBOOK, phone_audience
+from factories import notice_yaml
 from fixtures.server.harness import GENERIC_ROUTE, load, serving, signed_headers, write_config
 from sqlalchemy import Engine, event
 
 from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
 
-REGULATED = """\
+REGULATED = (
+    """\
 id: regulated-sms
 title: Regulated SMS campaign
 version: 1
@@ -31,13 +33,9 @@ severity: high
 organisation:
   name: Example Org
   contact_email: privacy@example.org
-notice:
-  en:
-    impact: Your e-mail address was exposed.
-    measures: We fixed the bug.
-    advice: Watch out for phishing.
-    contact: privacy@example.org
-    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+"""
+    + notice_yaml("en")
+    + """\
 regulators:
   - id: dpc
     name: Data Protection Commission
@@ -48,6 +46,7 @@ steps:
     notifier: standin-sms
     at: +0m
 """
+)
 
 
 class Engines:

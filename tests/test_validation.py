@@ -46,17 +46,18 @@ def test_shipped_playbooks_are_valid(path: Path, host: PluginHost) -> None:
 @pytest.mark.parametrize(
     ("fixture", "expected"),
     [
-        ("yaml-syntax.yaml", "14:11: YAML syntax error"),
-        ("unknown-key.yaml", "14:5: unknown key 'advise'; did you mean 'advice'?"),
+        ("yaml-syntax.yaml", "15:11: YAML syntax error"),
+        ("unknown-key.yaml", "15:5: unknown key 'advise'; did you mean 'advice'?"),
         ("wrong-type.yaml", "4:11: severity: should be 'low', 'medium', 'high' or 'critical'"),
-        ("missing-notice-field.yaml", "18:5: notice.ja: missing required key 'advice'"),
-        ("template-undefined.yaml", "13:15: notice en.measures: 'dict object' has no attribute"),
-        ("template-syntax.yaml", "13:15: notice en.measures: template error: unexpected '}'"),
-        ("unknown-channel.yaml", "28:14: unknown channel 'smss'; did you mean 'sms'?"),
-        ("sms-gsm-over-budget.yaml", "17:10: notice en.sms needs 2 GSM-7 segments (249 septets)"),
-        ("sms-ucs2-over-budget.yaml", "23:10: notice ja.sms needs 2 UCS-2 segments (80 code"),
-        ("duplicate-step.yaml", "31:9: duplicate step id 'sms-all'"),
-        ("deadline-unknown-regulator.yaml", "34:27: unknown regulator 'dpo'; did you mean 'dpa'?"),
+        ("missing-notice-field.yaml", "19:5: notice.ja.advice: required but missing"),
+        ("missing-what-happened.yaml", "19:5: notice.de.what_happened: required but missing"),
+        ("template-undefined.yaml", "14:15: notice en.measures: 'dict object' has no attribute"),
+        ("template-syntax.yaml", "14:15: notice en.measures: template error: unexpected '}'"),
+        ("unknown-channel.yaml", "30:14: unknown channel 'smss'; did you mean 'sms'?"),
+        ("sms-gsm-over-budget.yaml", "18:10: notice en.sms needs 2 GSM-7 segments (249 septets)"),
+        ("sms-ucs2-over-budget.yaml", "25:10: notice ja.sms needs 2 UCS-2 segments (80 code"),
+        ("duplicate-step.yaml", "33:9: duplicate step id 'sms-all'"),
+        ("deadline-unknown-regulator.yaml", "36:27: unknown regulator 'dpo'; did you mean 'dpa'?"),
     ],
 )
 def test_each_problem_is_located(fixture: str, expected: str, host: PluginHost) -> None:
@@ -84,7 +85,7 @@ def test_unquoted_template_gets_a_hint(host: PluginHost) -> None:
     text = (FIXTURES / "minimal.yaml").read_text("utf-8")
     text = text.replace("We fixed the bug.", "{{ facts.affected_count }}")
     problems = validate_text(text, "unquoted.yaml", host=host)[1]
-    assert {p.line for p in problems} == {13}
+    assert {p.line for p in problems} == {14}
     assert any("must be quoted" in p.message for p in problems)
 
 
@@ -96,7 +97,7 @@ def test_condition_language_errors_are_located(host: PluginHost) -> None:
     )
     _, problems = validate_text(text, "cond.yaml", host=host)
     assert len(problems) == 1
-    assert problems[0].line == 31
+    assert problems[0].line == 33
     assert "calls are not allowed" in problems[0].message
 
 
@@ -122,8 +123,8 @@ def test_cli_exit_codes_and_output(tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 1
     lines = bad.stdout.strip().splitlines()
-    assert lines[0].endswith("unknown-key.yaml:14:5: unknown key 'advise'; did you mean 'advice'?")
-    assert lines[1].endswith("duplicate-step.yaml:31:9: duplicate step id 'sms-all'")
+    assert lines[0].endswith("unknown-key.yaml:15:5: unknown key 'advise'; did you mean 'advice'?")
+    assert lines[1].endswith("duplicate-step.yaml:33:9: duplicate step id 'sms-all'")
     assert "Traceback" not in bad.stderr
 
 

@@ -23,12 +23,21 @@ def audit() -> None:
 @json_option
 @pass_breach()
 def verify(breach: Breach, incident: str, as_json: bool) -> None:
-    """Walk INCIDENT's hash-chained audit trail; exit 1 naming the first row that breaks it."""
+    """Walk INCIDENT's hash-chained audit trail and check the deliveries against the digests of
+    its settle and receipt batches; exit 1 naming the first row (or batch) that breaks."""
     report = breach.verify_audit(incident)
     if as_json:
         echo_json(report.as_dict())
     elif report.intact:
-        out.print(f"{incident}: audit chain intact, {report.rows:,} rows, head {report.head}")
+        out.print(f"{incident}: audit chain intact, {report.rows:,} rows, head {report.head}; "
+                  f"{report.batches:,} settle and receipt batches match their "
+                  f"{report.deliveries:,} deliveries")  # fmt: skip
+    elif report.deliveries_changed:
+        out.print(Text.assemble(
+            ("broken", "red"),
+            f" {incident}: audit row {report.broken_row} ({report.broken_kind}): "
+            f"{report.reason}; the chain itself holds ({report.rows:,} rows)",
+        ))  # fmt: skip
     else:
         out.print(Text.assemble(
             ("broken", "red"),

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..ledger import settlements
 from ..relative import relative
 from ..sharing import SAME_ADDRESS
 from .context import out
@@ -41,10 +42,18 @@ def _whole_column(table: Table, header: str, values: list[str]) -> None:
 
 
 def print_timeline(events: Iterable[Mapping[str, Any]]) -> None:
-    """An incident's audit trail, oldest first."""
+    """An incident's audit trail, oldest first. Consecutive settle (or receipt) batches are one
+    line with their summed outcomes: a campaign writes thousands (``--json`` lists each)."""
     table = Table("at (UTC)", "event", "step", "by", "detail")
-    for e in events:
-        at = datetime.fromisoformat(e["at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    for e in settlements.grouped_timeline(events):
+        at = _utc(e["at"])
+        if e.get("batches"):
+            kind = f"{e['kind']} ×{e['batches']:,}" if e["batches"] > 1 else e["kind"]
+            until = f", until {_utc(e['until'])}" if e["until"] != e["at"] else ""
+            detail = (", ".join(f"{k}={v:,}" for k, v in e["outcomes"].items())
+                      + f" (audit rows {e['rows']}{until})")  # fmt: skip
+            table.add_row(at, kind, e["step"] or "", e["actor"] or "", detail)
+            continue
         if e["kind"] == "incident.updated":
             detail = _update_line(e["detail"])
         else:
@@ -87,6 +96,10 @@ def print_update(result: Mapping[str, Any]) -> None:
                   f"{result['notified']:,} people who received an earlier notice")  # fmt: skip
     if result.get("outbox"):
         out.print(f"dry-run: follow-ups rendered into {result['outbox']}")
+
+
+def _utc(at: str) -> str:
+    return datetime.fromisoformat(at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_plugins(infos: Iterable[PluginInfo]) -> None:

@@ -6,6 +6,7 @@ campaign. Opening a ledger brings its schema to the latest Alembic revision.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from ..errors import LedgerError, NotFound, StateConflict
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
-from . import chain
+from . import chain, settlements
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
 __all__ = [
@@ -63,6 +64,7 @@ DEFAULT_URL = "sqlite:///breach.db"
 
 
 DELIVERIES = cast(Table, Delivery.__table__)
+AUDIT = cast(Table, AuditEvent.__table__)
 #: the step id of a step's fallback deliveries after a failure ("email-all+fallback")
 FALLBACK_SUFFIX = "+fallback"
 #: fallback triggers that select on the outcome a provider's receipt reported
@@ -448,6 +450,10 @@ class Ledger:
         A provider receipt that arrived while the row was ``sending`` (parked by
         :meth:`apply_receipts`) decides the final state when it names the provider message id
         this send returned; otherwise it is dropped (it was about another message, or forged).
+
+        The same transaction appends one audit row per incident of the batch (``deliveries.
+        settled``: counts per new state and a digest of the deliveries it made final, see
+        :mod:`.settlements`), so every settlement is evidenced in the chain.
         """
         if not outcomes:
             return 0
@@ -483,6 +489,10 @@ class Ledger:
                 changed += connection.execute(plain, ordinary).rowcount
             if received := [r for r in rows if r["k"] in parked]:
                 changed += connection.execute(_settle_parked(common, mine), received).rowcount
+            # Evidence: one chained audit row per incident of the batch, beside the change.
+            if changed:
+                keys = table.c.key.in_([r["k"] for r in rows])
+                self._evidence(connection, keys, "settle", current)
         return int(changed)
 
     def apply_receipts(
@@ -496,12 +506,14 @@ class Ledger:
         its own plugin's notifiers sent. A settled (``sent``) delivery moves to delivered or
         failed, never backwards. A receipt that overtakes its send (the row is still
         ``sending``) is parked on the row, counted as changed, and decides the row's state when
-        the send settles with the same provider message id.
+        the send settles with the same provider message id. Receipts that change states are
+        evidenced like a settle, one ``deliveries.receipted`` audit row per incident.
         """
         table = DELIVERIES
         changed = 0
         current = now()
         scope = table.c.notifier.in_(list(notifiers)) if notifiers is not None else true()
+        moved: list[str] = []  # provider ids of receipts that changed a delivery's state
         with self.transaction() as connection:
             for receipt in updates:
                 if not receipt.provider_id:
@@ -518,6 +530,8 @@ class Ledger:
                     .where(scope, named, table.c.state == DeliveryState.SENT.value)
                     .values(state=receipt.state, **values)
                 ).rowcount
+                if settled:
+                    moved.append(receipt.provider_id)
                 if not settled and receipt.delivery_key:
                     settled = connection.execute(
                         update(table)
@@ -528,7 +542,64 @@ class Ledger:
                             table.c.provider_message_id, receipt.provider_id), **values)
                     ).rowcount  # fmt: skip
                 changed += settled
+            if moved:  # parked receipts change no state: the settle evidences them
+                final = table.c.state.in_((DeliveryState.DELIVERED.value,
+                                           DeliveryState.FAILED.value))  # fmt: skip
+                chosen = table.c.provider_message_id.in_(moved) & final
+                self._evidence(connection, chosen, "receipt", current)
         return changed
+
+    def _evidence(
+        self,
+        connection: Connection,
+        chosen: ColumnElement[bool],
+        source: Literal["settle", "receipt"],
+        current: datetime,
+    ) -> None:
+        """Append the audit rows of one settle or receipt batch: the deliveries ``chosen`` that
+        this transaction changed (their ``updated_at`` is its ``current``), per incident."""
+        table = DELIVERIES
+        found = [
+            settlements.Settled(*row)
+            for row in connection.execute(
+                select(table.c.id, table.c.incident_id, table.c.step_id, table.c.key,
+                       table.c.state, table.c.provider_message_id)
+                .where(chosen, table.c.updated_at == current)
+            )
+        ]  # fmt: skip
+        kind = settlements.SETTLED if source == "settle" else settlements.RECEIPTED
+        for incident_id, detail in sorted(settlements.details(found, source).items()):
+            steps = detail["steps"]
+            event = IncidentEvent(incident_id, kind, steps[0] if len(steps) == 1 else None,
+                                  detail, at=current)  # fmt: skip
+            self._append(connection, event)
+
+    def _append(self, connection: Connection, event: IncidentEvent) -> None:
+        """Append one chained audit row within ``connection``'s transaction (Core, for the
+        statements that write deliveries through a connection)."""
+        if self.engine.dialect.name == "postgresql":
+            # hold the incident's chain until commit (see _lock_chain); SQLite already holds
+            # its one write lock, taken by the delivery update before this
+            connection.execute(
+                select(Incident.id).where(Incident.id == event.incident_id).with_for_update()
+            )
+        previous = (
+            connection.scalar(
+                select(AuditEvent.hash)
+                .where(AuditEvent.incident_id == event.incident_id)
+                .order_by(AuditEvent.id.desc())
+                .limit(1)
+            )
+            or chain.GENESIS
+        )
+        row = _audit_row(event)
+        content = chain.canonical(row.incident_id, row.at, row.kind, row.step_id, row.actor,
+                                  row.detail)  # fmt: skip
+        connection.execute(insert(AUDIT).values(
+            incident_id=row.incident_id, at=row.at, kind=row.kind, step_id=row.step_id,
+            actor=row.actor, detail=row.detail, prev_hash=previous,
+            hash=chain.row_hash(previous, content),
+        ))  # fmt: skip
 
     def fallback_candidates(
         self,
@@ -870,8 +941,37 @@ class Ledger:
             )
 
     def verify_chain(self, incident_id: str) -> chain.ChainReport:
-        """Walk the incident's audit chain, oldest row first (see :func:`chain.verify`)."""
-        return chain.verify(incident_id, self.events(incident_id))
+        """Walk the incident's audit chain, oldest row first (see :func:`chain.verify`); when
+        it holds, recompute every settle and receipt batch's digest from the deliveries table
+        (see :func:`settlements.check_batches`)."""
+        events = self.events(incident_id)
+        report = chain.verify(incident_id, events)
+        if not report.intact:
+            return report
+        batches = [e for e in events if e.kind in settlements.KINDS]
+        with self.transaction() as connection:
+
+            def read(ids: Sequence[int]) -> dict[int, tuple[str, str, str | None]]:
+                table, out = DELIVERIES, {}
+                for start in range(0, len(ids), 500):  # bound the statement's parameters
+                    out.update({
+                        int(i): (str(k), str(s), p)
+                        for i, k, s, p in connection.execute(
+                            select(table.c.id, table.c.key, table.c.state,
+                                   table.c.provider_message_id)
+                            .where(table.c.incident_id == incident_id,
+                                   table.c.id.in_(ids[start : start + 500])))
+                    })  # fmt: skip
+                return out
+
+            check = settlements.check_batches(batches, read)
+        report = dataclasses.replace(report, batches=check.batches, deliveries=check.deliveries)
+        if check.problem is None:
+            return report
+        return dataclasses.replace(
+            report, broken_row=check.problem.row, broken_kind=check.problem.kind,
+            reason=check.problem.reason, deliveries_changed=True,
+        )  # fmt: skip
 
     def delivery_batches(
         self, incident_id: str, size: int = 5000, *, recipient_prefix: str | None = None

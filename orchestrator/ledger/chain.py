@@ -66,7 +66,13 @@ class ChainedRow(Protocol):
 @dataclass(frozen=True)
 class ChainReport:
     """The outcome of walking an incident's chain: how many rows held, the head (the last
-    row's hash), and the first row that breaks it with why (None: intact)."""
+    row's hash), and the first row that breaks it with why (None: intact).
+
+    ``batches`` and ``deliveries`` count the settle and receipt batches whose digests were
+    recomputed from the deliveries table, and the deliveries they cover. ``deliveries_changed``
+    says the chain itself holds but the deliveries of batch ``broken_row`` were changed after it
+    settled them.
+    """
 
     incident_id: str
     rows: int
@@ -74,17 +80,22 @@ class ChainReport:
     broken_row: int | None = None
     broken_kind: str | None = None
     reason: str | None = None
+    batches: int = 0
+    deliveries: int = 0
+    deliveries_changed: bool = False
 
     @property
     def intact(self) -> bool:
-        """True when every row verifies."""
+        """True when every row verifies, and every batch's deliveries match its digest."""
         return self.broken_row is None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"incident": self.incident_id, "intact": self.intact, "rows": self.rows,
                 "head": self.head, "broken_row": self.broken_row,
-                "broken_kind": self.broken_kind, "reason": self.reason}  # fmt: skip
+                "broken_kind": self.broken_kind, "reason": self.reason,
+                "batches": self.batches, "deliveries": self.deliveries,
+                "deliveries_changed": self.deliveries_changed}  # fmt: skip
 
 
 def verify(incident_id: str, rows: Iterable[ChainedRow]) -> ChainReport:

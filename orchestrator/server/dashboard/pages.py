@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from ...errors import BreachError, Forbidden, NotFound, StateConflict
+from ...ledger import settlements
 from ...relative import relative
 from ...session import Breach
 from ..config import ServerConfig
@@ -153,6 +154,8 @@ def create_dashboard(config: ServerConfig, breach: Breach) -> APIRouter:
             notices = await work(breach.notices, incident)
         except PageRefusal:
             notices = {}  # a notice that cannot render now must not hide the incident
+        # a campaign writes one settlement row per batch: consecutive ones are one line
+        timeline = settlements.grouped_timeline(timeline)
         return page("incident.html", session=session, status=status, timeline=timeline,
                     notices=notices, can_act=_can_act(session))  # fmt: skip
 
