@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -145,12 +147,15 @@ def test_status_shows_the_circuit_and_its_next_probe(simulator: Simulator, tmp_p
                                 policy=RetryPolicy(max_attempts=3, base=0.01))  # fmt: skip
     with Breach(db, host=host) as breach:
         breach.run(settings, until_idle=True)
-        status = breach.status(incident)
         kinds = [e["kind"] for e in breach.timeline(incident)]
+        circuit = breach.status(incident)["circuits"]["standin-sms"]
+        assert circuit["trips"] >= 1 and circuit["next_probe_at"]
+        # once its cooldown (0.2 s at most) has passed, the circuit lets a probe through
+        probe = datetime.fromisoformat(circuit["next_probe_at"])
+        time.sleep(max(0.0, (probe - datetime.now(UTC)).total_seconds()) + 0.05)
+        circuit = breach.status(incident)["circuits"]["standin-sms"]
     assert "circuit.opened" in kinds
-    circuit = status["circuits"]["standin-sms"]
-    assert circuit["trips"] >= 1 and circuit["next_probe_at"]
-    assert circuit["state"] == "half_open"  # its cooldown (0.2 s at most) has passed
+    assert circuit["state"] == "half_open"
     as_json = json.loads(subprocess.run(
         [sys.executable, "-m", "orchestrator", "status", incident, "--db", db, "--json"],
         capture_output=True, text=True, check=True).stdout)  # fmt: skip
