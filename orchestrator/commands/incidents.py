@@ -14,7 +14,7 @@ from .. import facts as facts_mod
 from ..notifier import Mode
 from ..session import Breach
 from .context import echo_json, err, json_option, pass_breach
-from .tables import print_incidents, print_status, print_summary, print_timeline
+from .tables import print_incidents, print_status, print_summary, print_timeline, print_workers
 
 
 @click.command()
@@ -101,10 +101,12 @@ def status(breach: Breach, incident: str | None, as_json: bool) -> None:
     """Show one incident (steps, deliveries by state) or list recent incidents."""
     if incident is None:
         incidents = breach.incidents()
+        workers = breach.workers()
         if as_json:
-            echo_json({"incidents": incidents})
+            echo_json({"incidents": incidents, "workers": workers})
         else:
             print_incidents(incidents)
+            print_workers(workers)
         return
     data = breach.status(incident)
     if as_json:

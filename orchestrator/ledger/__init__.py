@@ -42,6 +42,8 @@ from ..errors import LedgerError, NotFound
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from . import chain
+from .bulk import copy_deliveries
+from .leases import LeaseQueries
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
 __all__ = [
@@ -98,7 +100,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Ledger:
+class Ledger(LeaseQueries):
     """A handle on one ledger database."""
 
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
@@ -165,6 +167,7 @@ class Ledger:
             s.add_all(list(steps))
             # A new incident: its chain starts here, and nobody else can see it before commit.
             self._chain(s, list(events), {incident.id: chain.GENESIS})
+            self._announce(s.connection(), "incident")
 
     def incident(self, incident_id: str) -> Incident:
         with self.session() as s:
@@ -220,6 +223,8 @@ class Ledger:
                 .where(Step.incident_id == incident_id, Step.step_id == step_id)
                 .values(**values)
             )
+            if "approved_by" in values or "due_at" in values:
+                self._announce(s.connection(), "step")  # an approval, or a clock started
 
     # -- deliveries ----------------------------------------------------------------------------
 
@@ -236,15 +241,22 @@ class Ledger:
         recipient id suffixed with the source row) so that nothing is lost or silently merged.
 
         ``progress`` = (incident, step, last audience row, finished) is written in the same
-        transaction, so a fan-out killed at any moment resumes exactly after its last batch.
+        transaction, so a fan-out killed at any moment resumes exactly after its last batch. It
+        is written first, and only while this worker holds the step's fan-out: a worker that
+        lost it gets :class:`~orchestrator.errors.LeaseLost` and the batch is not recorded.
+
+        PostgreSQL loads the batch with COPY into a temporary table and moves it across with
+        one ``INSERT ... ON CONFLICT DO NOTHING``; SQLite inserts it with one executemany.
         """
         full = [{**_DELIVERY_DEFAULTS, **row} for row in rows]
+        if self.is_postgres:
+            return self._copy_deliveries(full, progress)
         try:
             # Core insert (not ORM bulk): one executemany, several times faster.
             with self.transaction() as connection:
+                self._progress(connection, progress)
                 if full:
                     connection.execute(insert(DELIVERIES), full)
-                self._progress(connection, progress)
             return []
         except IntegrityError:
             pass  # somewhere in the batch is a duplicate: go row by row to find it
@@ -255,25 +267,33 @@ class Ledger:
                 if connection.execute(self._insert_new(row)).rowcount == 1:
                     continue
                 duplicates.append(position)
-                tag = f"#row{row['recipient_row']}"
-                connection.execute(self._insert_new({
-                    **row, "key": row["key"][: 200 - len(tag)] + tag,
-                    "recipient_id": row["recipient_id"][: 200 - len(tag)] + tag,
-                    "state": DeliveryState.SKIPPED.value, "reason": DUPLICATE_REASON,
-                    "contact": None, "content_hash": None, "next_attempt_at": None,
-                }))  # fmt: skip
+                connection.execute(self._insert_new(_duplicate_row(row)))
         return duplicates
 
-    @staticmethod
-    def _progress(connection: Any, progress: tuple[str, str, int, bool] | None) -> None:
+    def _copy_deliveries(
+        self, full: Sequence[dict[str, Any]], progress: tuple[str, str, int, bool] | None
+    ) -> list[int]:
+        duplicates: list[int] = []
+        with self.transaction() as connection:
+            self._progress(connection, progress)
+            if full:
+                inserted = copy_deliveries(connection, full)
+                for position, row in enumerate(full):
+                    mark = (row["key"], row["recipient_row"])
+                    if inserted[mark] > 0:
+                        inserted[mark] -= 1
+                        continue
+                    duplicates.append(position)
+                    connection.execute(self._insert_new(_duplicate_row(row)))
+                self._announce(connection, "deliveries")
+        return duplicates
+
+    def _progress(self, connection: Any, progress: tuple[str, str, int, bool] | None) -> None:
         if progress is None:
             return
         incident_id, step_id, last_row, finished = progress
-        connection.execute(
-            update(Step)
-            .where(Step.incident_id == incident_id, Step.step_id == step_id)
-            .values(fanout_rows=last_row, fanout_done=finished)
-        )
+        self._fence(connection, (incident_id, step_id),
+                    {"fanout_rows": last_row, "fanout_done": finished})  # fmt: skip
 
     def _insert_new(self, row: Mapping[str, Any]) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for this ledger's dialect."""
@@ -732,6 +752,17 @@ class Ledger:
                 return
             yield batch
             after = batch[-1].id
+
+
+def _duplicate_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``skipped`` row that records a duplicate recipient id under its own audience row."""
+    tag = f"#row{row['recipient_row']}"
+    return {
+        **row, "key": row["key"][: 200 - len(tag)] + tag,
+        "recipient_id": row["recipient_id"][: 200 - len(tag)] + tag,
+        "state": DeliveryState.SKIPPED.value, "reason": DUPLICATE_REASON,
+        "contact": None, "content_hash": None, "next_attempt_at": None,
+    }  # fmt: skip
 
 
 def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:
