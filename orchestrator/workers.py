@@ -71,6 +71,8 @@ class Presence:
         self.timeout = timeout
         self.id = new_worker_id()
         self.wakeup = Wakeup()
+        #: set while the PostgreSQL listener is connected and listening
+        self.listening = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -115,11 +117,14 @@ class Presence:
             try:
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
                     self.wakeup.notify()  # anything announced while we were away
                     async for _ in conn.notifies():
                         self.wakeup.notify()
             except (psycopg.Error, OSError) as exc:
                 log.warning("listening for new work failed; polling meanwhile",
                             extra={"worker": self.id, "error": str(exc)})  # fmt: skip
+            finally:
+                self.listening.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)

@@ -122,10 +122,11 @@ class LeaseQueries:
 
     def take_fanout(self, incident_id: str, step_id: str) -> bool:
         """Hold the step's fan-out for this worker: free, already ours, or its owner is dead
-        (its heartbeat older than its timeout, or stopped). False: a live worker holds it."""
+        (its heartbeat older than its timeout, or stopped). False: a live worker holds it.
+
+        A process that is not a registered worker may fan out only a step nobody holds (a dead
+        holder's claim is cleared); its batches are fenced the same way."""
         me = self.worker_id
-        if me is None:
-            raise LeaseLost("only a registered worker can hold a fan-out")
         owner_alive = exists().where(
             Worker.id == Step.fanout_owner, Worker.alive_until >= _now(),
             Worker.stopped_at.is_(None))  # fmt: skip
