@@ -160,7 +160,7 @@ class SharedClock:
                 woken.set_result(None)
 
 
-@pytest.mark.parametrize("late", [0.0, 0.05])
+@pytest.mark.parametrize("late", [0.0, 0.1])
 def test_shared_pacers_never_exceed_the_rate_in_any_window(late: float) -> None:
     shared = SharedClock(late=late)
     rate, max_batch = 100.0, 7  # 14 slots a second carry at most 98 messages
@@ -171,7 +171,8 @@ def test_shared_pacers_never_exceed_the_rate_in_any_window(late: float) -> None:
 
     async def worker(pacer: SharedPacer) -> None:
         for _ in range(60):
-            n = sizes.randint(1, max_batch)
+            # mostly full batches (a window fills up), sometimes a short one
+            n = max_batch if sizes.random() < 0.8 else sizes.randint(1, max_batch)
             starts.append((await pacer.acquire(n), n))
 
     async def main() -> None:
