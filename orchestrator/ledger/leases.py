@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -197,6 +197,4 @@ class LeaseQueries:
 
 
 def _now() -> datetime:
-    from . import now
-
-    return now()
+    return datetime.now(UTC)
