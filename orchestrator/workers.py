@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: seconds without a heartbeat after which a worker is taken for dead
 DEFAULT_WORKER_TIMEOUT = 30.0
+#: a dead worker's row is deleted by the next worker to start after this long
+FORGET_AFTER_SECONDS = 7 * 24 * 3600.0
 #: the listener's wait before reconnecting after its connection failed
 RECONNECT_SECONDS = 5.0
 
@@ -85,6 +87,8 @@ class Presence:
         host, pid = socket.gethostname(), os.getpid()
         await asyncio.to_thread(self.ledger.register_worker, self.id, host=host, pid=pid,
                                 kind=self.kind, timeout=self.timeout)  # fmt: skip
+        # Rows of workers long dead only fill the table; status shows the live ones.
+        await asyncio.to_thread(self.ledger.forget_workers, FORGET_AFTER_SECONDS)
         self._tasks = [asyncio.create_task(self._beat(stop))]
         if self.ledger.is_postgres:
             self._tasks.append(asyncio.create_task(self._listen(stop)))

@@ -53,8 +53,8 @@ def start_workers(
     return [subprocess.Popen(command, env=env, stdout=log, stderr=log) for _ in range(count)]
 
 
-def step_row(db: str, incident: str) -> Step:
-    [step] = Ledger(db, migrate=False).steps(incident)
+def step_row(ledger: Ledger, incident: str) -> Step:
+    [step] = ledger.steps(incident)
     return step
 
 
@@ -66,6 +66,7 @@ def test_three_workers_on_postgres_one_killed_half_way(
     db = postgres_url
     host = standin_host(simulator.url)
     incident = trigger_live(tmp_path, phone_audience(tmp_path / "people.csv", PEOPLE), host, db)
+    ledger = Ledger(db)
     # The provider refuses (429) anything above the rate in any second: a breach would show.
     simulator.configure("standin", rate_limit=RATE, burst=RATE)
     env = {**os.environ, "STANDIN_URL": simulator.url, "STANDIN_RATE": str(RATE),
@@ -78,11 +79,11 @@ def test_three_workers_on_postgres_one_killed_half_way(
             # Half-way: when half the people have their row, or half have been sent to.
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                step = step_row(db, incident)
+                step = step_row(ledger, incident)
                 if step.fanout_rows >= PEOPLE // 2 or len(simulator.accepted()) >= PEOPLE // 2:
                     break
                 time.sleep(0.05)
-            step = step_row(db, incident)
+            step = step_row(ledger, incident)
             owner = step.fanout_owner
             assert owner is not None, "nobody took the fan-out"
             during_fanout = not step.fanout_done
@@ -106,18 +107,18 @@ def test_three_workers_on_postgres_one_killed_half_way(
     assert len({r.recipient_id for r in rows}) == PEOPLE
     assert not [r for r in rows if r.reason == DUPLICATE_REASON]
     assert Counter(r.state for r in rows) == Counter({"sent": PEOPLE})
-    step = step_row(db, incident)
+    step = step_row(ledger, incident)
     assert step.fanout_done and step.fanout_rows == PEOPLE
     if during_fanout:
         assert step.fanout_owner != owner, "the dead worker's fan-out was not taken over"
-        kinds = [e.kind for e in Ledger(db, migrate=False).events(incident)]
+        kinds = [e.kind for e in ledger.events(incident)]
         assert kinds.count("step.fired") == 1 and kinds.count("step.resumed") == 1, kinds
 
     # Every person reached at the provider; extra copies only those the ledger counts.
     accepted = Counter(m.delivery_id for m in simulator.accepted("standin"))
     assert set(accepted) == {r.key for r in rows}
     extra = sum(n - 1 for n in accepted.values())
-    reclaimed = Ledger(db, migrate=False).reclaimed(incident)
+    reclaimed = ledger.reclaimed(incident)
     assert extra <= reclaimed, (extra, reclaimed)
 
     # One rate for the three: never above it in any second, fixed or sliding.
