@@ -43,6 +43,16 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
 class Wakeup:
     """Sleeps that end early when new work is announced; every sleeper wakes at once."""
 
@@ -89,10 +99,21 @@ class Presence:
                                 kind=self.kind, timeout=self.timeout)  # fmt: skip
         # Rows of workers long dead only fill the table; status shows the live ones.
         await asyncio.to_thread(self.ledger.forget_workers, FORGET_AFTER_SECONDS)
+        await asyncio.to_thread(self._bury_local, host)
         self._tasks = [asyncio.create_task(self._beat(stop))]
         if self.ledger.is_postgres:
             self._tasks.append(asyncio.create_task(self._listen(stop)))
         log.info("worker registered", extra={"worker": self.id, "kind": self.kind})
+
+    def _bury_local(self, host: str) -> None:
+        """Workers of this host whose process is gone died without saying so (a restart after a
+        kill): mark them stopped, so their fan-outs resume now rather than after their timeout.
+        Were one alive after all (a host name shared across process namespaces), the lease
+        fence keeps its batches from being written twice; it would only lose its fan-out."""
+        for worker in self.ledger.live_workers():
+            mine = worker["host"] == host[:255] and worker["id"] != self.id
+            if mine and not _process_exists(int(worker["pid"])):
+                self.ledger.stop_worker(str(worker["id"]))
 
     async def stop(self) -> None:
         """Stop beating and listening; say so in the ledger (what it held is free at once)."""

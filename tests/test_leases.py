@@ -9,6 +9,9 @@ import itertools
 import math
 import os
 import random
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -239,3 +242,36 @@ def test_status_says_how_many_workers_are_live(
     assert "workers: 3 live" in out
     code, out, _ = run("status", "--db", ledger_url, "--json", capsys=capsys)
     assert code == 0 and '"live": 3' in out
+
+
+def test_a_restart_on_the_same_host_frees_what_its_killed_predecessor_held(
+    ledger_url: str, incident: str
+) -> None:
+    old = Ledger(ledger_url)
+    here = socket.gethostname()
+    old.register_worker("killed", host=here, pid=_pid_of_finished(), kind="run", timeout=300)
+    old.register_worker("elsewhere", host="other-host", pid=1, kind="run", timeout=300)
+    old.register_worker("sibling", host=here, pid=os.getpid(), kind="run", timeout=300)
+    old.worker_id = "killed"
+    assert old.take_fanout(incident, "sms-all")
+    new = Ledger(ledger_url)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        presence = Presence(new, kind="run", timeout=300)
+        await presence.start(stop)
+        try:
+            assert new.take_fanout(incident, "sms-all")  # at once, not in five minutes
+        finally:
+            stop.set()
+            await presence.stop()
+
+    asyncio.run(main())
+    assert sorted(w["id"] for w in new.live_workers()) == ["elsewhere", "sibling"]
+
+
+def _pid_of_finished() -> int:
+    """The process id of a process that ended (and was reaped): nobody uses it now."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
