@@ -169,7 +169,7 @@ class Dispatcher:
         if rate is None or math.isinf(rate) or not self.ledger.is_postgres:
             return Pacer(rate)
 
-        async def reserve(seconds: float) -> float:
+        async def reserve(seconds: float) -> tuple[float, float]:
             return await asyncio.to_thread(self.ledger.reserve_pace, name, seconds)
 
         return SharedPacer(rate, batch_size, reserve)

@@ -35,8 +35,8 @@ LATE_TOLERANCE = 0.02
 #: how much sending time one reservation takes at once: fewer round trips, little waste
 RESERVE_SECONDS = 0.05
 
-#: reserve(seconds) -> in how many seconds the reserved time starts
-Reserve = Callable[[float], Awaitable[float]]
+#: reserve(seconds) -> (when the reserved time starts, when it was reserved) on the shared clock
+Reserve = Callable[[float], Awaitable[tuple[float, float]]]
 
 
 class SharedPacer:
@@ -74,6 +74,10 @@ class SharedPacer:
         self._clock = clock
         self._sleep = sleep
         self._slots: list[float] = []  # reserved start moments on this process's clock
+        # The shared clock minus this process's clock lies between these bounds; each
+        # reservation narrows them (the answer was computed between asking and hearing back).
+        self._offset_low = -math.inf
+        self._offset_high = math.inf
         self._lock = asyncio.Lock()
         #: slots given up because their batch would have started too late
         self.forfeited = 0
@@ -104,8 +108,15 @@ class SharedPacer:
     async def _refill(self) -> None:
         count = self._per_reservation
         asked = self._clock()
-        delay = await self._reserve(count * self.spacing)
+        start, reserved_at = await self._reserve(count * self.spacing)
         answered = self._clock()
-        # The database computed the delay somewhere between asking and answering.
-        start = (asked + answered) / 2 + delay
-        self._slots = [start + i * self.spacing for i in range(count)]
+        # The shared clock read ``reserved_at`` somewhere between asking and hearing back. One
+        # slow answer (a lock wait, a busy host) would misplace the slots by up to its round
+        # trip, so the offset keeps the tightest bounds any answer gave, down to the fastest.
+        self._offset_low = max(self._offset_low, reserved_at - answered)
+        self._offset_high = min(self._offset_high, reserved_at - asked)
+        if self._offset_low > self._offset_high:  # a clock stepped: start over from this one
+            self._offset_low, self._offset_high = reserved_at - answered, reserved_at - asked
+        offset = (self._offset_low + self._offset_high) / 2
+        first = start - offset
+        self._slots = [first + i * self.spacing for i in range(count)]

@@ -116,11 +116,13 @@ def test_duplicate_keys_come_back_as_positions_and_are_kept_as_skipped_rows(
 def test_pace_reservations_of_several_workers_follow_each_other(ledger_url: str) -> None:
     handles = [Ledger(ledger_url) for _ in range(3)]
     # 10 s each: far more than the calls take, so every one starts where the last one ended
-    starts = [handle.reserve_pace("standin-sms", 10.0) for handle in handles * 4]
-    assert starts[0] < 1.0
+    answers = [handle.reserve_pace("standin-sms", 10.0) for handle in handles * 4]
+    starts = [start for start, _ in answers]
+    assert answers[0][0] - answers[0][1] < 1.0  # the first starts at once
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert all(9.0 < gap <= 10.0 for gap in gaps), gaps
-    assert handles[0].reserve_pace("other-notifier", 10.0) < 1.0  # its own row
+    start, at = handles[0].reserve_pace("other-notifier", 10.0)
+    assert start - at < 1.0  # its own row
 
 
 class SharedClock:
@@ -148,10 +150,10 @@ class SharedClock:
                                        woken))  # fmt: skip
         await woken
 
-    async def reserve(self, seconds: float) -> float:
+    async def reserve(self, seconds: float) -> tuple[float, float]:
         start = max(self.next_start, self.now)
         self.next_start = start + seconds
-        return start - self.now
+        return start, self.now
 
     async def drive(self, work: asyncio.Future[Any]) -> None:
         while not work.done():
@@ -193,8 +195,8 @@ def test_shared_pacers_never_exceed_the_rate_in_any_window(late: float) -> None:
 
 
 def test_a_shared_pacer_refuses_batches_larger_than_a_slot() -> None:
-    async def reserve(seconds: float) -> float:
-        return 0.0
+    async def reserve(seconds: float) -> tuple[float, float]:
+        return 0.0, 0.0
 
     with pytest.raises(ValueError, match="between 1 and 10"):
         SharedPacer(10.0, 11, reserve)
@@ -240,8 +242,10 @@ def test_status_says_how_many_workers_are_live(
     code, out, _ = run("status", incident, "--db", ledger_url, capsys=capsys)
     assert code == 0
     assert "workers: 3 live" in out
-    code, out, _ = run("status", "--db", ledger_url, "--json", capsys=capsys)
+    code, out, _ = run("status", incident, "--db", ledger_url, "--json", capsys=capsys)
     assert code == 0 and '"live": 3' in out
+    code, out, _ = run("status", "--db", ledger_url, capsys=capsys)
+    assert code == 0 and "workers: 3 live" in out
 
 
 def test_a_restart_on_the_same_host_frees_what_its_killed_predecessor_held(

@@ -101,12 +101,11 @@ def status(breach: Breach, incident: str | None, as_json: bool) -> None:
     """Show one incident (steps, deliveries by state) or list recent incidents."""
     if incident is None:
         incidents = breach.incidents()
-        workers = breach.workers()
         if as_json:
-            echo_json({"incidents": incidents, "workers": workers})
+            echo_json({"incidents": incidents})
         else:
             print_incidents(incidents)
-            print_workers(workers)
+            print_workers(breach.workers())
         return
     data = breach.status(incident)
     if as_json:

@@ -158,10 +158,10 @@ class LeaseQueries:
 
     # -- shared pacing --------------------------------------------------------------------------
 
-    def reserve_pace(self, notifier: str, seconds: float) -> float:
-        """Reserve ``seconds`` of ``notifier``'s sending time for this worker; returns in how
-        many seconds (from the answer) the reservation starts. All workers reserve from the same
-        row, so their reservations never overlap."""
+    def reserve_pace(self, notifier: str, seconds: float) -> tuple[float, float]:
+        """Reserve ``seconds`` of ``notifier``'s sending time for this worker; returns when the
+        reservation starts and when it was made, in seconds since the epoch on the database's
+        clock. All workers reserve from the same row, so their reservations never overlap."""
         with self.transaction() as connection:
             for _ in range(2):
                 if self.is_postgres:
@@ -169,16 +169,16 @@ class LeaseQueries:
                         "WITH c AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS t) "
                         "UPDATE rate_slots SET next_start = GREATEST(rate_slots.next_start, c.t)"
                         " + :cost FROM c WHERE rate_slots.notifier = :name "
-                        "RETURNING rate_slots.next_start - :cost - c.t"
+                        "RETURNING rate_slots.next_start - :cost, c.t"
                     ), {"cost": seconds, "name": notifier}).first()  # fmt: skip
                 else:
                     clock = time.time()
                     got = connection.execute(text(
                         "UPDATE rate_slots SET next_start = max(next_start, :t) + :cost "
-                        "WHERE notifier = :name RETURNING next_start - :cost - :t"
+                        "WHERE notifier = :name RETURNING next_start - :cost, :t"
                     ), {"cost": seconds, "name": notifier, "t": clock}).first()  # fmt: skip
                 if got is not None:
-                    return max(0.0, float(got[0]))
+                    return float(got[0]), float(got[1])
                 dialect = postgresql_insert if self.is_postgres else sqlite_insert
                 connection.execute(
                     dialect(RATE_SLOTS)
