@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 from cli_support import run
-from engine_support import phone_audience, standin_host, trigger_live
+from engine_support import PLAYBOOK, phone_audience, standin_host, trigger_live
 from sqlalchemy import select
 
 from orchestrator.errors import LeaseLost
 from orchestrator.ledger import DUPLICATE_REASON, Delivery, Ledger
+from orchestrator.session import Breach
 from orchestrator.sharedpacing import SharedPacer
 from orchestrator.workers import Presence
 
@@ -93,6 +94,17 @@ def test_a_process_that_is_no_worker_fans_out_only_what_nobody_holds(
     assert not other.take_fanout(incident, "sms-all")
     with pytest.raises(LeaseLost):
         other.insert_deliveries([row(incident, "p1", 1)], progress=(incident, "sms-all", 1, True))
+
+
+def test_a_worker_process_still_records_a_step_nobody_holds(tmp_path: Path) -> None:
+    """``breach serve`` is a worker and runs dry runs at trigger time, outside any lease."""
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    breach = Breach(db, host=standin_host("http://127.0.0.1:9"))
+    breach.ledger.register_worker("serve", host="h", pid=1, kind="serve", timeout=300)
+    result = breach.trigger(PLAYBOOK, audience=str(phone_audience(tmp_path / "p.csv", 3)),
+                            mode="dry-run", outbox=tmp_path / "out")  # fmt: skip
+    assert breach.status(result.incident_id)["state"] == "finished"
+    assert len(keys(breach.ledger, result.incident_id)) == 3
 
 
 def test_duplicate_keys_come_back_as_positions_and_are_kept_as_skipped_rows(

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import LeaseLost
 from .models import RateSlot, Step, Worker
@@ -144,8 +145,10 @@ class LeaseQueries:
         the step row until commit, so the batch and the lease check are one); otherwise
         :class:`LeaseLost` rolls the batch back."""
         incident_id, step_id = step
-        mine = (Step.fanout_owner.is_(None) if self.worker_id is None
-                else Step.fanout_owner == self.worker_id)  # fmt: skip
+        # Nobody's step (a dry run fanned out at trigger time, in whichever process) or ours.
+        mine: ColumnElement[bool] = Step.fanout_owner.is_(None)
+        if self.worker_id is not None:
+            mine = or_(mine, Step.fanout_owner == self.worker_id)
         where = (Step.incident_id == incident_id, Step.step_id == step_id)
         if connection.execute(update(Step).where(*where, mine).values(**values)).rowcount:
             return
