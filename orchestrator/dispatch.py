@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -39,6 +40,8 @@ from .notifier import Mode, Notifier, Outcome, Receipt
 from .pacing import Pacer, max_batch_for
 from .pluginhost import PluginHost
 from .retry import RetryPolicy
+from .sharedpacing import SharedPacer
+from .workers import DEFAULT_WORKER_TIMEOUT, Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class DispatchSettings:
     circuit_threshold: int = 5
     circuit_cooldown: float = 30.0
     circuit_max_cooldown: float = 300.0
+    #: seconds without a heartbeat after which a worker is dead and its fan-outs are taken over
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT
 
 
 class Dispatcher:
@@ -84,8 +89,11 @@ class Dispatcher:
         settings: DispatchSettings | None = None,
         rng: random.Random | None = None,
         on_blocked: BlockedCallback | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.ledger = ledger
+        #: idle loops sleep on it: new work announced by another worker wakes them
+        self.wakeup = wakeup or Wakeup()
         self.host = host
         self.campaign_for = campaign_for
         self.settings = settings or DispatchSettings()
@@ -107,7 +115,7 @@ class Dispatcher:
                 for name in pending:
                     if name not in self.workers and name in self.host.notifier_classes:
                         self.workers[name] = asyncio.create_task(self._worker(name, stop))
-                await sleep_unless(stop, 1.0)
+                await self.wakeup.sleep(stop, 1.0)
         finally:
             for task in self.workers.values():
                 task.cancel()
@@ -123,8 +131,8 @@ class Dispatcher:
         cls = self.host.notifier_classes[name][1]
         notifier = self.host.notifier(cls.channel, name)
         rate = self.settings.rates.get(name, notifier.default_rate)
-        pacer = Pacer(rate)
         batch_size = max_batch_for(rate, notifier.max_batch)
+        pacer = self._pacer(name, rate, batch_size)
         breaker = self.breakers.setdefault(name, CircuitBreaker(
             failure_threshold=self.settings.circuit_threshold,
             cooldown=self.settings.circuit_cooldown,
@@ -144,7 +152,7 @@ class Dispatcher:
             size = chunk if breaker.state is CircuitState.CLOSED else batch_size
             rows = await asyncio.to_thread(self.ledger.claim, name, size, lease)
             if not rows:
-                await sleep_unless(stop, self.settings.poll_interval)
+                await self.wakeup.sleep(stop, self.settings.poll_interval)
                 continue
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
@@ -154,6 +162,17 @@ class Dispatcher:
                 task = asyncio.create_task(self._send(notifier, batch, breaker))
                 self._inflight.add(task)
                 task.add_done_callback(self._finished(slots))
+
+    def _pacer(self, name: str, rate: float | None, batch_size: int) -> Pacer | SharedPacer:
+        """Workers on a PostgreSQL ledger pace each notifier together, through the ledger; a
+        SQLite ledger (one host, usually one worker) paces in the process."""
+        if rate is None or math.isinf(rate) or not self.ledger.is_postgres:
+            return Pacer(rate)
+
+        async def reserve(seconds: float) -> tuple[float, float]:
+            return await asyncio.to_thread(self.ledger.reserve_pace, name, seconds)
+
+        return SharedPacer(rate, batch_size, reserve)
 
     def _blocked_batch(self, name: str, batch: Sequence[dict[str, Any]]) -> bool:
         """Every row of ``batch`` is for a mode this notifier is blocked in."""

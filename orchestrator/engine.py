@@ -5,6 +5,11 @@ interval job re-reads the ledger (new incidents, approvals, restarts). The ledge
 truth: a restart re-arms every pending step, fires the ones whose time passed (or records them
 missed when the playbook says ``misfire: skip``), resumes interrupted fan-outs after their last
 recorded row, and reclaims deliveries whose lease expired.
+
+Several engines (on several hosts) may share one ledger: each registers as a worker
+(:mod:`orchestrator.workers`), a step's fan-out is leased to one of them and taken over only when
+that one is dead, and on PostgreSQL they pace each notifier together and wake each other when
+new work arrives.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .campaign import Campaign
-from .dispatch import Dispatcher, DispatchSettings, sleep_unless
-from .errors import BreachError
+from .dispatch import Dispatcher, DispatchSettings
+from .errors import BreachError, LeaseLost
 from .ledger import FALLBACK_SUFFIX, Step, StepState, now
+from .workers import Presence
 
 if TYPE_CHECKING:
     from .session import Breach
@@ -63,11 +69,15 @@ class Engine:
         rescan_seconds: float = 1.0,
         rng: random.Random | None = None,
         on_tick: Callable[[Engine], None] | None = None,
+        kind: str = "run",
     ) -> None:
+        """``kind`` is how the worker registry shows this process: ``run`` or ``serve``."""
         self.breach = breach
         self.ledger = breach.ledger
         self.host = breach.host
         self.rescan_seconds = rescan_seconds
+        settings = settings or DispatchSettings()
+        self.presence = Presence(self.ledger, kind=kind, timeout=settings.worker_timeout)
         self.dispatcher = Dispatcher(
             ledger=self.ledger,
             host=self.host,
@@ -75,6 +85,7 @@ class Engine:
             settings=settings,
             rng=rng,
             on_blocked=self._blocked,
+            wakeup=self.presence.wakeup,
         )
         self.report = EngineReport()
         self.on_tick = on_tick
@@ -113,6 +124,7 @@ class Engine:
     async def start(self) -> None:
         """Start the clock and the dispatcher in the running event loop."""
         self._stop.clear()
+        await self.presence.start(self._stop)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._scheduler.start()
         self._tasks = [asyncio.create_task(self.dispatcher.run(self._stop)),
@@ -130,6 +142,7 @@ class Engine:
             await asyncio.gather(*self._fanouts.values(), return_exceptions=True)
         for notifier in self.host.active_notifiers():
             await notifier.aclose()
+        await self.presence.stop()
 
     async def run(self, *, until_idle: bool = False) -> EngineReport:
         """Run until stopped, or (``until_idle``) until nothing is left to do without waiting
@@ -246,7 +259,7 @@ class Engine:
                     self.on_tick(self)
             except BreachError as exc:
                 log.error("housekeeping failed", extra={"error": str(exc)})
-            await sleep_unless(self._stop, self.rescan_seconds)
+            await self.presence.wakeup.sleep(self._stop, self.rescan_seconds)
 
     async def rescan(self) -> None:
         """Arm, fire or resume every open step the ledger knows (one rescan at a time)."""
@@ -255,10 +268,14 @@ class Engine:
 
     async def _rescan(self) -> None:
         current = now()
-        for step in await asyncio.to_thread(self.ledger.open_steps):
+        steps = await asyncio.to_thread(self.ledger.open_steps)
+        live = {w["id"] for w in await asyncio.to_thread(self.ledger.live_workers)}
+        for step in steps:
             key = (step.incident_id, step.step_id)
             if key in self._fanouts and not self._fanouts[key].done():
                 continue
+            if step.fanout_owner not in (None, self.presence.id) and step.fanout_owner in live:
+                continue  # another worker is on it; taken over only once that one is dead
             if step.state == StepState.RUNNING.value and not step.fanout_done:
                 self._start_fanout(step)  # interrupted by a crash: resume after its last row
             elif step.state == StepState.SCHEDULED.value:
@@ -311,6 +328,10 @@ class Engine:
         if task.cancelled() or task.exception() is None:
             return
         error = task.exception()
+        if isinstance(error, LeaseLost):  # not a failure: another worker carries on from here
+            log.warning("fan-out taken over", extra={"incident": key[0], "step": key[1],
+                                                     "error": str(error)})  # fmt: skip
+            return
         self._failed[key] = time.monotonic()
         message = str(error) if isinstance(error, BreachError) else repr(error)
         log.error("fan-out failed", extra={"incident": key[0], "step": key[1], "error": message})
@@ -321,6 +342,16 @@ class Engine:
     def _fire(self, seen: Step) -> None:
         # The row the rescan saw may be stale by now (another tick, an earlier task that just
         # finished): decide on the ledger's current row, so a step is never fanned out twice.
+        step = self.ledger.step(seen.incident_id, seen.step_id)
+        if step.state == StepState.RUNNING.value and step.fanout_done:
+            return
+        if step.state not in (StepState.SCHEDULED.value, StepState.RUNNING.value,
+                              StepState.AWAITING_APPROVAL.value):  # fmt: skip
+            return
+        # One worker fans a step out. Whoever holds it now, the row read after taking it is the
+        # truth: a dead owner's last recorded batch is where this one resumes.
+        if not self.ledger.take_fanout(step.incident_id, step.step_id):
+            return
         step = self.ledger.step(seen.incident_id, seen.step_id)
         if step.state == StepState.RUNNING.value and step.fanout_done:
             return

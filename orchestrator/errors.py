@@ -65,6 +65,10 @@ class NotFound(LedgerError):
     """An incident or step id does not exist in the ledger."""
 
 
+class LeaseLost(LedgerError):
+    """Another worker took over what this one held (it was taken for dead): stop that work."""
+
+
 class ConfigurationError(BreachError):
     """A notifier or server setting is missing or invalid (names the setting, never its value)."""
 

@@ -377,7 +377,19 @@ class Breach:
             **legal, "outbox": incident.outbox,
             "redirected": bool(incident.redirect_to),
             "possible_duplicates": ledger.reclaimed(incident_id),
+            "workers": self.workers(),
         }  # fmt: skip
+
+    def workers(self) -> dict[str, Any]:
+        """The delivery workers (``breach run``, ``breach serve``) alive on this ledger: how
+        many, and each one's id, host, process id, kind, start, last heartbeat and the moment
+        it counts as dead without another (ISO)."""
+        listed = [
+            {"id": w["id"], "host": w["host"], "pid": w["pid"], "kind": w["kind"],
+             **{k: w[k].isoformat() for k in ("started_at", "heartbeat_at", "alive_until")}}
+            for w in self.ledger.live_workers()
+        ]  # fmt: skip
+        return {"live": len(listed), "list": listed}
 
     def _obligations(
         self, playbook: Playbook, incident: Incident, current: datetime
@@ -893,11 +905,13 @@ class Breach:
         settings: DispatchSettings | None = None,
         *,
         on_tick: Callable[[Engine], None] | None = None,
+        kind: str = "run",
     ) -> Engine:
-        """A delivery engine over this session (start it in a running event loop)."""
+        """A delivery engine over this session (start it in a running event loop); ``kind``
+        (``run`` or ``serve``) is how the worker registry shows the process."""
         from .engine import Engine
 
-        return Engine(self, settings=settings, on_tick=on_tick)
+        return Engine(self, settings=settings, on_tick=on_tick, kind=kind)
 
     def run(
         self,

@@ -41,7 +41,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 #: the newest revision
-HEAD = "0005_dedupe"
+HEAD = "0006"
 
 
 def alembic(url: str, action: str, revision: str) -> None:

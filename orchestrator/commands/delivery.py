@@ -12,6 +12,7 @@ from ..logs import configure
 from ..progress import ProgressView
 from ..retry import RetryPolicy
 from ..session import Breach
+from ..workers import DEFAULT_WORKER_TIMEOUT
 from .context import err, log_json_option, log_libraries_option, pass_breach
 
 
@@ -36,6 +37,11 @@ from .context import err, log_json_option, log_libraries_option, pass_breach
     "--send-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
     help="Seconds a notifier may take for one batch.",
 )  # fmt: skip
+@click.option(
+    "--worker-timeout", type=click.FloatRange(1), default=DEFAULT_WORKER_TIMEOUT,
+    show_default=True,
+    help="Seconds without a heartbeat after which another worker takes this one's fan-outs over.",
+)  # fmt: skip
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=8, show_default=True)
 @click.option(
     "--retry-base", type=click.FloatRange(0.0), default=1.0, show_default=True,
@@ -46,8 +52,8 @@ from .context import err, log_json_option, log_libraries_option, pass_breach
 @pass_breach()
 def run(
     breach: Breach, until_idle: bool, rates: tuple[str, ...], concurrency: int, lease: float,
-    send_timeout: float, max_attempts: int, retry_base: float, log_json: bool,
-    log_libraries: str,
+    send_timeout: float, worker_timeout: float, max_attempts: int, retry_base: float,
+    log_json: bool, log_libraries: str,
 ) -> None:  # fmt: skip
     """Deliver live incidents: fire due steps, send, retry; safe to kill and start again."""
     configure(json=log_json, libraries=log_libraries)
@@ -62,6 +68,7 @@ def run(
     settings = DispatchSettings(
         rates=overrides, concurrency=concurrency, lease_seconds=lease, send_timeout=send_timeout,
         policy=RetryPolicy(max_attempts=max_attempts, base=retry_base),
+        worker_timeout=worker_timeout,
     )  # fmt: skip
     view = ProgressView(err)
     try:

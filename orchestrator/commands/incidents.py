@@ -20,6 +20,7 @@ from .tables import (
     print_summary,
     print_timeline,
     print_update,
+    print_workers,
 )
 
 
@@ -111,6 +112,7 @@ def status(breach: Breach, incident: str | None, as_json: bool) -> None:
             echo_json({"incidents": incidents})
         else:
             print_incidents(incidents)
+            print_workers(breach.workers())
         return
     data = breach.status(incident)
     if as_json:

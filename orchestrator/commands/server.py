@@ -87,7 +87,7 @@ def serve(
     configure(json=log_json, libraries=log_libraries)
     for secret in config.secrets():
         register_secret(secret)
-    engine = breach.engine() if with_engine else None
+    engine = breach.engine(kind="serve") if with_engine else None
     app = create_app(config, breach, engine=engine)
     address = address or config.host
     sock = _listen(address, config.port if port is None else port)

@@ -256,6 +256,15 @@ def print_status(data: dict[str, Any]) -> None:
             "was lost to a timeout or a dropped connection, or a crash cut the send off, and "
             f"the message was tried again): {data['possible_duplicates']:,}"
         )
+    if data.get("workers") is not None:
+        print_workers(data["workers"])
+
+
+def print_workers(workers: Mapping[str, Any]) -> None:
+    """``workers: 3 live (host:pid run, ...)``: the delivery processes sharing the ledger."""
+    live = workers.get("live", 0)
+    names = ", ".join(f"{w['host']}:{w['pid']} {w['kind']}" for w in workers.get("list", ()))
+    out.print(f"workers: {live} live" + (f" ({names})" if names else ""), highlight=False)
 
 
 def regimes_markdown(regimes: Mapping[str, Regime]) -> str:

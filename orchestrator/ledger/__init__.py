@@ -44,6 +44,8 @@ from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
 from . import chain, settlements
+from .bulk import copy_deliveries
+from .leases import LeaseQueries
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
 __all__ = [
@@ -104,7 +106,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Ledger:
+class Ledger(LeaseQueries):
     """A handle on one ledger database."""
 
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
@@ -171,6 +173,7 @@ class Ledger:
             s.add_all(list(steps))
             # A new incident: its chain starts here, and nobody else can see it before commit.
             self._chain(s, list(events), {incident.id: chain.GENESIS})
+            self._announce(s.connection(), "incident")
 
     def incident(self, incident_id: str) -> Incident:
         with self.session() as s:
@@ -226,6 +229,8 @@ class Ledger:
                 .where(Step.incident_id == incident_id, Step.step_id == step_id)
                 .values(**values)
             )
+            if "approved_by" in values or "due_at" in values:
+                self._announce(s.connection(), "step")  # an approval, or a clock started
 
     # -- deliveries ----------------------------------------------------------------------------
 
@@ -242,15 +247,22 @@ class Ledger:
         recipient id suffixed with the source row) so that nothing is lost or silently merged.
 
         ``progress`` = (incident, step, last audience row, finished) is written in the same
-        transaction, so a fan-out killed at any moment resumes exactly after its last batch.
+        transaction, so a fan-out killed at any moment resumes exactly after its last batch. It
+        is written first, and only while this worker holds the step's fan-out: a worker that
+        lost it gets :class:`~orchestrator.errors.LeaseLost` and the batch is not recorded.
+
+        PostgreSQL loads the batch with COPY into a temporary table and moves it across with
+        one ``INSERT ... ON CONFLICT DO NOTHING``; SQLite inserts it with one executemany.
         """
         full = [{**_DELIVERY_DEFAULTS, **row} for row in rows]
+        if self.is_postgres:
+            return self._copy_deliveries(full, progress)
         try:
             # Core insert (not ORM bulk): one executemany, several times faster.
             with self.transaction() as connection:
+                self._progress(connection, progress)
                 if full:
                     connection.execute(insert(DELIVERIES), full)
-                self._progress(connection, progress)
             return []
         except IntegrityError:
             pass  # somewhere in the batch is a duplicate: go row by row to find it
@@ -262,26 +274,33 @@ class Ledger:
                 if connection.execute(self._insert_new(row)).first() is not None:
                     continue
                 duplicates.append(position)
-                tag = f"#row{row['recipient_row']}"
-                connection.execute(self._insert_new({
-                    **row, "key": row["key"][: 200 - len(tag)] + tag,
-                    "recipient_id": row["recipient_id"][: 200 - len(tag)] + tag,
-                    "state": DeliveryState.SKIPPED.value, "reason": DUPLICATE_REASON,
-                    "contact": None, "content_hash": None, "next_attempt_at": None,
-                    "address_key": None, "shares_with": None,
-                }))  # fmt: skip
+                connection.execute(self._insert_new(_duplicate_row(row)))
         return duplicates
 
-    @staticmethod
-    def _progress(connection: Any, progress: tuple[str, str, int, bool] | None) -> None:
+    def _copy_deliveries(
+        self, full: Sequence[dict[str, Any]], progress: tuple[str, str, int, bool] | None
+    ) -> list[int]:
+        duplicates: list[int] = []
+        with self.transaction() as connection:
+            self._progress(connection, progress)
+            if full:
+                inserted = copy_deliveries(connection, full)
+                for position, row in enumerate(full):
+                    mark = (row["key"], row["recipient_row"])
+                    if inserted[mark] > 0:
+                        inserted[mark] -= 1
+                        continue
+                    duplicates.append(position)
+                    connection.execute(self._insert_new(_duplicate_row(row)))
+                self._announce(connection, "deliveries")
+        return duplicates
+
+    def _progress(self, connection: Any, progress: tuple[str, str, int, bool] | None) -> None:
         if progress is None:
             return
         incident_id, step_id, last_row, finished = progress
-        connection.execute(
-            update(Step)
-            .where(Step.incident_id == incident_id, Step.step_id == step_id)
-            .values(fanout_rows=last_row, fanout_done=finished)
-        )
+        self._fence(connection, (incident_id, step_id),
+                    {"fanout_rows": last_row, "fanout_done": finished})  # fmt: skip
 
     def _insert_new(self, row: Mapping[str, Any]) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING RETURNING id for this ledger's dialect (a row
@@ -1008,6 +1027,18 @@ def _has_fallback(rows: Any, incident_id: str, step_id: str) -> Any:
                fallback_rows.c.recipient_id == rows.c.recipient_id)
         .exists()
     )  # fmt: skip
+
+
+def _duplicate_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``skipped`` row that records a duplicate recipient id under its own audience row."""
+    tag = f"#row{row['recipient_row']}"
+    return {
+        **row, "key": row["key"][: 200 - len(tag)] + tag,
+        "recipient_id": row["recipient_id"][: 200 - len(tag)] + tag,
+        "state": DeliveryState.SKIPPED.value, "reason": DUPLICATE_REASON,
+        "contact": None, "content_hash": None, "next_attempt_at": None,
+        "address_key": None, "shares_with": None,
+    }  # fmt: skip
 
 
 def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -120,6 +121,8 @@ class Step(Base):
     #: audience rows already recorded by the fan-out, so a crashed fan-out resumes where it was
     fanout_rows: Mapped[int] = mapped_column(BigInteger, default=0)
     fanout_done: Mapped[bool] = mapped_column(default=False)
+    #: the worker that holds the fan-out (see ``orchestrator.ledger.leases``); None: nobody yet
+    fanout_owner: Mapped[str | None] = mapped_column(String(96), default=None)
 
 
 class Delivery(Base):
@@ -193,3 +196,34 @@ class AuditEvent(Base):
     #: the hash chain (see ``ledger/chain.py``): the previous row's hash, and this row's
     prev_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     hash: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class Worker(Base):
+    """One ``breach run`` or ``breach serve`` process sharing the ledger, alive while its
+    heartbeat is fresh. A worker whose heartbeat went stale is taken for dead: the fan-outs it
+    held are taken over (see :mod:`orchestrator.ledger.leases`)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(96), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    #: ``run`` or ``serve``
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    #: the last heartbeat plus the worker's own timeout: dead once this has passed
+    alive_until: Mapped[datetime] = mapped_column(index=True)
+    #: set when the worker stopped cleanly (a killed one keeps None and goes stale)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RateSlot(Base):
+    """A notifier's shared pacing across workers: the moment (seconds since the epoch on the
+    database's clock) from which its next messages may start. Each worker reserves a slot by
+    pushing it forward (GCRA), so every worker together stays under the rate."""
+
+    __tablename__ = "rate_slots"
+
+    notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_start: Mapped[float] = mapped_column(Float, default=0.0)

@@ -196,6 +196,14 @@ class Simulator:
         """Messages the providers accepted, optionally of one provider."""
         return self.state.accepted(provider)
 
+    def per_second(self, provider: str | None = None) -> dict[int, int]:
+        """Accepted messages per wall-clock second (see :meth:`SimState.per_second`)."""
+        return self.state.per_second(provider)
+
+    def busiest_window(self, provider: str | None = None, seconds: float = 1.0) -> int:
+        """The most messages accepted in any sliding window of ``seconds``."""
+        return self.state.busiest_window(provider, seconds)
+
     def callbacks(self, provider: str | None = None) -> list[CallbackRecord]:
         """Receipts the simulator posted, optionally of one provider."""
         return self.state.callbacks(provider)

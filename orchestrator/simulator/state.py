@@ -7,6 +7,7 @@ holding it.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import random
 import threading
@@ -268,6 +269,22 @@ class SimState:
         """Accepted messages, optionally of one provider."""
         with self._lock:
             return [m for m in self._accepted if provider is None or m.provider == provider]
+
+    def per_second(self, provider: str | None = None) -> dict[int, int]:
+        """Accepted messages per wall-clock second (the Unix second they were accepted in),
+        optionally of one provider: what a provider counting fixed one-second windows sees."""
+        with self._lock:
+            return dict(Counter(int(m.accepted_at.timestamp()) for m in self._accepted
+                                if provider is None or m.provider == provider))  # fmt: skip
+
+    def busiest_window(self, provider: str | None = None, seconds: float = 1.0) -> int:
+        """The most messages accepted within any ``seconds`` (a sliding window), optionally of
+        one provider: what a provider counting sliding windows sees."""
+        with self._lock:
+            times = sorted(m.accepted_monotonic for m in self._accepted
+                           if provider is None or m.provider == provider)  # fmt: skip
+        return max((bisect.bisect_left(times, t + seconds) - i for i, t in enumerate(times)),
+                   default=0)  # fmt: skip
 
     def callbacks(self, provider: str | None = None) -> list[CallbackRecord]:
         """Receipts posted, optionally of one provider."""

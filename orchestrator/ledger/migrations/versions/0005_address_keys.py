@@ -1,7 +1,7 @@
 """one message per address per step: the hash of the address a delivery sends to, unique per
 step, and the holder a skipped sharer of an address follows into fallbacks
 
-Revision ID: 0005_dedupe
+Revision ID: 0005
 Revises: 0004
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_dedupe"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
