@@ -101,6 +101,17 @@ class FcmPush(Notifier):
             "message": message_json(message),
         }
 
+    def shared_payload(self, message: Message) -> dict[str, Any]:
+        """The request without the device: path, mode and the notification itself."""
+        payload = self.build_payload(message)
+        body = {k: v for k, v in payload["message"].items() if k != "token"}
+        body["data"] = {k: v for k, v in body["data"].items() if k != "delivery_id"}
+        return {**payload, "message": body}
+
+    def personal_payload(self, message: Message) -> list[str | None]:
+        """The push token and the delivery id."""
+        return [message.address, message.delivery_id]
+
     def sdk_message(self, message: Message) -> Any:
         """The ``firebase_admin.messaging.Message`` for this delivery (imports the SDK)."""
         return to_sdk_message(message_json(message))

@@ -149,6 +149,21 @@ def single_body(message: Message, config: MailConfig, today: date) -> dict[str, 
     return body
 
 
+def shared_body(message: Message, config: MailConfig, today: date) -> dict[str, Any]:
+    """What every recipient of ``message``'s notice shares: :func:`single_body` without the
+    person (address, name, delivery id), its subject (and template data) kept."""
+    body = single_body(message, config, today)
+    (p,) = body.pop("personalizations")
+    body["personalization"] = {k: v for k, v in p.items() if k in ("subject", "dynamic_template_data")}
+    return body
+
+
+def personal_part(message: Message) -> list[str | None]:
+    """What :func:`single_body` takes from the person: address, name and delivery id."""
+    name = message.recipient.name if message.recipient else None
+    return [message.address, name, message.delivery_id]
+
+
 def _chunks(personalizations: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Requests of at most 1,000 personalizations, never one address twice in a request."""
     chunks: list[tuple[list[dict[str, Any]], set[str]]] = []
