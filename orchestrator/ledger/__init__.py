@@ -25,7 +25,6 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    insert,
     or_,
     select,
     true,
@@ -41,7 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import LedgerError, NotFound
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
-from . import chain
+from . import bulk, chain
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
 __all__ = [
@@ -240,10 +239,9 @@ class Ledger:
         """
         full = [{**_DELIVERY_DEFAULTS, **row} for row in rows]
         try:
-            # Core insert (not ORM bulk): one executemany, several times faster.
+            # One executemany of plain tuples (bulk.py), several times faster than ORM bulk.
             with self.transaction() as connection:
-                if full:
-                    connection.execute(insert(DELIVERIES), full)
+                bulk.insert_many(connection, DELIVERIES, full)
                 self._progress(connection, progress)
             return []
         except IntegrityError:
