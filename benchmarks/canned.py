@@ -67,6 +67,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        _counts["connections"] += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

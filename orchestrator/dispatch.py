@@ -108,7 +108,8 @@ class Dispatcher:
                 for name in pending:
                     if name not in self.workers and name in self.host.notifier_classes:
                         self.workers[name] = asyncio.create_task(self._worker(name, stop))
-                await sleep_unless(stop, 1.0)
+                # a fan-out's first rows should not wait long for their worker
+                await sleep_unless(stop, self.settings.poll_interval)
         finally:
             for task in self.workers.values():
                 task.cancel()

@@ -7,6 +7,7 @@ campaign. Opening a ledger brings its schema to the latest Alembic revision.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -109,6 +110,11 @@ class Ledger:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and a connection that finds the database locked
+        # polls for it, sleeping up to 100 ms between tries: the engine's threads (fan-out,
+        # claims, settlements) would spend most of a campaign asleep. They take turns here,
+        # handed over at once; other processes still meet SQLite's own busy timeout.
+        self._turn = threading.RLock() if self.engine.dialect.name == "sqlite" else None
         if migrate:
             self.migrate()
 
@@ -131,14 +137,22 @@ class Ledger:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """An ORM session in one transaction; storage failures become :class:`LedgerError`."""
-        with self._storage(), self.sessions.begin() as session:
+        with self._one_at_a_time(), self._storage(), self.sessions.begin() as session:
             yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A connection in one transaction; storage failures become :class:`LedgerError`."""
-        with self._storage(), self.engine.begin() as connection:
+        with self._one_at_a_time(), self._storage(), self.engine.begin() as connection:
             yield connection
+
+    @contextmanager
+    def _one_at_a_time(self) -> Iterator[None]:
+        if self._turn is None:
+            yield
+            return
+        with self._turn:
+            yield
 
     @contextmanager
     def _storage(self) -> Iterator[None]:

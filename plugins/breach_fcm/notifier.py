@@ -7,6 +7,7 @@ then classifies each message's own result (see :func:`.live.classify`).
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -44,9 +45,14 @@ class FcmPush(Notifier):
     channel: ClassVar[str] = "push"
     contact: ClassVar[Contact | None] = "push_token"
     max_batch: ClassVar[int] = 500  # send_each takes at most 500 messages
-    # send_each_async fires a whole batch at once over one httpx pool; overlapping batches make
-    # httpcore's pool re-scan its waiters and starve the event loop (encode/httpcore#1035).
-    max_concurrency: ClassVar[int | None] = 1
+    #: messages per ``send_each_async`` call, and calls in flight over all of this notifier's
+    #: batches. The SDK fires a call's messages all at once over one httpx pool (100
+    #: connections, 20 kept alive); requests queued beyond that make httpcore re-scan every
+    #: waiter against every connection on each answer (encode/httpcore#1035) and starve the
+    #: event loop. Small calls, a bounded number at a time, keep the queue empty while many
+    #: batches overlap.
+    sub_batch: ClassVar[int] = 25
+    calls_in_flight: ClassVar[int] = 4
     # The project quota is 600,000 messages a minute (10,000/s) and the app's own pushes share
     # it: 80% of it leaves them room.
     default_rate: ClassVar[float] = 600_000 / 60 * 0.8
@@ -182,9 +188,13 @@ class FcmPush(Notifier):
             else:
                 ready.append((index, message, sdk_message))
         if app is not None:
-            for start in range(0, len(ready), self.max_batch):
-                chunk = ready[start : start + self.max_batch]
-                receipts.update(await self._send_chunk(app, chunk, dry_run=mode == "sandbox"))
+            size = min(self.sub_batch, self.max_batch)
+            chunks = [ready[start : start + size] for start in range(0, len(ready), size)]
+            sent = await asyncio.gather(
+                *(self._send_chunk(app, chunk, dry_run=mode == "sandbox") for chunk in chunks)
+            )
+            for answered in sent:
+                receipts.update(answered)
         return [receipts[i] for i in range(len(batch))]
 
     async def _send_chunk(
@@ -196,9 +206,10 @@ class FcmPush(Notifier):
         from .live import classify
 
         try:
-            result = await messaging.send_each_async(
-                [m for _, _, m in chunk], dry_run=dry_run, app=app.app
-            )
+            async with app.calls(self.calls_in_flight):
+                result = await messaging.send_each_async(
+                    [m for _, _, m in chunk], dry_run=dry_run, app=app.app
+                )
         except firebase_admin.exceptions.FirebaseError as exc:
             # the SDK wraps what broke the whole chunk (credentials that cannot be refreshed...)
             outcome, reason, delay = classify(exc, self.timeout())
