@@ -35,6 +35,19 @@ def sqlite_datetime(value: datetime | None) -> str | None:
     return text if value.microsecond else text + ".000000"
 
 
+def _last_datetime() -> Callable[[datetime | None], str | None]:
+    """:func:`sqlite_datetime` that remembers its last value, converted once when it comes
+    again."""
+    last: list[Any] = [None, None]
+
+    def convert(value: datetime | None) -> str | None:
+        if value is not last[0]:
+            last[0], last[1] = value, sqlite_datetime(value)
+        return last[1]  # type: ignore[no-any-return]
+
+    return convert
+
+
 def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (dicts of column values, every row the same keys) in one statement.
 
@@ -50,8 +63,9 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str
     if connection.dialect.name != "sqlite" or not uniform or defaulted:
         connection.execute(insert(table), list(rows))
         return
+    stamp = _last_datetime()  # shared by the datetime columns: a row's stamps are one object
     convert: list[Convert] = [
-        sqlite_datetime
+        stamp
         if isinstance(c.type, UTCDateTime)
         else c.type._cached_bind_processor(connection.dialect)
         for c in columns

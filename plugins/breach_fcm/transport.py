@@ -16,7 +16,6 @@ that could not be made ``ConnectError``, one lost on the way ``RemoteProtocolErr
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
