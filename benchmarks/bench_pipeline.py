@@ -156,7 +156,11 @@ def child_bare(url: str, channel: str, count: int) -> dict[str, Any]:
             return span
 
     span = asyncio.run(go())
-    return {"seconds": span.wall, "cpu": span.cpu, "sent": asyncio.run(_stat(url, CHANNELS[channel][1]))}
+    return {
+        "seconds": span.wall,
+        "cpu": span.cpu,
+        "sent": asyncio.run(_stat(url, CHANNELS[channel][1])),
+    }
 
 
 def child_pipeline(url: str, channel: str, count: int, db: str, work: str) -> dict[str, Any]:
@@ -264,8 +268,9 @@ def child_apprise(url: str, channel: str, count: int) -> dict[str, Any]:
         ids = range(start, min(count, start + per_url))
         if channel == "sms":
             targets = "/".join(f"+1415555{100 + i % 100:04d}" for i in ids)
-            notify.add(f"twilio://{settings['TWILIO_ACCOUNT_SID']}:"
-                       f"{settings['TWILIO_AUTH_TOKEN']}@+14155550199/{targets}")  # fmt: skip
+            # Apprise insists on a 32-character auth token; the canned endpoint reads none
+            token = "0" * 32
+            notify.add(f"twilio://{settings['TWILIO_ACCOUNT_SID']}:{token}@+14155550199/{targets}")
         else:
             targets = "/".join(f"person{i}@example.com" for i in ids)
             notify.add(f"sendgrid://{settings['SENDGRID_API_KEY']}:"
@@ -391,8 +396,8 @@ def main() -> None:
     parser.add_argument("--sms", type=int, default=20_000, help="people (0: skip)")
     parser.add_argument("--email", type=int, default=50_000, help="people (0: skip)")
     parser.add_argument("--push", type=int, default=5_000, help="people (0: skip)")
-    parser.add_argument("--direct", type=int, default=10_000,
-                        help="SMS and e-mails through the SDK loop and Apprise (0: skip)")  # fmt: skip
+    direct = "SMS and e-mails through the SDK loop and Apprise (0: skip)"
+    parser.add_argument("--direct", type=int, default=10_000, help=direct)
     parser.add_argument("--people", type=int, default=200_000, help="fan-out size (0: skip)")
     parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL ledger")
     args = parser.parse_args()

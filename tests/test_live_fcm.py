@@ -369,4 +369,3 @@ def test_overlapping_batches_all_arrive_through_the_sdk_over_aiohttp(
     assert len(simulator.accepted("fcm")) == 480
     # each answer reached its own message: 480 distinct message names
     assert len({r.provider_id for answered in receipts for r in answered}) == 480
-

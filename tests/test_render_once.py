@@ -13,9 +13,9 @@ from typing import Any
 
 from breach_sendgrid import SendGridEmail
 from breach_twilio import TwilioSms
+from factories import make_message, make_notice, make_recipient
 from sqlalchemy import select
 
-from factories import make_message, make_notice, make_recipient
 from orchestrator.campaign import Campaign
 from orchestrator.fanout import content_hash, delivery_hash
 from orchestrator.ledger import Delivery, Ledger
@@ -48,8 +48,10 @@ IMPERSONAL = {"advice_tail": "", "sms_tail": "Reset your password."}
 
 
 def _people(path: Path, names: list[str]) -> Path:
-    path.write_text("id,name,email,phone\n" + "".join(
-        f"p{i},{name},p{i}@example.com,+1415555{100 + i:04d}\n" for i, name in enumerate(names)))  # fmt: skip
+    lines = [
+        f"p{i},{name},p{i}@example.com,+1415555{100 + i:04d}\n" for i, name in enumerate(names)
+    ]
+    path.write_text("id,name,email,phone\n" + "".join(lines))
     return path
 
 

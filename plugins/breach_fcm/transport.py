@@ -57,7 +57,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 content = await answer.read()
                 status, raw = answer.status, answer.raw_headers
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(f"no answer within {self.timeout:g} s", request=request) from exc
+            raise httpx.ReadTimeout(
+                f"no answer within {self.timeout:g} s", request=request
+            ) from exc
         except aiohttp.ClientConnectorError as exc:  # never reached FCM
             raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from exc
         except (aiohttp.ClientError, OSError) as exc:  # dropped on the way: FCM may have it

@@ -154,7 +154,9 @@ def shared_body(message: Message, config: MailConfig, today: date) -> dict[str, 
     person (address, name, delivery id), its subject (and template data) kept."""
     body = single_body(message, config, today)
     (p,) = body.pop("personalizations")
-    body["personalization"] = {k: v for k, v in p.items() if k in ("subject", "dynamic_template_data")}
+    body["personalization"] = {
+        k: v for k, v in p.items() if k in ("subject", "dynamic_template_data")
+    }
     return body
 
 
