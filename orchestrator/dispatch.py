@@ -108,8 +108,9 @@ class Dispatcher:
                 for name in pending:
                     if name not in self.workers and name in self.host.notifier_classes:
                         self.workers[name] = asyncio.create_task(self._worker(name, stop))
-                # a fan-out's first rows should not wait long for their worker
-                await sleep_unless(stop, self.settings.poll_interval)
+                # A fan-out's first rows should not wait long for their worker; once workers
+                # run, this count (a scan of the pending rows) only looks for new notifiers.
+                await sleep_unless(stop, 1.0 if self.workers else self.settings.poll_interval)
         finally:
             for task in self.workers.values():
                 task.cancel()

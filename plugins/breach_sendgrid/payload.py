@@ -221,7 +221,7 @@ def _group_bodies(
             else:
                 subs[html_tag] = str(paragraphs(doc.field(f)))
                 subs[text_tag] = doc.field(f)
-        if _size(subs) > SUBSTITUTIONS_MAX_BYTES:
+        if subs and _size(subs) > SUBSTITUTIONS_MAX_BYTES:
             alone.append(message)
             continue
         p = _personalization(message, doc.subject)
