@@ -1,8 +1,9 @@
 """The Firebase Cloud Messaging push notifier.
 
 ``send`` turns each message's v1 JSON (the same one a dry run shows) into a
-``firebase_admin.messaging.Message`` and sends them with ``send_each_async`` in chunks of 500,
-then classifies each message's own result (see :func:`.live.classify`).
+``firebase_admin.messaging.Message`` and sends them with ``send_each_async`` in small calls, a
+bounded number at a time over the app's one connection pool (aiohttp's, see
+:mod:`.transport`), then classifies each message's own result (see :func:`.live.classify`).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class FcmPush(Notifier):
         return self._app
 
     async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
-        """Send in chunks of 500; one receipt per message, in the batch's order.
+        """Send in calls of ``sub_batch``; one receipt per message, in the batch's order.
 
         Sandbox mode sends with ``dry_run=True``: FCM validates message and token and delivers
         nothing. Provider answers never raise; missing or unusable credentials raise
