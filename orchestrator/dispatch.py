@@ -106,6 +106,7 @@ class Dispatcher:
         self.observer: DispatchObserver | None = None
         #: (notifier, mode) -> the configuration error that blocks it for this process
         self.blocked: dict[tuple[str, Mode], str] = {}
+        self._settler = Settler(ledger)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start workers as notifiers get work; return when ``stop`` is set and sends settled."""
@@ -115,7 +116,9 @@ class Dispatcher:
                 for name in pending:
                     if name not in self.workers and name in self.host.notifier_classes:
                         self.workers[name] = asyncio.create_task(self._worker(name, stop))
-                await self.wakeup.sleep(stop, 1.0)
+                # A fan-out's first rows should not wait long for their worker; once workers
+                # run, this count (a scan of the pending rows) only looks for new notifiers.
+                await self.wakeup.sleep(stop, 1.0 if self.workers else self.settings.poll_interval)
         finally:
             for task in self.workers.values():
                 task.cancel()
@@ -241,7 +244,7 @@ class Dispatcher:
             if was is CircuitState.HALF_OPEN and breaker.state is CircuitState.CLOSED:
                 await asyncio.to_thread(self._record_circuit, notifier.name, rows, breaker)
         settled = self._settlements(rows, receipts + blocked)
-        await asyncio.to_thread(self.ledger.settle, settled)
+        await self._settler.settle(settled)
         if self.observer is not None:
             tally = Counter("blocked" if (s.get("reason") or "").startswith("configuration: ")
                             else "retried" if s["state"] == DeliveryState.PENDING.value
@@ -360,6 +363,52 @@ class Dispatcher:
                     }
                 )
         return out
+
+
+class Settler:
+    """Writes the settlements of batches that finish together in one ledger transaction.
+
+    Sixty-four one-message SMS batches in flight would otherwise be sixty-four transactions
+    queueing for the database's write lock (SQLite serialises writers, each waiter sleeping in
+    its busy handler). While one write runs, the batches that finish meanwhile wait for the
+    next, which takes them all: one statement per transaction instead of one per batch, and no
+    timer, so a lone batch is written at once. Each caller returns once its own rows are written
+    (or with the error that stopped them), exactly as if it had written them itself.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._waiting: list[tuple[Sequence[dict[str, Any]], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def settle(self, outcomes: Sequence[dict[str, Any]]) -> None:
+        """Record ``outcomes`` (see :meth:`Ledger.settle`); return when they are written."""
+        if not outcomes:
+            return
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcomes, written))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await written
+
+    async def _write(self) -> None:
+        while self._waiting:
+            taken, self._waiting = self._waiting, []
+            rows = [row for outcomes, _ in taken for row in outcomes]
+            try:
+                await asyncio.to_thread(self.ledger.settle, rows)
+            except Exception as exc:  # the callers' own error: each raises it as before
+                for _, written in taken:
+                    if not written.done():
+                        written.set_exception(exc)
+                continue
+            except BaseException:
+                for _, written in taken:
+                    written.cancel()
+                raise
+            for _, written in taken:
+                if not written.done():
+                    written.set_result(None)
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -77,6 +77,16 @@ def content_hash(payload: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def delivery_hash(shared_digest: str, personal: Any) -> str:
+    """A delivery's content hash: its notice's shared body (by digest) and its personal part.
+
+    Equal payloads give equal hashes, and a change to either part changes it, without building
+    the whole provider payload for every person.
+    """
+    blob = json.dumps(personal, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(f"{shared_digest}\0{blob}".encode()).hexdigest()
+
+
 def recipient_view(r: Recipient) -> dict[str, Any]:
     """What templates and recipient rules may read of a person (no contact values)."""
     return {
@@ -118,6 +128,9 @@ class FanOut:
         self.shared_context = template_context(
             playbook=playbook, incident=incident_vars, facts=incident.facts
         )
+        #: (notifier, step, notice) -> digest of the notifier's shared payload for that notice;
+        #: only notices rendered once are kept (a personal notice is one person's alone)
+        self._shared_digests: dict[tuple[str, str, int], tuple[RenderedNotice, str]] = {}
 
     def run(
         self,
@@ -323,8 +336,8 @@ class FanOut:
             tally.reasons[f"vetoed: {veto}"] += 1
             return Planned({**base, "state": DeliveryState.SKIPPED.value,
                             "reason": f"vetoed: {veto}"})  # fmt: skip
-        payload = notifier.build_payload(message)
-        digest = content_hash(payload)
+        digest = delivery_hash(self._shared_digest(notifier, message, personal is None),
+                               notifier.personal_payload(message))  # fmt: skip
         if via_fallback:
             tally.fallback += 1
         tally.channels[notifier.channel] += 1
@@ -336,7 +349,7 @@ class FanOut:
                 notifier,
                 message,
                 recipient_id,
-                payload,
+                notifier.build_payload(message),  # the outbox shows each exact payload
                 shared=personal is None,
                 via_fallback=via_fallback,
             )
@@ -346,6 +359,22 @@ class FanOut:
         record = {**base, "state": state, "content_hash": digest,
                "next_attempt_at": None if self.dry_run else stamp}  # fmt: skip
         return Planned(record, output)
+
+    def _shared_digest(self, notifier: Notifier, message: Message, shared: bool) -> str:
+        """The digest of ``notifier``'s shared payload for this message's notice.
+
+        A notice rendered once per locale is one object for everyone: its shared payload is
+        built and hashed on first use only. A personal notice is built per person, uncached.
+        """
+        if not shared:
+            return content_hash(notifier.shared_payload(message))
+        key = (notifier.name, message.step_id, id(message.notice))
+        known = self._shared_digests.get(key)
+        # the notice itself is kept with its digest, so its id cannot be reused by another
+        if known is None or known[0] is not message.notice:
+            known = (message.notice, content_hash(notifier.shared_payload(message)))
+            self._shared_digests[key] = known
+        return known[1]
 
     def _outbox_writer(
         self,

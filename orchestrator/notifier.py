@@ -150,6 +150,26 @@ class Notifier(ABC):
     def build_payload(self, message: Message) -> dict[str, Any]:
         """The exact body the provider (or output) receives for this message."""
 
+    def shared_payload(self, message: Message) -> Any:
+        """The part of :meth:`build_payload` that every recipient of one notice shares.
+
+        A fan-out calls it once per step, locale and notice version, with any one message of
+        that notice (once per person when the notice's templates read ``recipient``, since each
+        person's text differs then), and never per person otherwise: build the provider body's
+        expensive common part here (an e-mail's rendered HTML, a push notification's text).
+        Together with :meth:`personal_payload` it must determine :meth:`build_payload`: the
+        core hashes both into the delivery's content hash. Default: nothing shared.
+        """
+        return None
+
+    def personal_payload(self, message: Message) -> Any:
+        """This person's part of :meth:`build_payload`: address, delivery id, name.
+
+        Called for every person, so keep it cheap: a few strings (anything JSON can encode).
+        Default: the whole payload, which is always correct and as slow as building it.
+        """
+        return self.build_payload(message)
+
     def preview_html(self, message: Message) -> str:
         """A human preview of one message; plugins override with their real rendering."""
         n = message.notice

@@ -146,6 +146,8 @@ class RegulatorNotice(_Strict):
     TEXTS: ClassVar[tuple[str, ...]] = ("nature", "consequences", "measures_taken",
                                          "measures_proposed", "data_subjects", "data_involved",
                                          "cause", "material_impact", "not_yet_known")  # fmt: skip
+
+
 class FollowUpText(_Strict):
     """The follow-up notice in one locale: sent by `on_update` steps to people who received an
     earlier notice of the incident, after its facts were corrected or completed.

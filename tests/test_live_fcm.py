@@ -341,3 +341,34 @@ def test_listing_plugins_loads_no_provider_sdk() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+
+
+# -- overlapping batches -------------------------------------------------------------------------
+
+
+def test_overlapping_batches_all_arrive_through_the_sdk_over_aiohttp(
+    simulator: Simulator, settings: dict[str, str]
+) -> None:
+    from breach_fcm.transport import AiohttpTransport
+
+    notifier = FcmPush(settings)
+    batches = [[_push(f"device-{b}-{i}", f"d-{b}-{i}") for i in range(120)] for b in range(4)]
+
+    async def run() -> tuple[list[Sequence[Receipt]], list[Any]]:
+        try:
+            got = await asyncio.gather(*(notifier.send(batch, "live") for batch in batches))
+            client = notifier.app().service._async_client
+            return list(got), [t._wrapped_transport for t in client._mounts.values()]
+        finally:
+            await notifier.aclose()
+
+    receipts, transports = asyncio.run(run())
+
+    # the SDK's retry transports now wrap aiohttp's pool (the SDK's own httpx pool is gone)
+    assert transports and all(isinstance(t, AiohttpTransport) for t in transports)
+    for batch, answered in zip(batches, receipts, strict=True):
+        assert [r.delivery_id for r in answered] == [m.delivery_id for m in batch]
+        assert {r.outcome for r in answered} == {Outcome.SENT}
+    assert len(simulator.accepted("fcm")) == 480
+    # each answer reached its own message: 480 distinct message names
+    assert len({r.provider_id for answered in receipts for r in answered}) == 480

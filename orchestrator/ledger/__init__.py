@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,8 +44,7 @@ from ..errors import LedgerError, NotFound, StateConflict
 from ..events import IncidentEvent
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
-from . import chain, settlements
-from .bulk import copy_deliveries
+from . import bulk, chain, settlements
 from .leases import LeaseQueries
 from .models import AuditEvent, Delivery, DeliveryState, Incident, Step, StepState
 
@@ -118,6 +118,11 @@ class Ledger(LeaseQueries):
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and a connection that finds the database locked
+        # polls for it, sleeping up to 100 ms between tries: the engine's threads (fan-out,
+        # claims, settlements) would spend most of a campaign asleep. They take turns here,
+        # handed over at once; other processes still meet SQLite's own busy timeout.
+        self._turn = threading.RLock() if self.engine.dialect.name == "sqlite" else None
         if migrate:
             self.migrate()
 
@@ -140,14 +145,22 @@ class Ledger(LeaseQueries):
     @contextmanager
     def session(self) -> Iterator[Session]:
         """An ORM session in one transaction; storage failures become :class:`LedgerError`."""
-        with self._storage(), self.sessions.begin() as session:
+        with self._one_at_a_time(), self._storage(), self.sessions.begin() as session:
             yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A connection in one transaction; storage failures become :class:`LedgerError`."""
-        with self._storage(), self.engine.begin() as connection:
+        with self._one_at_a_time(), self._storage(), self.engine.begin() as connection:
             yield connection
+
+    @contextmanager
+    def _one_at_a_time(self) -> Iterator[None]:
+        if self._turn is None:
+            yield
+            return
+        with self._turn:
+            yield
 
     @contextmanager
     def _storage(self) -> Iterator[None]:
@@ -258,11 +271,10 @@ class Ledger(LeaseQueries):
         if self.is_postgres:
             return self._copy_deliveries(full, progress)
         try:
-            # Core insert (not ORM bulk): one executemany, several times faster.
+            # One executemany of plain tuples (bulk.py), several times faster than ORM bulk.
             with self.transaction() as connection:
                 self._progress(connection, progress)
-                if full:
-                    connection.execute(insert(DELIVERIES), full)
+                bulk.insert_many(connection, DELIVERIES, full)
             return []
         except IntegrityError:
             pass  # somewhere in the batch is a duplicate: go row by row to find it
@@ -284,7 +296,7 @@ class Ledger(LeaseQueries):
         with self.transaction() as connection:
             self._progress(connection, progress)
             if full:
-                inserted = copy_deliveries(connection, full)
+                inserted = bulk.copy_deliveries(connection, full)
                 for position, row in enumerate(full):
                     mark = (row["key"], row["recipient_row"])
                     if inserted[mark] > 0:

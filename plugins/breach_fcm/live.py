@@ -30,6 +30,8 @@ from firebase_admin import credentials, messaging
 from orchestrator.plugin import ConfigurationError, Outcome
 from orchestrator.plugin.reasons import mask_reason
 
+from .transport import install
+
 SEND_PATH: Final = "/v1/projects/{0}/messages:send"
 _override_lock = threading.Lock()
 _names = itertools.count(1)
@@ -42,6 +44,16 @@ class FcmApp:
     app: Any
     service: Any
     loop: asyncio.AbstractEventLoop
+    _calls: asyncio.Semaphore | None = None
+
+    def calls(self, limit: int) -> asyncio.Semaphore:
+        """The bound on ``send_each_async`` calls in flight on this app (``limit`` at first use).
+
+        One per app: every batch the notifier sends shares the app's one HTTP pool.
+        """
+        if self._calls is None:
+            self._calls = asyncio.Semaphore(limit)
+        return self._calls
 
     def usable(self) -> bool:
         """True while the running loop is the one this app's async client first ran on.
@@ -102,6 +114,7 @@ def open_app(settings: Mapping[str, str], timeout: float) -> FcmApp:
             raise
         finally:
             messaging._MessagingService.FCM_URL = original
+    install(service, timeout)
     return FcmApp(app, service, asyncio.get_running_loop())
 
 

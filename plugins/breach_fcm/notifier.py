@@ -1,12 +1,14 @@
 """The Firebase Cloud Messaging push notifier.
 
 ``send`` turns each message's v1 JSON (the same one a dry run shows) into a
-``firebase_admin.messaging.Message`` and sends them with ``send_each_async`` in chunks of 500,
-then classifies each message's own result (see :func:`.live.classify`).
+``firebase_admin.messaging.Message`` and sends them with ``send_each_async`` in small calls, a
+bounded number at a time over the app's one connection pool (aiohttp's, see
+:mod:`.transport`), then classifies each message's own result (see :func:`.live.classify`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -44,9 +46,14 @@ class FcmPush(Notifier):
     channel: ClassVar[str] = "push"
     contact: ClassVar[Contact | None] = "push_token"
     max_batch: ClassVar[int] = 500  # send_each takes at most 500 messages
-    # send_each_async fires a whole batch at once over one httpx pool; overlapping batches make
-    # httpcore's pool re-scan its waiters and starve the event loop (encode/httpcore#1035).
-    max_concurrency: ClassVar[int | None] = 1
+    #: messages per ``send_each_async`` call, and calls in flight over all of this notifier's
+    #: batches. The SDK fires a call's messages all at once over one httpx pool (100
+    #: connections, 20 kept alive); requests queued beyond that make httpcore re-scan every
+    #: waiter against every connection on each answer (encode/httpcore#1035) and starve the
+    #: event loop. Small calls, a bounded number at a time, keep the queue empty while many
+    #: batches overlap.
+    sub_batch: ClassVar[int] = 25
+    calls_in_flight: ClassVar[int] = 4
     # The project quota is 600,000 messages a minute (10,000/s) and the app's own pushes share
     # it: 80% of it leaves them room.
     default_rate: ClassVar[float] = 600_000 / 60 * 0.8
@@ -101,6 +108,17 @@ class FcmPush(Notifier):
             "message": message_json(message),
         }
 
+    def shared_payload(self, message: Message) -> dict[str, Any]:
+        """The request without the device: path, mode and the notification itself."""
+        payload = self.build_payload(message)
+        body = {k: v for k, v in payload["message"].items() if k != "token"}
+        body["data"] = {k: v for k, v in body["data"].items() if k != "delivery_id"}
+        return {**payload, "message": body}
+
+    def personal_payload(self, message: Message) -> list[str | None]:
+        """The push token and the delivery id."""
+        return [message.address, message.delivery_id]
+
     def sdk_message(self, message: Message) -> Any:
         """The ``firebase_admin.messaging.Message`` for this delivery (imports the SDK)."""
         return to_sdk_message(message_json(message))
@@ -149,7 +167,7 @@ class FcmPush(Notifier):
         return self._app
 
     async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
-        """Send in chunks of 500; one receipt per message, in the batch's order.
+        """Send in calls of ``sub_batch``; one receipt per message, in the batch's order.
 
         Sandbox mode sends with ``dry_run=True``: FCM validates message and token and delivers
         nothing. Provider answers never raise; missing or unusable credentials raise
@@ -171,9 +189,13 @@ class FcmPush(Notifier):
             else:
                 ready.append((index, message, sdk_message))
         if app is not None:
-            for start in range(0, len(ready), self.max_batch):
-                chunk = ready[start : start + self.max_batch]
-                receipts.update(await self._send_chunk(app, chunk, dry_run=mode == "sandbox"))
+            size = min(self.sub_batch, self.max_batch)
+            chunks = [ready[start : start + size] for start in range(0, len(ready), size)]
+            sent = await asyncio.gather(
+                *(self._send_chunk(app, chunk, dry_run=mode == "sandbox") for chunk in chunks)
+            )
+            for answered in sent:
+                receipts.update(answered)
         return [receipts[i] for i in range(len(batch))]
 
     async def _send_chunk(
@@ -185,9 +207,10 @@ class FcmPush(Notifier):
         from .live import classify, uncertain
 
         try:
-            result = await messaging.send_each_async(
-                [m for _, _, m in chunk], dry_run=dry_run, app=app.app
-            )
+            async with app.calls(self.calls_in_flight):
+                result = await messaging.send_each_async(
+                    [m for _, _, m in chunk], dry_run=dry_run, app=app.app
+                )
         except firebase_admin.exceptions.FirebaseError as exc:
             # the SDK wraps what broke the whole chunk (credentials that cannot be refreshed...)
             outcome, reason, delay = classify(exc, self.timeout())

@@ -27,7 +27,14 @@ from orchestrator.plugin.reasons import mask_reason
 
 from .document import EmailDocument, render_html
 from .outcomes import Answer
-from .payload import MAX_PERSONALIZATIONS, MailConfig, batch_bodies, single_body
+from .payload import (
+    MAX_PERSONALIZATIONS,
+    MailConfig,
+    batch_bodies,
+    personal_part,
+    shared_body,
+    single_body,
+)
 
 if TYPE_CHECKING:
     from .live import SendGridSession
@@ -110,6 +117,14 @@ class SendGridEmail(Notifier):
     def build_payload(self, message: Message) -> dict[str, Any]:
         """The /v3/mail/send JSON body for this one message."""
         return single_body(message, self.config, self.clock().date())
+
+    def shared_payload(self, message: Message) -> dict[str, Any]:
+        """The body every recipient of this notice shares: envelope, subject, rendered content."""
+        return shared_body(message, self.config, self.clock().date())
+
+    def personal_payload(self, message: Message) -> list[str | None]:
+        """Address, name and delivery id: all a body takes from the person."""
+        return personal_part(message)
 
     def build_batch_payload(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
         """The /v3/mail/send JSON bodies that deliver ``messages`` (see ``payload`` module)."""

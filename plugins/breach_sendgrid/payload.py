@@ -149,6 +149,23 @@ def single_body(message: Message, config: MailConfig, today: date) -> dict[str, 
     return body
 
 
+def shared_body(message: Message, config: MailConfig, today: date) -> dict[str, Any]:
+    """What every recipient of ``message``'s notice shares: :func:`single_body` without the
+    person (address, name, delivery id), its subject (and template data) kept."""
+    body = single_body(message, config, today)
+    (p,) = body.pop("personalizations")
+    body["personalization"] = {
+        k: v for k, v in p.items() if k in ("subject", "dynamic_template_data")
+    }
+    return body
+
+
+def personal_part(message: Message) -> list[str | None]:
+    """What :func:`single_body` takes from the person: address, name and delivery id."""
+    name = message.recipient.name if message.recipient else None
+    return [message.address, name, message.delivery_id]
+
+
 def _chunks(personalizations: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Requests of at most 1,000 personalizations, never one address twice in a request."""
     chunks: list[tuple[list[dict[str, Any]], set[str]]] = []
@@ -204,7 +221,7 @@ def _group_bodies(
             else:
                 subs[html_tag] = str(paragraphs(doc.field(f)))
                 subs[text_tag] = doc.field(f)
-        if _size(subs) > SUBSTITUTIONS_MAX_BYTES:
+        if subs and _size(subs) > SUBSTITUTIONS_MAX_BYTES:
             alone.append(message)
             continue
         p = _personalization(message, doc.subject)
@@ -220,14 +237,34 @@ def _group_bodies(
     return bodies, alone
 
 
+class _Documents:
+    """One :class:`EmailDocument` per notice of a batch: a notice rendered once for many people
+    is one object, so its document is built once, not once per person."""
+
+    def __init__(self, today: date) -> None:
+        self.today = today
+        self._known: dict[tuple[int, int], tuple[Message, EmailDocument]] = {}
+
+    def of(self, message: Message) -> EmailDocument:
+        key = (id(message.notice), id(message.incident))
+        known = self._known.get(key)
+        # the message that made the entry is kept, so neither id can be reused meanwhile
+        same = known is not None and known[0].notice is message.notice
+        if known is None or not same or known[0].incident is not message.incident:
+            known = (message, EmailDocument.from_message(message, self.today))
+            self._known[key] = known
+        return known[1]
+
+
 def batch_bodies(
     messages: Sequence[Message], config: MailConfig, today: date
 ) -> list[dict[str, Any]]:
     """The requests that deliver ``messages``, each person's own text included (see module doc)."""
     if config.template_id:
         by_envelope: dict[tuple[str, ...], list[tuple[Message, dict[str, Any]]]] = {}
+        documents = _Documents(today)
         for m in messages:
-            doc = EmailDocument.from_message(m, today)
+            doc = documents.of(m)
             p = _personalization(m, doc.subject)
             p["dynamic_template_data"] = template_data(doc)
             by_envelope.setdefault(_envelope_key(m), []).append((m, p))
@@ -241,8 +278,9 @@ def batch_bodies(
         return out
 
     groups: dict[tuple[str, ...], list[tuple[Message, EmailDocument]]] = {}
+    docs = _Documents(today)
     for m in messages:
-        doc = EmailDocument.from_message(m, today)
+        doc = docs.of(m)
         groups.setdefault((*_envelope_key(m), *doc.layout_key()), []).append((m, doc))
     bodies: list[dict[str, Any]] = []
     alone: list[Message] = []

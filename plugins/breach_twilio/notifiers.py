@@ -129,6 +129,16 @@ class _TwilioNotifier(Notifier):
             raise ValueError(f"delivery {message.delivery_id} has no phone number to send to")
         return message.address
 
+    def shared_payload(self, message: Message) -> dict[str, Any]:
+        """The request without its recipient: path, sender and the notice's text."""
+        payload = self.build_payload(message)
+        personal = ("To", "StatusCallback")
+        return {**payload, "form": {k: v for k, v in payload["form"].items() if k not in personal}}
+
+    def personal_payload(self, message: Message) -> list[str | None]:
+        """The number, and the status callback that carries the delivery id."""
+        return [self._to(message), self.status_callback(message)]
+
     # -- live sending ------------------------------------------------------------------------
 
     def sandboxed(self) -> _TwilioNotifier:

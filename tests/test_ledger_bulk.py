@@ -1,0 +1,119 @@
+"""The fan-out's bulk insert and the dispatcher's shared settlements, on a real ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+
+from orchestrator.dispatch import Settler
+from orchestrator.errors import LedgerError
+from orchestrator.ledger import Delivery, DeliveryState, Ledger
+from orchestrator.session import Breach
+from orchestrator.simulator import SimulatorConfig
+from orchestrator.simulator.cli import plugin_settings
+
+PLAYBOOK = """\
+id: bulk
+title: Bulk
+version: 1
+severity: high
+organisation: {name: Example Org, contact_email: privacy@example.org}
+notice:
+  en:
+    what_happened: A backup was exposed.
+    impact: Your e-mail address was exposed.
+    measures: We fixed the bug.
+    advice: Watch out for phishing.
+    contact: privacy@example.org
+    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+steps:
+  - {id: sms-all, channel: sms, at: +0m}
+"""
+
+
+def _incident(tmp_path: Path, url: str) -> str:
+    playbook = tmp_path / "bulk.yaml"
+    playbook.write_text(PLAYBOOK)
+    people = tmp_path / "people.csv"
+    people.write_text("id,phone\np0,+14155550100\n")
+    # settings only to pass the live pre-flight: nothing is sent
+    with Breach(url, settings=plugin_settings("http://127.0.0.1:9", SimulatorConfig())) as breach:
+        return breach.trigger(playbook, audience=str(people), mode="live").incident_id
+
+
+def _row(incident: str, i: int, stamp: datetime, **extra: object) -> dict[str, object]:
+    return {"key": f"{incident}:s:{i}", "incident_id": incident, "step_id": "sms-all",
+            "recipient_id": f"r{i}", "recipient_row": i + 1, "channel": "sms",
+            "notifier": "twilio-sms", "via_fallback": i % 2 == 1, "locale": "en",
+            "contact": f"+1415555{i:04d}", "state": DeliveryState.PENDING.value,
+            "content_hash": f"{i:064x}", "created_at": stamp, "updated_at": stamp,
+            "next_attempt_at": stamp, **extra}  # fmt: skip
+
+
+def test_rows_read_back_exactly_as_written(tmp_path: Path, ledger_url: str) -> None:
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
+    stamps = [datetime(2026, 11, 30, 8, 0, tzinfo=UTC),  # no microseconds
+              datetime(2026, 11, 30, 8, 0, 0, 123456, tzinfo=UTC),
+              datetime(2026, 11, 30, 10, 0, tzinfo=timezone(timedelta(hours=2)))]  # fmt: skip
+    rows = [_row(incident, i, stamps[i % 3], recipient_data=(
+        {"name": "Ana", "attrs": {"tier": 2}} if i == 1 else None)) for i in range(6)]  # fmt: skip
+
+    assert ledger.insert_deliveries(rows) == []
+
+    with ledger.session() as s:
+        got = {d.recipient_id: d for d in s.scalars(select(Delivery))}
+    for i, row in enumerate(rows):
+        d = got[f"r{i}"]
+        assert d.created_at == d.updated_at == d.next_attempt_at == stamps[i % 3]
+        assert d.created_at.tzinfo is not None
+        assert d.via_fallback is (i % 2 == 1)
+        assert d.recipient_data == row["recipient_data"]
+        assert (d.contact, d.content_hash, d.attempts) == (row["contact"], row["content_hash"], 0)
+    # the same key again is still found and kept apart as a duplicate
+    assert ledger.insert_deliveries([_row(incident, 2, stamps[0])]) == [0]
+
+
+def test_settlements_of_concurrent_batches_are_each_written(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
+    now = datetime.now(UTC)
+    ledger.insert_deliveries([_row(incident, i, now) for i in range(40)])
+    claimed = ledger.claim("twilio-sms", 40, 60)
+    assert len(claimed) == 40
+    settler = Settler(ledger)
+
+    async def run() -> None:
+        await asyncio.gather(*(settler.settle([
+            {"key": row["key"], "state": DeliveryState.SENT.value, "provider_message_id": f"SM{n}",
+             "sent_at": now}]) for n, row in enumerate(claimed)))  # fmt: skip
+
+    asyncio.run(run())
+    with ledger.session() as s:
+        states = {d.key: (d.state, d.provider_message_id) for d in s.scalars(select(Delivery))}
+    assert {states[row["key"]] for row in claimed} == {
+        (DeliveryState.SENT.value, f"SM{n}") for n in range(40)
+    }
+
+
+def test_a_failed_write_fails_every_batch_that_waited_for_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    incident = _incident(tmp_path, url)
+    ledger = Ledger(url)
+    ledger.insert_deliveries([_row(incident, i, datetime.now(UTC)) for i in range(3)])
+    rows = ledger.claim("twilio-sms", 3, 60)
+    settler = Settler(ledger)
+    with ledger.transaction() as connection:  # a ledger that cannot take the write
+        connection.exec_driver_sql("ALTER TABLE deliveries RENAME TO gone")
+
+    async def run() -> list[BaseException | None]:
+        return await asyncio.gather(*(settler.settle([{"key": r["key"], "state": "sent"}])
+                                      for r in rows), return_exceptions=True)  # fmt: skip
+
+    errors = asyncio.run(run())
+    assert len(errors) == 3 and all(isinstance(e, LedgerError) for e in errors)
