@@ -93,6 +93,7 @@ steps:
     channel: {channel}
     notifier: {notifier}
     at: +0m
+    dedupe: none  # the audience reuses 100 test numbers: every person is one message
 """
 
 
