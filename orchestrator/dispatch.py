@@ -17,7 +17,6 @@ steps to mark.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -41,7 +40,7 @@ from .pacing import Pacer, max_batch_for
 from .pluginhost import PluginHost
 from .retry import RetryPolicy
 from .sharedpacing import SharedPacer
-from .workers import DEFAULT_WORKER_TIMEOUT, Wakeup
+from .workers import DEFAULT_WORKER_TIMEOUT, Wakeup, sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -409,9 +408,3 @@ class Settler:
             for _, written in taken:
                 if not written.done():
                     written.set_result(None)
-
-
-async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

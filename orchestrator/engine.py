@@ -269,7 +269,9 @@ class Engine:
     async def _rescan(self) -> None:
         current = now()
         steps = await asyncio.to_thread(self.ledger.open_steps)
-        live = {w["id"] for w in await asyncio.to_thread(self.ledger.live_workers)}
+        live: set[str] = set()
+        if any(s.fanout_owner not in (None, self.presence.id) for s in steps):
+            live = {w["id"] for w in await asyncio.to_thread(self.ledger.live_workers)}
         for step in steps:
             key = (step.incident_id, step.step_id)
             if key in self._fanouts and not self._fanouts[key].done():
@@ -343,20 +345,14 @@ class Engine:
         # The row the rescan saw may be stale by now (another tick, an earlier task that just
         # finished): decide on the ledger's current row, so a step is never fanned out twice.
         step = self.ledger.step(seen.incident_id, seen.step_id)
-        if step.state == StepState.RUNNING.value and step.fanout_done:
-            return
-        if step.state not in (StepState.SCHEDULED.value, StepState.RUNNING.value,
-                              StepState.AWAITING_APPROVAL.value):  # fmt: skip
+        if not _fireable(step):
             return
         # One worker fans a step out. Whoever holds it now, the row read after taking it is the
         # truth: a dead owner's last recorded batch is where this one resumes.
         if not self.ledger.take_fanout(step.incident_id, step.step_id):
             return
         step = self.ledger.step(seen.incident_id, seen.step_id)
-        if step.state == StepState.RUNNING.value and step.fanout_done:
-            return
-        if step.state not in (StepState.SCHEDULED.value, StepState.RUNNING.value,
-                              StepState.AWAITING_APPROVAL.value):  # fmt: skip
+        if not _fireable(step):
             return
         campaign = self.campaign(step.incident_id)
         spec = campaign.playbook.step(step.step_id)
@@ -368,3 +364,10 @@ class Engine:
             resume_after=step.fanout_rows if resuming else 0,
             evaluated=step.condition_result if resuming else None,
         )  # fmt: skip
+
+
+def _fireable(step: Step) -> bool:
+    """Whether ``step`` still has a fan-out to start or resume."""
+    if step.state == StepState.RUNNING.value:
+        return not step.fanout_done
+    return step.state in (StepState.SCHEDULED.value, StepState.AWAITING_APPROVAL.value)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from .pacing import Clock, Sleep
@@ -73,7 +74,7 @@ class SharedPacer:
         self._reserve = reserve
         self._clock = clock
         self._sleep = sleep
-        self._slots: list[float] = []  # reserved start moments on this process's clock
+        self._slots: deque[float] = deque()  # reserved start moments on this process's clock
         # The shared clock minus this process's clock lies between these bounds; each
         # reservation narrows them (the answer was computed between asking and hearing back).
         self._offset_low = -math.inf
@@ -81,11 +82,6 @@ class SharedPacer:
         self._lock = asyncio.Lock()
         #: slots given up because their batch would have started too late
         self.forfeited = 0
-
-    @property
-    def rate(self) -> float:
-        """Messages per second the slots allow at most."""
-        return self.slots_per_second * self.max_batch / 1.0
 
     async def acquire(self, n: int = 1) -> float:
         """Wait for a slot for ``n`` messages (``n <= max_batch``); returns when they may start."""
@@ -96,7 +92,7 @@ class SharedPacer:
             while True:
                 if not self._slots:
                     await self._refill()
-                slot = self._slots.pop(0)
+                slot = self._slots.popleft()
                 current = self._clock()
                 if current < slot:
                     await self._sleep(slot - current)
@@ -119,4 +115,4 @@ class SharedPacer:
             self._offset_low, self._offset_high = reserved_at - answered, reserved_at - asked
         offset = (self._offset_low + self._offset_high) / 2
         first = start - offset
-        self._slots = [first + i * self.spacing for i in range(count)]
+        self._slots = deque(first + i * self.spacing for i in range(count))

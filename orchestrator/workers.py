@@ -26,7 +26,7 @@ from .ledger.leases import NOTIFY_CHANNEL
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-__all__ = ["DEFAULT_WORKER_TIMEOUT", "Presence", "Wakeup", "new_worker_id"]
+__all__ = ["DEFAULT_WORKER_TIMEOUT", "Presence", "Wakeup", "new_worker_id", "sleep_unless"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:
         return True  # it exists, under another user
     return True
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 class Wakeup:
@@ -129,8 +135,7 @@ class Presence:
                 await asyncio.to_thread(self.ledger.heartbeat, self.id, self.timeout)
             except BreachError as exc:  # the ledger is away: the next beat tries again
                 log.error("heartbeat failed", extra={"worker": self.id, "error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+            await sleep_unless(stop, self.interval)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         import psycopg  # the PostgreSQL driver: only needed with a PostgreSQL ledger
@@ -151,5 +156,4 @@ class Presence:
                             extra={"worker": self.id, "error": str(exc)})  # fmt: skip
             finally:
                 self.listening.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
+            await sleep_unless(stop, RECONNECT_SECONDS)

@@ -70,25 +70,22 @@ def test_sends_that_time_out_are_counted_as_possible_duplicates(
     assert extra <= status["possible_duplicates"], (accepted, status["possible_duplicates"])
 
 
-LOSSY = """\
+LOSSY = (
+    """\
 id: lossy-providers
 title: Providers whose answers get lost
 version: 1
 severity: high
 organisation: {name: Example Org, contact_email: privacy@example.org}
-notice:
-  en:
-    what_happened: On 1 December someone copied our customer table.
-    impact: Your e-mail address was exposed.
-    measures: We fixed the bug.
-    advice: Watch out for phishing.
-    contact: privacy@example.org
-    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+"""
+    + notice_yaml("en")
+    + """\
 steps:
   - {id: sms-all, channel: sms, at: +0m}
   - {id: email-all, channel: email, at: +0m}
   - {id: push-all, channel: push, at: +0m}
 """
+)
 CHANNEL_STEPS = {"sms": "sms-all", "email": "email-all", "push": "push-all"}
 
 

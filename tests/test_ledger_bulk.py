@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from factories import notice_yaml
 from sqlalchemy import select
 
 from orchestrator.dispatch import Settler
@@ -15,23 +16,20 @@ from orchestrator.session import Breach
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import plugin_settings
 
-PLAYBOOK = """\
+PLAYBOOK = (
+    """\
 id: bulk
 title: Bulk
 version: 1
 severity: high
 organisation: {name: Example Org, contact_email: privacy@example.org}
-notice:
-  en:
-    what_happened: A backup was exposed.
-    impact: Your e-mail address was exposed.
-    measures: We fixed the bug.
-    advice: Watch out for phishing.
-    contact: privacy@example.org
-    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+"""
+    + notice_yaml("en")
+    + """\
 steps:
   - {id: sms-all, channel: sms, at: +0m}
 """
+)
 
 
 def _incident(tmp_path: Path, url: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from cli_support import run
 from engine_support import deliveries
+from factories import notice_yaml
 from sqlalchemy import update
 
 from orchestrator import fanout
@@ -180,23 +181,20 @@ def _interrupted_then_resumed(breach: Breach, incident: str, step: str, dies_aft
     assert recorded.state == "running" and not recorded.fanout_done and recorded.fanout_rows
 
 
-LIVE = """\
+LIVE = (
+    """\
 id: shared-live
 title: Shared addresses, live
 version: 1
 severity: high
 organisation: {name: Example Org, contact_email: privacy@example.org}
-notice:
-  en:
-    what_happened: On 1 December someone copied our customer table.
-    impact: Your e-mail address was exposed.
-    measures: We fixed the bug.
-    advice: Watch out for phishing.
-    contact: privacy@example.org
-    sms: "Example Org: your e-mail address was exposed. privacy@example.org"
+"""
+    + notice_yaml("en")
+    + """\
 steps:
   - {id: sms-all, channel: sms, at: +0m, fallback: email}
 """
+)
 
 
 def _household_audience(households: int, size: int) -> str:

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -83,6 +83,8 @@ _DELIVERY_DEFAULTS: dict[str, Any] = {
     "address_key": None, "shares_with": None,
 }  # fmt: skip
 ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
+#: INSERT with ON CONFLICT, per dialect
+_DIALECT_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 #: values per IN (...) list: far below SQLite's limit on bound parameters
 _IN_CHUNK = 900
 
@@ -154,13 +156,8 @@ class Ledger(LeaseQueries):
         with self._one_at_a_time(), self._storage(), self.engine.begin() as connection:
             yield connection
 
-    @contextmanager
-    def _one_at_a_time(self) -> Iterator[None]:
-        if self._turn is None:
-            yield
-            return
-        with self._turn:
-            yield
+    def _one_at_a_time(self) -> AbstractContextManager[Any]:
+        return self._turn if self._turn is not None else nullcontext()
 
     @contextmanager
     def _storage(self) -> Iterator[None]:
@@ -318,13 +315,11 @@ class Ledger(LeaseQueries):
         """INSERT ... ON CONFLICT DO NOTHING RETURNING id for this ledger's dialect (a row
         back: inserted; none: it conflicted)."""
         name = self.engine.dialect.name
-        if name == "sqlite":
-            lite = sqlite_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
-            return lite.returning(DELIVERIES.c.id)
-        if name == "postgresql":
-            pg = postgresql_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
-            return pg.returning(DELIVERIES.c.id)
-        raise LedgerError(f"unsupported ledger database: {name} (use SQLite or PostgreSQL)")
+        dialect_insert = _DIALECT_INSERTS.get(name)
+        if dialect_insert is None:
+            raise LedgerError(f"unsupported ledger database: {name} (use SQLite or PostgreSQL)")
+        statement = dialect_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
+        return statement.returning(DELIVERIES.c.id)
 
     def address_holders(
         self, incident_id: str, step_id: str, keys: Sequence[str]
@@ -508,11 +503,12 @@ class Ledger(LeaseQueries):
             provider_message_id=func.coalesce(bindparam("pid"), table.c.provider_message_id),
             **common,
         )  # fmt: skip
+        batch_keys = [r["k"] for r in rows]
         with self.transaction() as connection:
             # Rows with a parked receipt are rare: find them with one indexed read, so the
             # common statement stays as plain as the hot path needs.
             parked = set(connection.scalars(
-                select(table.c.key).where(table.c.key.in_([r["k"] for r in rows]),
+                select(table.c.key).where(table.c.key.in_(batch_keys),
                                           table.c.state == DeliveryState.SENDING.value,
                                           table.c.receipt_outcome.is_not(None))))  # fmt: skip
             changed = 0
@@ -522,8 +518,7 @@ class Ledger(LeaseQueries):
                 changed += connection.execute(_settle_parked(common, mine), received).rowcount
             # Evidence: one chained audit row per incident of the batch, beside the change.
             if changed:
-                keys = table.c.key.in_([r["k"] for r in rows])
-                self._evidence(connection, keys, "settle", current)
+                self._evidence(connection, table.c.key.in_(batch_keys), "settle", current)
         return int(changed)
 
     def apply_receipts(
@@ -614,15 +609,7 @@ class Ledger(LeaseQueries):
             connection.execute(
                 select(Incident.id).where(Incident.id == event.incident_id).with_for_update()
             )
-        previous = (
-            connection.scalar(
-                select(AuditEvent.hash)
-                .where(AuditEvent.incident_id == event.incident_id)
-                .order_by(AuditEvent.id.desc())
-                .limit(1)
-            )
-            or chain.GENESIS
-        )
+        previous = self._head(connection, event.incident_id)
         row = _audit_row(event)
         content = chain.canonical(row.incident_id, row.at, row.kind, row.step_id, row.actor,
                                   row.detail)  # fmt: skip
@@ -952,7 +939,7 @@ class Ledger(LeaseQueries):
         s.flush()
 
     @staticmethod
-    def _head(s: Session, incident_id: str) -> str:
+    def _head(s: Session | Connection, incident_id: str) -> str:
         newest = s.scalar(
             select(AuditEvent.hash)
             .where(AuditEvent.incident_id == incident_id)
@@ -984,14 +971,14 @@ class Ledger(LeaseQueries):
 
             def read(ids: Sequence[int]) -> dict[int, tuple[str, str, str | None]]:
                 table, out = DELIVERIES, {}
-                for start in range(0, len(ids), 500):  # bound the statement's parameters
+                for start in range(0, len(ids), _IN_CHUNK):  # bound the statement's parameters
                     out.update({
                         int(i): (str(k), str(s), p)
                         for i, k, s, p in connection.execute(
                             select(table.c.id, table.c.key, table.c.state,
                                    table.c.provider_message_id)
                             .where(table.c.incident_id == incident_id,
-                                   table.c.id.in_(ids[start : start + 500])))
+                                   table.c.id.in_(ids[start : start + _IN_CHUNK])))
                     })  # fmt: skip
                 return out
 

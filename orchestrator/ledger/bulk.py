@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import JSON, Connection, Table, insert
 
 from .models import Delivery, UTCDateTime
 
@@ -95,7 +95,8 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str
 DELIVERIES = cast(Table, Delivery.__table__)
 #: every column a fan-out writes (the id comes from the table's sequence)
 COLUMNS = tuple(c.name for c in DELIVERIES.columns if c.name != "id")
-JSON_COLUMNS = frozenset(c.name for c in DELIVERIES.columns if c.type.__class__.__name__ == "JSON")
+#: positions in COLUMNS of the JSON columns, which COPY takes as text
+_JSON_AT = tuple(i for i, name in enumerate(COLUMNS) if isinstance(DELIVERIES.c[name].type, JSON))
 LOAD = "breach_delivery_load"
 _names = ", ".join(COLUMNS)
 # Per connection, emptied at every commit; its columns copy the table's at first use.
@@ -122,12 +123,12 @@ def copy_deliveries(connection: Connection, rows: Sequence[dict[str, Any]]) -> C
         cursor.execute(_CREATE)
         with cursor.copy(_COPY) as copy:
             for position, row in enumerate(rows):
-                copy.write_row([_value(name, row[name]) for name in COLUMNS] + [position])
+                values = [row[name] for name in COLUMNS]
+                for i in _JSON_AT:
+                    if values[i] is not None:
+                        values[i] = json.dumps(values[i], ensure_ascii=False,
+                                               separators=(",", ":"))  # fmt: skip
+                values.append(position)
+                copy.write_row(values)
         cursor.execute(_MOVE)
         return Counter((key, recipient_row) for key, recipient_row in cursor.fetchall())
-
-
-def _value(name: str, value: Any) -> Any:
-    if name in JSON_COLUMNS and value is not None:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return value

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orchestrator.plugin import Notifier, hookimpl
+from orchestrator.plugin.reports import NOT_YET_KNOWN, ReportError, build_report
 
 from .notifier import RegulatorReport
-from .report import NOT_YET_KNOWN, ReportError, build_report
 
 __all__ = ["NOT_YET_KNOWN", "RegulatorReport", "ReportError", "build_report"]
 

@@ -18,9 +18,10 @@ from markupsafe import escape
 
 from orchestrator.plugin import Contact, Message, Mode, Notifier, Receipt, Setting
 from orchestrator.plugin.files import atomic_write, setting_folder, write_each
+from orchestrator.plugin.reports import ReportError, build_report, report_phase
 
 from .render import render_report
-from .report import ReportError, build_report, filing_name, report_phase
+from .report import filing_name
 
 #: Filings are not public: readable by the owner and group only.
 FILING_MODE = 0o640

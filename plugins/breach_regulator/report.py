@@ -1,5 +1,5 @@
-"""The regulator report: built by the core for the regulator's regime (its items, in the
-regulator's voice), named here for filing.
+"""The regulator report's file name. The report is built by the core for the regulator's
+regime (its items, in the regulator's voice).
 
 What a report states and its JSON Schema belong to the core (``orchestrator.plugin.reports``);
 this plugin renders it (``render.py``) and files it (``notifier.py``).
@@ -10,18 +10,8 @@ from __future__ import annotations
 import re
 
 from orchestrator.plugin import Message
-from orchestrator.plugin.reports import (
-    NOT_YET_KNOWN,
-    PHASES,
-    Report,
-    ReportError,
-    build_report,
-    clean,
-    report_phase,
-)
 
-__all__ = ["NOT_YET_KNOWN", "PHASES", "Report", "ReportError", "build_report", "clean",
-           "filing_name", "report_phase"]  # fmt: skip
+__all__ = ["filing_name"]
 
 
 def filing_name(message: Message) -> str:
