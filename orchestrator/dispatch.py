@@ -106,6 +106,8 @@ class Dispatcher:
         #: (notifier, mode) -> the configuration error that blocks it for this process
         self.blocked: dict[tuple[str, Mode], str] = {}
         self._settler = Settler(ledger)
+        #: notified whenever the last batch in flight settles: the engine checks for idle then
+        self.drained = Wakeup()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start workers as notifiers get work; return when ``stop`` is set and sends settled."""
@@ -190,6 +192,8 @@ class Dispatcher:
         def done(task: asyncio.Task[None]) -> None:
             self._inflight.discard(task)
             slots.release()
+            if not self._inflight:
+                self.drained.notify()
             if not task.cancelled() and task.exception() is not None:
                 log.error("dispatch batch failed", extra={"error": repr(task.exception())})
 

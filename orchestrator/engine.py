@@ -100,6 +100,7 @@ class Engine:
         # or two sweeps fan out the same fallback and record its rows as duplicates
         self._sweeping = threading.Lock()
         self._scheduler: AsyncIOScheduler | None = None
+        self._listener: Callable[[str], object] = lambda _what: None
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- campaigns ----------------------------------------------------------------------------
@@ -124,6 +125,11 @@ class Engine:
     async def start(self) -> None:
         """Start the clock and the dispatcher in the running event loop."""
         self._stop.clear()
+        loop = asyncio.get_running_loop()
+        # work committed by this process (a fan-out's batch, an approval) wakes its idle loops
+        # at once; other workers hear of it by NOTIFY, or at their next poll
+        self._listener = lambda _what: loop.call_soon_threadsafe(self.presence.wakeup.notify)
+        self.ledger.listeners.append(self._listener)
         await self.presence.start(self._stop)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._scheduler.start()
@@ -143,6 +149,8 @@ class Engine:
         for notifier in self.host.active_notifiers():
             await notifier.aclose()
         await self.presence.stop()
+        if self._listener in self.ledger.listeners:
+            self.ledger.listeners.remove(self._listener)
 
     async def run(self, *, until_idle: bool = False) -> EngineReport:
         """Run until stopped, or (``until_idle``) until nothing is left to do without waiting
@@ -150,7 +158,8 @@ class Engine:
         await self.start()
         try:
             while not self._stop.is_set():
-                await asyncio.sleep(0.25)
+                # the check runs when the dispatcher runs dry, or a quarter second on
+                await self.dispatcher.drained.sleep(self._stop, 0.25)
                 if until_idle and await asyncio.to_thread(self.idle):
                     break
         finally:

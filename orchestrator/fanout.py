@@ -72,8 +72,13 @@ def delivery_key(incident_id: str, step_id: str, recipient_id: str) -> str:
     return f"{incident_id}:{step_id}:#" + hashlib.sha256(recipient_id.encode()).hexdigest()
 
 
+#: the canonical JSON of hashed payloads (one encoder: ``json.dumps`` with options builds one
+#: per call, which a fan-out would pay for every person)
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
+
 def content_hash(payload: Any) -> str:
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    blob = _CANONICAL.encode(payload)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -83,7 +88,7 @@ def delivery_hash(shared_digest: str, personal: Any) -> str:
     Equal payloads give equal hashes, and a change to either part changes it, without building
     the whole provider payload for every person.
     """
-    blob = json.dumps(personal, sort_keys=True, ensure_ascii=False, default=str)
+    blob = _CANONICAL.encode(personal)
     return hashlib.sha256(f"{shared_digest}\0{blob}".encode()).hexdigest()
 
 
@@ -131,6 +136,9 @@ class FanOut:
         #: (notifier, step, notice) -> digest of the notifier's shared payload for that notice;
         #: only notices rendered once are kept (a personal notice is one person's alone)
         self._shared_digests: dict[tuple[str, str, int], tuple[RenderedNotice, str]] = {}
+        #: when the rows of the batch being planned were created: one moment per batch (each row
+        #: its own would be converted for the ledger once per row)
+        self._stamp = datetime.now(UTC)
 
     def run(
         self,
@@ -154,11 +162,13 @@ class FanOut:
         )
         batch: list[Planned] = []
         last_row = resume_after
+        self._stamp = datetime.now(UTC)
         for item in planned:
             batch.append(item)
             if len(batch) >= BATCH:
                 last_row = self._record(step, batch, tally, last_row, final=False)
                 batch = []
+                self._stamp = datetime.now(UTC)
         self._record(step, batch, tally, last_row, final=True)
         return tally
 
@@ -301,7 +311,7 @@ class FanOut:
     def _skip(self, step: Step, person: Recipient, reason: str, tally: StepTally) -> Planned:
         tally.states[DeliveryState.SKIPPED.value] += 1
         tally.reasons[reason] += 1
-        stamp = datetime.now(UTC)
+        stamp = self._stamp
         return Planned({
             "key": delivery_key(self.incident.incident_id, step.id, person.id),
             "incident_id": self.incident.incident_id, "step_id": step.id,
@@ -322,7 +332,7 @@ class FanOut:
         *,
         via_fallback: bool,
     ) -> Planned:
-        stamp = datetime.now(UTC)
+        stamp = self._stamp
         base = {
             "key": message.delivery_id, "incident_id": self.incident.incident_id,
             "step_id": step.id, "recipient_id": recipient_id, "recipient_row": row,

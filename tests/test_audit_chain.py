@@ -246,7 +246,8 @@ def settled_rows(url: str, incident_id: str) -> list[AuditEvent]:
 def test_each_settle_batch_is_one_chained_row_with_its_digest(live: tuple[str, str, int]) -> None:
     url, incident_id, requests = live
     rows = settled_rows(url, incident_id)
-    assert len(rows) == requests  # one row per batch sent, not per message
+    # one row per settle, not per message: a batch, or the batches that finished together
+    assert 1 <= len(rows) <= requests < PEOPLE
     sent = sum(r.detail["outcomes"].get("sent", 0) for r in rows)
     retried = sum(r.detail["outcomes"].get("pending", 0) for r in rows)
     assert sent == PEOPLE and retried > 0  # the faults were retried, and counted

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -83,6 +83,14 @@ _DELIVERY_DEFAULTS: dict[str, Any] = {
     "address_key": None, "shares_with": None,
 }  # fmt: skip
 ACTIVE = (DeliveryState.PENDING.value, DeliveryState.SENDING.value)
+#: the values of a settlement apart from its key (``Ledger.settle``'s parameter names)
+_SETTLED_VALUES = ("state", "pid", "error", "reason", "nxt", "sent", "maybe")
+#: the columns a claim returns: what rebuilding and settling a message reads, no more (the
+#: timestamps and settled fields would only be converted and dropped, row after row)
+CLAIMED = tuple(DELIVERIES.c[name] for name in (
+    "id", "key", "incident_id", "step_id", "recipient_id", "recipient_row", "channel",
+    "notifier", "locale", "contact", "recipient_data", "attempts", "reclaims", "lease_until",
+))  # fmt: skip
 #: INSERT with ON CONFLICT, per dialect
 _DIALECT_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 #: values per IN (...) list: far below SQLite's limit on bound parameters
@@ -125,6 +133,10 @@ class Ledger(LeaseQueries):
         # claims, settlements) would spend most of a campaign asleep. They take turns here,
         # handed over at once; other processes still meet SQLite's own busy timeout.
         self._turn = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        #: called in this process with what a committed transaction announced ("deliveries",
+        #: "incident", "step"): an engine wakes its idle loops without waiting for a poll
+        self.listeners: list[Callable[[str], object]] = []
+        self._local = threading.local()
         if migrate:
             self.migrate()
 
@@ -147,14 +159,48 @@ class Ledger(LeaseQueries):
     @contextmanager
     def session(self) -> Iterator[Session]:
         """An ORM session in one transaction; storage failures become :class:`LedgerError`."""
-        with self._one_at_a_time(), self._storage(), self.sessions.begin() as session:
+        with self._told(), self._one_at_a_time(), self._storage(), self.sessions.begin() as session:
             yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A connection in one transaction; storage failures become :class:`LedgerError`."""
-        with self._one_at_a_time(), self._storage(), self.engine.begin() as connection:
+        with (
+            self._told(),
+            self._one_at_a_time(),
+            self._storage(),
+            self.engine.begin() as connection,
+        ):
             yield connection
+
+    @contextmanager
+    def _told(self) -> Iterator[None]:
+        """Run one transaction; once it committed, tell :attr:`listeners` what it announced
+        (a rolled-back one announced nothing)."""
+        said = self._unsaid()
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
+        try:
+            yield
+        except BaseException:
+            if depth == 0:
+                said.clear()
+            raise
+        finally:
+            self._local.depth = depth
+        if depth == 0 and said:  # the outermost transaction committed
+            what = sorted(said)
+            said.clear()
+            for listener in list(self.listeners):
+                for item in what:
+                    listener(item)
+
+    def _unsaid(self) -> set[str]:
+        """The announcements of this thread's open transaction (see ``_announce``)."""
+        said: set[str] | None = getattr(self._local, "said", None)
+        if said is None:
+            said = self._local.said = set()
+        return said
 
     def _one_at_a_time(self) -> AbstractContextManager[Any]:
         return self._turn if self._turn is not None else nullcontext()
@@ -272,6 +318,7 @@ class Ledger(LeaseQueries):
             with self.transaction() as connection:
                 self._progress(connection, progress)
                 bulk.insert_many(connection, DELIVERIES, full)
+                self._announce(connection, "deliveries")
             return []
         except IntegrityError:
             pass  # somewhere in the batch is a duplicate: go row by row to find it
@@ -284,6 +331,7 @@ class Ledger(LeaseQueries):
                     continue
                 duplicates.append(position)
                 connection.execute(self._insert_new(_duplicate_row(row)))
+            self._announce(connection, "deliveries")
         return duplicates
 
     def _copy_deliveries(
@@ -431,7 +479,8 @@ class Ledger(LeaseQueries):
     # -- dispatch ------------------------------------------------------------------------------
 
     def claim(self, notifier: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-        """Lease up to ``limit`` due deliveries of ``notifier`` for sending.
+        """Lease up to ``limit`` due deliveries of ``notifier`` for sending: dicts of the columns
+        a message is rebuilt from (:data:`CLAIMED`).
 
         Due means pending with its next attempt time passed, or ``sending`` with an expired
         lease (its worker died): the latter counts a reclaim, since the provider may already
@@ -461,10 +510,12 @@ class Ledger(LeaseQueries):
                 reclaims=table.c.reclaims + was_sending,
                 updated_at=current,
             )
-            .returning(*table.c)
+            .returning(*CLAIMED)
         )
         with self.transaction() as connection:
-            return [dict(row._mapping) for row in connection.execute(stmt)]
+            result = connection.execute(stmt)
+            names = list(result.keys())
+            return [dict(zip(names, row, strict=True)) for row in result]
 
     def settle(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
         """Record send outcomes: dicts with key, state, and provider_message_id, error, reason,
@@ -498,11 +549,17 @@ class Ledger(LeaseQueries):
             "lease_until": None, "updated_at": bindparam("now"),
         }  # fmt: skip
         mine = (table.c.key == bindparam("k"), table.c.state == DeliveryState.SENDING.value)
-        plain = update(table).where(*mine).values(
-            state=bindparam("state"), reason=bindparam("reason"),
-            provider_message_id=func.coalesce(bindparam("pid"), table.c.provider_message_id),
+        outcome = {
+            "state": bindparam("state"), "reason": bindparam("reason"),
+            "provider_message_id": func.coalesce(bindparam("pid"), table.c.provider_message_id),
             **common,
-        )  # fmt: skip
+        }  # fmt: skip
+        plain = update(table).where(*mine).values(**outcome)
+        together = (
+            update(table)
+            .where(table.c.key.in_(bindparam("keys", expanding=True)), mine[1])
+            .values(**outcome)
+        )
         batch_keys = [r["k"] for r in rows]
         with self.transaction() as connection:
             # Rows with a parked receipt are rare: find them with one indexed read, so the
@@ -512,8 +569,23 @@ class Ledger(LeaseQueries):
                                           table.c.state == DeliveryState.SENDING.value,
                                           table.c.receipt_outcome.is_not(None))))  # fmt: skip
             changed = 0
-            if ordinary := [r for r in rows if r["k"] not in parked]:
-                changed += connection.execute(plain, ordinary).rowcount
+            alike: dict[tuple[Any, ...], list[str]] = {}
+            for r in rows:
+                if r["k"] not in parked:
+                    alike.setdefault(tuple(r[f] for f in _SETTLED_VALUES), []).append(r["k"])
+            # Outcomes that set the same values (an e-mail batch: all sent, one message id) are
+            # one UPDATE ... WHERE key IN (...); the rest one executemany of per-row updates.
+            single: list[dict[str, Any]] = []
+            for values, keys in alike.items():
+                params = dict(zip(_SETTLED_VALUES, values, strict=True), now=current)
+                if len(keys) == 1:
+                    single.append({**params, "k": keys[0]})
+                    continue
+                for start in range(0, len(keys), _IN_CHUNK):
+                    chosen = {**params, "keys": keys[start : start + _IN_CHUNK]}
+                    changed += connection.execute(together, chosen).rowcount
+            if single:
+                changed += connection.execute(plain, single).rowcount
             if received := [r for r in rows if r["k"] in parked]:
                 changed += connection.execute(_settle_parked(common, mine), received).rowcount
             # Evidence: one chained audit row per incident of the batch, beside the change.

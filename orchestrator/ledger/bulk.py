@@ -20,6 +20,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import JSON, Connection, Table, insert
@@ -79,12 +80,18 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str
         else c.type._cached_bind_processor(connection.dialect)
         for c in columns
     ]
-    plain = all(f is None for f in convert)
-    if plain:
-        params = [tuple(row[k] for k in keys) for row in rows]
+    # every row's values in one C call; only the few columns with a converter are touched again
+    values = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
+    converted = [(i, f) for i, f in enumerate(convert) if f is not None]
+    if not converted:
+        params: list[Any] = [values(row) for row in rows]
     else:
-        pairs = list(zip(keys, convert, strict=True))
-        params = [tuple(row[k] if f is None else f(row[k]) for k, f in pairs) for row in rows]
+        params = []
+        for row in rows:
+            one = list(values(row))
+            for i, f in converted:
+                one[i] = f(one[i])
+            params.append(tuple(one))
     quote = connection.dialect.identifier_preparer
     names = ", ".join(quote.format_column(c) for c in columns)
     marks = ", ".join("?" for _ in columns)

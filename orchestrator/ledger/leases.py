@@ -193,10 +193,15 @@ class LeaseQueries:
     # -- wake-ups -------------------------------------------------------------------------------
 
     def _announce(self, connection: Connection, what: str) -> None:
-        """Tell idle workers there is new work (PostgreSQL; sent when the transaction commits,
-        coalesced with the same announcement in it)."""
+        """Tell idle workers there is new work when the transaction commits: other processes
+        by NOTIFY (PostgreSQL, coalesced with the same announcement in it), this process's
+        :attr:`listeners` after the commit (see ``Ledger.transaction``)."""
         if self.is_postgres:
             connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, what)))
+        self._unsaid().add(what)
+
+    def _unsaid(self) -> set[str]:
+        raise NotImplementedError  # pragma: no cover - provided by Ledger
 
 
 def _now() -> datetime:
