@@ -293,8 +293,9 @@ class Dispatcher:
         :class:`ConfigurationError` is raised on to the caller."""
         started = time.monotonic()
         try:
-            got = list(await asyncio.wait_for(notifier.send(batch, mode),
-                                              self.settings.send_timeout))  # fmt: skip
+            # a deadline on this task, not a second task per batch as ``wait_for`` makes
+            async with asyncio.timeout(self.settings.send_timeout):
+                got = list(await notifier.send(batch, mode))
         except ConfigurationError:
             raise  # not the provider's fault, and no retry will fix it: the caller blocks
         except TimeoutError:
@@ -395,6 +396,8 @@ class Settler:
         await written
 
     async def _write(self) -> None:
+        # one turn of the loop first: the batches that finished in this turn join the write
+        await asyncio.sleep(0)
         while self._waiting:
             taken, self._waiting = self._waiting, []
             rows = [row for outcomes, _ in taken for row in outcomes]

@@ -136,6 +136,8 @@ class FanOut:
         #: (notifier, step, notice) -> digest of the notifier's shared payload for that notice;
         #: only notices rendered once are kept (a personal notice is one person's alone)
         self._shared_digests: dict[tuple[str, str, int], tuple[RenderedNotice, str]] = {}
+        #: whether some locale's templates read the person (else none needs the person's view)
+        self._personal_any = any(renderer.is_personal(loc) for loc in playbook.notice)
         #: when the rows of the batch being planned were created: one moment per batch (each row
         #: its own would be converted for the ledger once per row)
         self._stamp = datetime.now(UTC)
@@ -253,7 +255,8 @@ class FanOut:
             tally.people += 1
             if person.row <= resume_after:
                 continue  # recorded before a restart
-            view = recipient_view(person)
+            # what templates and rules read of the person: built only when one of them reads it
+            view = recipient_view(person) if rule is not None or self._personal_any else None
             if rule is not None and not rule(
                 {"recipient": view, "facts": facts, "severity": self.playbook.severity}
             ):
@@ -275,8 +278,9 @@ class FanOut:
                 yield self._skip(step, person, why or "unreachable", tally)
                 continue
             locale = self.renderer.locale_for(person.locale)
+            personal = view if self.renderer.is_personal(locale) else None
             try:
-                notice = self._render(locale, view)
+                notice = self._render(locale, personal)
             except TemplateError as exc:
                 yield self._skip(step, person, f"template error: {exc}", tally)
                 continue
@@ -285,7 +289,6 @@ class FanOut:
                 step_id=step.id, channel=chosen.channel, incident=self.incident, notice=notice,
                 recipient=person, address=address,
             )  # fmt: skip
-            personal = view if self.renderer.is_personal(locale) else None
             planned = self._finish(step, chosen, message, person.id, person.row, personal, tally,
                                    via_fallback=via_fallback)  # fmt: skip
             if step.dedupe == "address" and planned.row["state"] != DeliveryState.SKIPPED.value:
@@ -302,8 +305,10 @@ class FanOut:
         digest = hashlib.sha256(recipient_id.encode()).digest()
         return choices[int.from_bytes(digest[:4], "big") % len(choices)], None
 
-    def _render(self, locale: str, view: dict[str, Any]) -> RenderedNotice:
-        if not self.renderer.is_personal(locale):
+    def _render(self, locale: str, view: dict[str, Any] | None) -> RenderedNotice:
+        """``view``: the person as personal templates read them; None renders the shared
+        notice (the locale's templates do not read the person)."""
+        if view is None:
             return self.renderer.render(locale, self.shared_context)
         context = {**self.shared_context, "recipient": view}
         return self.renderer.render(locale, context)
@@ -333,7 +338,7 @@ class FanOut:
         via_fallback: bool,
     ) -> Planned:
         stamp = self._stamp
-        base = {
+        record = {
             "key": message.delivery_id, "incident_id": self.incident.incident_id,
             "step_id": step.id, "recipient_id": recipient_id, "recipient_row": row,
             "channel": notifier.channel, "notifier": notifier.name, "via_fallback": via_fallback,
@@ -344,8 +349,8 @@ class FanOut:
         if veto is not None:
             tally.states[DeliveryState.SKIPPED.value] += 1
             tally.reasons[f"vetoed: {veto}"] += 1
-            return Planned({**base, "state": DeliveryState.SKIPPED.value,
-                            "reason": f"vetoed: {veto}"})  # fmt: skip
+            record.update(state=DeliveryState.SKIPPED.value, reason=f"vetoed: {veto}")
+            return Planned(record)
         digest = delivery_hash(self._shared_digest(notifier, message, personal is None),
                                notifier.personal_payload(message))  # fmt: skip
         if via_fallback:
@@ -366,8 +371,8 @@ class FanOut:
         else:
             state = DeliveryState.PENDING.value
         tally.states[state] += 1
-        record = {**base, "state": state, "content_hash": digest,
-               "next_attempt_at": None if self.dry_run else stamp}  # fmt: skip
+        record.update(state=state, content_hash=digest,
+                      next_attempt_at=None if self.dry_run else stamp)  # fmt: skip
         return Planned(record, output)
 
     def _shared_digest(self, notifier: Notifier, message: Message, shared: bool) -> str:

@@ -51,11 +51,24 @@ def _last_datetime() -> Callable[[datetime | None], str | None]:
     last: list[Any] = [None, None]
 
     def convert(value: datetime | None) -> str | None:
+        if value is None:  # not remembered: a row's empty stamps sit between its set ones
+            return None
         if value is not last[0]:
             last[0], last[1] = value, sqlite_datetime(value)
         return last[1]  # type: ignore[no-any-return]
 
     return convert
+
+
+def _none_once(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert``, with its answer for None (JSON's ``null``, a NULL stamp) worked out once:
+    most of a fan-out's optional columns are empty."""
+    empty = convert(None)
+
+    def once(value: Any) -> Any:
+        return empty if value is None else convert(value)
+
+    return once
 
 
 def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -82,7 +95,7 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str
     ]
     # every row's values in one C call; only the few columns with a converter are touched again
     values = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
-    converted = [(i, f) for i, f in enumerate(convert) if f is not None]
+    converted = [(i, _none_once(f)) for i, f in enumerate(convert) if f is not None]
     if not converted:
         params: list[Any] = [values(row) for row in rows]
     else:
