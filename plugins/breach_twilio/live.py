@@ -13,6 +13,7 @@ offers), because the stock one makes aiohttp build a multipart form writer for e
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 from collections.abc import Mapping
@@ -92,7 +93,13 @@ class FormHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # the SDK sh
     def _basic(self, auth: tuple[str, str]) -> str:
         header = self._authorization.get(auth)
         if header is None:
-            header = self._authorization[auth] = aiohttp.BasicAuth(*auth).encode()
+            # what aiohttp's BasicAuth wrote for the stock client (latin-1), without that class:
+            # aiohttp deprecates it and warns on every use
+            login, password = auth
+            if ":" in login:
+                raise ValueError('A ":" is not allowed in a Basic auth login (RFC 7617)')
+            token = base64.b64encode(f"{login}:{password}".encode("latin1")).decode("ascii")
+            header = self._authorization[auth] = f"Basic {token}"
         return header
 
     async def request(
