@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import socket
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import aiohttp
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -69,12 +70,32 @@ def _kwargs(form: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]
         ) from None
 
 
+# Field names, and the sender and text every message of a notice repeats, are quoted once; the
+# bound keeps the per-recipient values (numbers, callback URLs) from piling up.
+_quoted = functools.lru_cache(maxsize=256)(quote_plus)
+
+
+def form_body(data: Mapping[str, object]) -> bytes:
+    """``data`` urlencoded as aiohttp's ``FormData`` writes it: ``urlencode(doseq=True)``, a list
+    as repeated fields."""
+    parts = []
+    for name, value in data.items():
+        if isinstance(value, str):
+            parts.append(f"{_quoted(name)}={_quoted(value)}")
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            parts.extend(f"{_quoted(name)}={_quoted(v)}" for v in value)
+        else:  # anything else the SDK might hand over: the standard library's own rules
+            parts.append(urlencode([(name, value)], doseq=True))
+    return "&".join(parts).encode()
+
+
 class FormHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # the SDK ships no types
     """The SDK's aiohttp client, made cheaper per request; what goes on the wire is unchanged.
 
-    * The form the SDK hands over is urlencoded here, once, exactly as aiohttp's ``FormData``
-      would write it (``urlencode(..., doseq=True)``: a list becomes repeated fields), and posted
-      as bytes: no ``FormData``/``MultipartWriter`` (and its ``uuid4`` boundary) per request.
+    * The form the SDK hands over is urlencoded here (:func:`form_body`, byte for byte what
+      aiohttp's ``FormData`` writes) and posted as bytes: no ``FormData``/``MultipartWriter``
+      (and its ``uuid4`` boundary) per request, and the notice's text quoted once, not per
+      message.
     * The ``Authorization`` header is encoded once per credentials, not once per request.
     * The SDK's request/response log lines are formatted only when its logger shows INFO; the
       stock client formats every header of every request and answer before the level check.
@@ -121,7 +142,7 @@ class FormHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # the SDK sh
             sent["Authorization"] = self._basic(auth)
         body = None
         if data is not None:
-            body = urlencode(list(data.items()), doseq=True).encode()
+            body = form_body(data)
             sent.setdefault("Content-Type", FORM_TYPE)
         options: dict[str, Any] = {"params": params, "allow_redirects": allow_redirects}
         if timeout is not None:
@@ -163,7 +184,8 @@ class TwilioSession:
 
     def usable(self) -> bool:
         """True while the current event loop is the one this session was made on."""
-        return asyncio.get_running_loop() is self.loop and not self.loop.is_closed()
+        # the running loop is never a closed one
+        return asyncio.get_running_loop() is self.loop
 
     async def create_message(self, form: Mapping[str, Any]) -> str:
         """Create one message; returns its SID (raises the SDK's exceptions)."""
