@@ -7,8 +7,8 @@ are not configured show as ``<NAME>`` placeholders so a dry run still shows the 
 ``send`` hands those same form fields to the SDK (``messages.create_async`` /
 ``calls.create_async`` over :class:`.live.FormHttpClient`, an ``AsyncTwilioHttpClient`` that
 posts the form as one urlencoded body), one request per message, and classifies each answer (see
-:mod:`.outcomes`). Sandbox mode sends with Twilio's test credentials, which
-validate the request and never deliver; Twilio accepts only its magic sender number with them.
+:mod:`.outcomes`). Sandbox mode sends with Twilio's test credentials, which validate the request
+and never deliver; Twilio accepts only its magic sender number with them.
 """
 
 from __future__ import annotations
