@@ -103,6 +103,39 @@ def test_call_sends_the_twiml_and_every_status_event(
     assert receipt.provider_id is not None and receipt.provider_id.startswith("CA")
 
 
+def test_the_request_carries_the_sdk_headers_and_a_urlencoded_form(
+    simulator: Simulator, settings: dict[str, str]
+) -> None:
+    # the SDK's own http client is replaced by ours; what Twilio sees must not change
+    _send(TwilioSms(settings), [_sms(notice=make_notice("ja"))])
+    [request] = simulator.requests("twilio")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    assert headers["user-agent"].startswith("twilio-python/")
+    assert headers["accept"] == "application/json"
+    assert simulator.accepted("twilio")  # the simulator checked the Basic credentials
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"To": "+447700900123", "From": "+15557650000", "Body": "Réinitialisez: 50% & +1 = ?"},
+        {
+            "Body": "パスワードを変更してください\n~*'()!/:@",
+            "StatusCallback": "http://h/r?a=1&b=%2F",
+        },
+        {"StatusCallback": "http://h/cb", "StatusCallbackEvent": ["initiated", "ringing"]},
+        {"Twiml": '<Response><Say voice="Polly.Joanna">a b</Say></Response>', "Empty": ""},
+    ],
+)
+def test_the_form_body_is_what_aiohttp_formdata_writes(form: dict[str, Any]) -> None:
+    import aiohttp
+    from breach_twilio.live import form_body
+
+    for _ in range(2):  # the second time from the quoting cache
+        assert form_body(form) == aiohttp.FormData(form)()._value
+
+
 def test_messaging_service_replaces_the_sender(
     simulator: Simulator, settings: dict[str, str]
 ) -> None:
@@ -361,6 +394,9 @@ def test_no_secret_or_number_reaches_the_logs(
     _send(TwilioSms(settings), [_sms("+447700900999"), _sms("+15005550001", "d-2")])
     assert settings["TWILIO_AUTH_TOKEN"] not in caplog.text
     assert "+447700900999" not in caplog.text and "+15005550001" not in caplog.text
+    # the SDK's own request log still shows when its level is on, without the credentials
+    assert "-- BEGIN Twilio API Request --" in caplog.text
+    assert "authorization" not in caplog.text.lower()
 
 
 def test_a_call_without_a_caller_id_is_a_configuration_error(settings: dict[str, str]) -> None:

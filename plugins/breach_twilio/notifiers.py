@@ -5,9 +5,10 @@ receives; the auth token never appears in it (it is HTTP Basic auth at send time
 are not configured show as ``<NAME>`` placeholders so a dry run still shows the request's shape.
 
 ``send`` hands those same form fields to the SDK (``messages.create_async`` /
-``calls.create_async`` on an ``AsyncTwilioHttpClient``), one request per message, and classifies
-each answer (see :mod:`.outcomes`). Sandbox mode sends with Twilio's test credentials, which
-validate the request and never deliver; Twilio accepts only its magic sender number with them.
+``calls.create_async`` over :class:`.live.FormHttpClient`, an ``AsyncTwilioHttpClient`` that
+posts the form as one urlencoded body), one request per message, and classifies each answer (see
+:mod:`.outcomes`). Sandbox mode sends with Twilio's test credentials, which validate the request
+and never deliver; Twilio accepts only its magic sender number with them.
 """
 
 from __future__ import annotations
@@ -175,11 +176,11 @@ class _TwilioNotifier(Notifier):
         return self.seconds_setting("TWILIO_TIMEOUT", DEFAULT_TIMEOUT)
 
     def _session(self, mode: Mode, source: _TwilioNotifier) -> TwilioSession:
-        from .live import TwilioSession  # the SDK loads only when something is really sent
-
         session = self._sessions.get(mode)
         if session is not None and session.usable():
             return session
+        from .live import TwilioSession  # the SDK loads only when something is really sent
+
         # a placeholder sender or account would reach Twilio and fail every message alike
         source.require_settings()
         # A session made on an earlier event loop cannot be used (nor closed) from this one.
@@ -220,32 +221,14 @@ class _TwilioNotifier(Notifier):
     async def _deliver(
         self, session: TwilioSession, message: Message, form: Mapping[str, Any], timeout: float
     ) -> Receipt:
-        import aiohttp
-        from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-
-        from .live import never_sent
-
-        key = message.delivery_id
         try:
             # The async client ignores its own timeout setting (create_async passes none on),
             # so the deadline is kept here.
             async with asyncio.timeout(timeout):
                 sid = await self._create(session, form)
-        except TwilioRestException as exc:
-            outcome, reason = classify_rest_error(int(exc.status), exc.code, str(exc.msg or ""))
-            return Receipt(key, outcome, error=reason)
-        except TwilioServiceException as exc:
-            text = str(exc.detail or exc.title or "")
-            outcome, reason = classify_rest_error(int(exc.status), exc.code, text)
-            return Receipt(key, outcome, error=reason)
-        except TimeoutError:
-            # the request may have gone out and been accepted: a retry may send it twice
-            error = f"twilio: no answer within {timeout:g} s (TWILIO_TIMEOUT)"
-            return Receipt(key, Outcome.TRANSIENT, error=error, uncertain=True)
-        except (aiohttp.ClientError, OSError) as exc:
-            error = mask_reason(f"twilio: connection failed: {type(exc).__name__}: {exc}")
-            return Receipt(key, Outcome.TRANSIENT, error=error, uncertain=not never_sent(exc))
-        return Receipt(key, Outcome.SENT, provider_id=sid)
+        except Exception as exc:  # sorted by type in _failed, which re-raises what it does not know
+            return _failed(message.delivery_id, exc, timeout)
+        return Receipt(message.delivery_id, Outcome.SENT, provider_id=sid)
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP sessions made on the running event loop."""
@@ -400,6 +383,34 @@ class TwilioCall(_TwilioNotifier):
             f"<ol>{spoken}</ol><details><summary>TwiML</summary><pre>{_esc(twiml.xml)}</pre>"
             "</details>",
         )
+
+
+def _failed(key: str, exc: Exception, timeout: float) -> Receipt:
+    """The receipt of a request that raised ``exc``; anything not a provider's answer or a
+    network failure (a bug) is raised again.
+
+    The SDK's exception types are imported here, on the failure path only, not per message.
+    """
+    import aiohttp
+    from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+
+    from .live import never_sent
+
+    if isinstance(exc, TwilioRestException):
+        outcome, reason = classify_rest_error(int(exc.status), exc.code, str(exc.msg or ""))
+        return Receipt(key, outcome, error=reason)
+    if isinstance(exc, TwilioServiceException):
+        text = str(exc.detail or exc.title or "")
+        outcome, reason = classify_rest_error(int(exc.status), exc.code, text)
+        return Receipt(key, outcome, error=reason)
+    if isinstance(exc, TimeoutError):
+        # the request may have gone out and been accepted: a retry may send it twice
+        error = f"twilio: no answer within {timeout:g} s (TWILIO_TIMEOUT)"
+        return Receipt(key, Outcome.TRANSIENT, error=error, uncertain=True)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        error = mask_reason(f"twilio: connection failed: {type(exc).__name__}: {exc}")
+        return Receipt(key, Outcome.TRANSIENT, error=error, uncertain=not never_sent(exc))
+    raise exc
 
 
 def _esc(text: str) -> str:
