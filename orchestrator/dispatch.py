@@ -44,6 +44,10 @@ from .workers import DEFAULT_WORKER_TIMEOUT, Wakeup, sleep_unless
 
 log = logging.getLogger(__name__)
 
+#: the next chunk is claimed while one is sent when the notifier's rate sends a chunk within this
+PREFETCH_SECONDS = 1.0
+
+
 #: (notifier, mode, the rows that failed, the error): a notifier lacks settings for a mode
 BlockedCallback = Callable[[str, Mode, Sequence[dict[str, Any]], str], None]
 
@@ -148,24 +152,81 @@ class Dispatcher:
         # otherwise a slow batch would be reclaimed, and sent twice, while still in flight.
         chunk = batch_size * concurrency
         lease = self.settings.lease_seconds + self.settings.send_timeout
-        while not stop.is_set():
-            if not breaker.allow():
-                await sleep_unless(stop, self.settings.poll_interval)
-                continue
-            # A half-open breaker allows one probe: claim one batch, not a chunk.
-            size = chunk if breaker.state is CircuitState.CLOSED else batch_size
-            rows = await asyncio.to_thread(self.ledger.claim, name, size, lease)
-            if not rows:
-                await self.wakeup.sleep(stop, self.settings.poll_interval)
-                continue
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
-                await slots.acquire()
-                if not self._blocked_batch(name, batch):  # failing costs the provider nothing
-                    await pacer.acquire(len(batch))
-                task = asyncio.create_task(self._send(notifier, batch, breaker))
-                self._inflight.add(task)
-                task.add_done_callback(self._finished(slots))
+        # While a chunk goes out, the next one is claimed, so the slots never wait for the
+        # ledger; only where a chunk goes out within a second (its rows wait for their turn
+        # under a lease, which must not run out before they are sent).
+        ahead = rate is None or chunk <= rate * PREFETCH_SECONDS
+        claiming: asyncio.Future[list[dict[str, Any]]] | None = None
+        unsent: list[dict[str, Any]] = []
+        try:
+            while not stop.is_set():
+                if not breaker.allow():
+                    await sleep_unless(stop, self.settings.poll_interval)
+                    continue
+                # A half-open breaker allows one probe: claim one batch, not a chunk.
+                size = chunk if breaker.state is CircuitState.CLOSED else batch_size
+                ahead_of_time = claiming is not None
+                if claiming is None:
+                    claiming = self._claim(name, size, lease)
+                # shielded: a worker stopped mid-claim still learns which rows it holds
+                rows = await asyncio.shield(claiming)
+                claiming = None
+                if ahead_of_time and breaker.state is not CircuitState.CLOSED:
+                    await self._unclaim(rows, None)  # claimed before the breaker opened
+                    continue
+                if not rows:
+                    await self.wakeup.sleep(stop, self.settings.poll_interval)
+                    continue
+                if ahead and len(rows) == chunk and breaker.state is CircuitState.CLOSED:
+                    claiming = self._claim(name, chunk, lease)
+                unsent = rows
+                while unsent:
+                    batch = unsent[:batch_size]
+                    await slots.acquire()
+                    if not self._blocked_batch(name, batch):  # failing costs the provider nothing
+                        await pacer.acquire(len(batch))
+                    task = asyncio.create_task(self._send(notifier, batch, breaker))
+                    unsent = unsent[batch_size:]
+                    self._inflight.add(task)
+                    task.add_done_callback(self._finished(slots))
+        finally:
+            await self._unclaim(unsent, claiming)
+
+    def _claim(self, name: str, size: int, lease: float) -> asyncio.Future[list[dict[str, Any]]]:
+        """Claim in a thread; the future outlives a cancelled waiter (see ``_unclaim``)."""
+        return asyncio.ensure_future(asyncio.to_thread(self.ledger.claim, name, size, lease))
+
+    async def _unclaim(
+        self,
+        unsent: Sequence[dict[str, Any]],
+        claiming: asyncio.Future[list[dict[str, Any]]] | None,
+    ) -> None:
+        """Give back what a stopping worker claimed and never handed to its notifier: the rest
+        of its chunk, and the chunk claimed ahead. It runs to the end even when the worker is
+        cancelled meanwhile (the stop cancels workers); should it fail (the ledger is away, the
+        process is killed), those rows go out once their lease ends, counted as possible
+        duplicates: more than happened, never less."""
+        cancelled = False
+
+        async def through(future: asyncio.Future[Any]) -> Any:
+            nonlocal cancelled
+            while True:
+                try:
+                    return await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    if future.cancelled():
+                        raise
+                    cancelled = True  # raised again once the rows are given back
+
+        try:
+            rows = list(unsent) + (await through(claiming) if claiming is not None else [])
+            if rows:
+                keys = [r["key"] for r in rows]
+                await through(asyncio.ensure_future(asyncio.to_thread(self.ledger.release, keys)))
+        except Exception as exc:
+            log.warning("claimed deliveries not given back", extra={"error": str(exc)})
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _pacer(self, name: str, rate: float | None, batch_size: int) -> Pacer | SharedPacer:
         """Workers on a PostgreSQL ledger pace each notifier together, through the ledger; a

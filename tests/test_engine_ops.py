@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,7 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine_support import NOTIFIERS, PLAYBOOK, phone_audience, standin_host, states, trigger_live
+from engine_support import (
+    NOTIFIERS,
+    PLAYBOOK,
+    deliveries,
+    phone_audience,
+    standin_host,
+    states,
+    trigger_live,
+)
 
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.retry import RetryPolicy
@@ -99,3 +108,30 @@ def test_status_command_shows_deadlines_and_counts(simulator: Simulator, tmp_pat
         capture_output=True, text=True, check=True).stdout)  # fmt: skip
     assert as_json["steps"][0]["deliveries"] == {"sent": 50}
     assert as_json["possible_duplicates"] == 0
+
+
+def test_a_stopped_worker_gives_back_the_chunk_it_claimed_ahead(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """Dispatch claims the next chunk while one goes out; a clean stop gives it back: pending
+    again, its attempt undone, nothing counted as a possible duplicate."""
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    host = standin_host(simulator.url)
+    incident = trigger_live(tmp_path, phone_audience(tmp_path / "people.csv", 3000), host, db)
+    breach = Breach(db, host=host)
+    settings = DispatchSettings(rates={"standin-sms": 1_000_000}, concurrency=2)
+
+    async def run_then_stop() -> None:
+        engine = breach.engine(settings)
+        running = asyncio.create_task(engine.run())
+        while not engine.dispatcher.counts["sent"]:
+            await asyncio.sleep(0.01)
+        engine.request_stop()
+        await running
+
+    asyncio.run(run_then_stop())
+    counts = states(db, incident)
+    assert counts["sent"] and counts["pending"] and counts["sending"] == 0, counts
+    rows = deliveries(db, incident)
+    assert {d.attempts for d in rows if d.state == "pending"} == {0}
+    assert breach.status(incident)["possible_duplicates"] == 0

@@ -517,6 +517,23 @@ class Ledger(LeaseQueries):
             names = list(result.keys())
             return [dict(zip(names, row, strict=True)) for row in result]
 
+    def release(self, keys: Sequence[str]) -> int:
+        """Give back claimed deliveries that were never handed to a provider: pending again,
+        due now, the claim's attempt undone. Only rows still ``sending`` change."""
+        table = DELIVERIES
+        current = now()
+        changed = 0
+        with self.transaction() as connection:
+            for start in range(0, len(keys), _IN_CHUNK):
+                changed += connection.execute(
+                    update(table)
+                    .where(table.c.key.in_(keys[start : start + _IN_CHUNK]),
+                           table.c.state == DeliveryState.SENDING.value)
+                    .values(state=DeliveryState.PENDING.value, lease_until=None,
+                            attempts=table.c.attempts - 1, updated_at=current)
+                ).rowcount  # fmt: skip
+        return int(changed)
+
     def settle(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
         """Record send outcomes: dicts with key, state, and provider_message_id, error, reason,
         next_attempt_at, sent_at, uncertain. Only rows still ``sending`` change (a cancelled or
