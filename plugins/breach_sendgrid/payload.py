@@ -199,7 +199,8 @@ def _group_bodies(
     group: Sequence[tuple[Message, EmailDocument]], config: MailConfig
 ) -> tuple[list[dict[str, Any]], list[Message]]:
     """Requests for one layout group, and the messages that must go alone."""
-    docs = [doc for _, doc in group]
+    # a notice rendered once is one document for everyone: compare the distinct ones only
+    docs = list({id(doc): doc for _, doc in group}.values())
     first = docs[0]
     fields = ["subject", *(s.key for s in first.sections)]
     varying = [f for f in fields if len({d.field(f) for d in docs}) > 1]
