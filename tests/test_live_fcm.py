@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import firebase_admin
 import pytest
@@ -346,26 +346,45 @@ def test_listing_plugins_loads_no_provider_sdk() -> None:
 # -- overlapping batches -------------------------------------------------------------------------
 
 
-def test_overlapping_batches_all_arrive_through_the_sdk_over_aiohttp(
+class _CountingSlots(asyncio.Semaphore):
+    """A semaphore that remembers the most slots ever held at once."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.size, self.most = value, 0
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        self.most = max(self.most, self.size - self._value)
+        return True
+
+
+class _NarrowFcmPush(FcmPush):
+    in_flight = 7
+
+
+def test_overlapping_batches_share_one_bounded_pool(
     simulator: Simulator, settings: dict[str, str]
 ) -> None:
-    from breach_fcm.transport import AiohttpTransport
-
-    notifier = FcmPush(settings)
+    notifier = _NarrowFcmPush(settings)
     batches = [[_push(f"device-{b}-{i}", f"d-{b}-{i}") for i in range(120)] for b in range(4)]
+    slots = _CountingSlots(_NarrowFcmPush.in_flight)
 
-    async def run() -> tuple[list[Sequence[Receipt]], list[Any]]:
+    async def run() -> list[Sequence[Receipt]]:
         try:
+            pool = notifier.app().pool
+            pool._slots = slots
             got = await asyncio.gather(*(notifier.send(batch, "live") for batch in batches))
-            client = notifier.app().service._async_client
-            return list(got), [t._wrapped_transport for t in client._mounts.values()]
+            # the four batches went out over the app's one session, its slots all given back
+            assert pool._session is not None and slots._value == slots.size
+            return list(got)
         finally:
             await notifier.aclose()
 
-    receipts, transports = asyncio.run(run())
+    receipts = asyncio.run(run())
 
-    # the SDK's retry transports now wrap aiohttp's pool (the SDK's own httpx pool is gone)
-    assert transports and all(isinstance(t, AiohttpTransport) for t in transports)
+    # never more requests in flight than the pool allows, and the pool was used to the full
+    assert slots.most == _NarrowFcmPush.in_flight
     for batch, answered in zip(batches, receipts, strict=True):
         assert [r.delivery_id for r in answered] == [m.delivery_id for m in batch]
         assert {r.outcome for r in answered} == {Outcome.SENT}
