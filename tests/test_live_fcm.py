@@ -373,7 +373,7 @@ def test_overlapping_batches_share_one_bounded_pool(
     async def run() -> list[Sequence[Receipt]]:
         try:
             pool = notifier.app().pool
-            pool._slots = slots
+            pool.slots = slots
             got = await asyncio.gather(*(notifier.send(batch, "live") for batch in batches))
             # the four batches went out over the app's one session, its slots all given back
             assert pool._session is not None and slots._value == slots.size

@@ -188,11 +188,14 @@ class FcmPush(Notifier):
             dry_run = mode == "sandbox"
 
             async def worker() -> None:
-                # a few workers per batch share its messages; the pool bounds what is in flight
-                # over all batches, so a batch costs no task per message
-                for index, message, encoded in todo:
-                    name, error = await app.send(encoded, dry_run=dry_run)
-                    receipts[index] = self._receipt(message, name, error)
+                # Workers share the batch's messages (no task per message), each holding one of
+                # the pool's slots until the batch is done: batches take slots first come, first
+                # served, so the first finishes (and is settled) while later ones still send,
+                # rather than all progressing together and finishing at the end.
+                async with app.pool.slots:
+                    for index, message, encoded in todo:
+                        name, error = await app.send(encoded, dry_run=dry_run)
+                        receipts[index] = self._receipt(message, name, error)
 
             await asyncio.gather(*(worker() for _ in range(min(len(ready), self.in_flight))))
         done = [r for r in receipts if r is not None]

@@ -32,15 +32,15 @@ Answer = tuple[int, tuple[tuple[bytes, bytes], ...], bytes]
 class Pool:
     """POSTs over one aiohttp session, made on first use on the running loop.
 
-    At most ``size`` requests are in flight; the others wait here, before their timeout starts,
-    so a deep queue never turns into timeouts (aiohttp's own total timeout would also count the
-    wait for a free connection).
+    Senders hold one of its ``slots`` while they post, so at most ``size`` requests are in
+    flight and the others wait for a slot before their timeout starts: a deep queue never turns
+    into timeouts (aiohttp's own total timeout also counts the wait for a free connection).
     """
 
     def __init__(self, timeout: float, size: int = POOL) -> None:
         self.timeout = timeout
         self.size = size
-        self._slots = asyncio.Semaphore(size)
+        self.slots = asyncio.Semaphore(size)
         self._session: aiohttp.ClientSession | None = None
 
     def _opened(self) -> aiohttp.ClientSession:
@@ -56,23 +56,23 @@ class Pool:
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
-        """One request and its whole answer; failures below HTTP raise httpx exceptions."""
-        async with self._slots:
-            try:
-                async with self._opened().post(
-                    url, data=body, headers=headers, allow_redirects=False
-                ) as answer:
-                    return answer.status, answer.raw_headers, await answer.read()
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(
-                    f"no answer within {self.timeout:g} s", request=_request(url)
-                ) from exc
-            except aiohttp.ClientConnectorError as exc:  # never reached FCM
-                text = f"{type(exc).__name__}: {exc}"
-                raise httpx.ConnectError(text, request=_request(url)) from exc
-            except (aiohttp.ClientError, OSError) as exc:  # dropped on the way: FCM may have it
-                text = f"{type(exc).__name__}: {exc}"
-                raise httpx.RemoteProtocolError(text, request=_request(url)) from exc
+        """One request and its whole answer (the caller holds a slot); failures below HTTP
+        raise httpx exceptions."""
+        try:
+            async with self._opened().post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as answer:
+                return answer.status, answer.raw_headers, await answer.read()
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(
+                f"no answer within {self.timeout:g} s", request=_request(url)
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:  # never reached FCM
+            text = f"{type(exc).__name__}: {exc}"
+            raise httpx.ConnectError(text, request=_request(url)) from exc
+        except (aiohttp.ClientError, OSError) as exc:  # dropped on the way: FCM may have it
+            text = f"{type(exc).__name__}: {exc}"
+            raise httpx.RemoteProtocolError(text, request=_request(url)) from exc
 
     async def aclose(self) -> None:
         """Close the aiohttp session and its connections."""
