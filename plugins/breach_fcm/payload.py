@@ -8,7 +8,6 @@ encoder gives back exactly this JSON.
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
 from orchestrator.plugin import BreachError, Message
@@ -65,21 +64,20 @@ def to_sdk_message(body: dict[str, Any]) -> Any:
     from firebase_admin import messaging
 
     apns = body["apns"]
-    with warnings.catch_warnings():
-        # firebase-admin 7.7 deprecates Message.token in favour of installation ids (fid); the
-        # registration tokens our audiences hold are still sent as "token" by the v1 API.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return messaging.Message(
-            token=body["token"],
-            notification=messaging.Notification(
-                title=body["notification"]["title"], body=body["notification"]["body"]
-            ),
-            data=dict(body["data"]),
-            android=messaging.AndroidConfig(priority=body["android"]["priority"]),
-            apns=messaging.APNSConfig(
-                headers=dict(apns["headers"]),
-                payload=messaging.APNSPayload(
-                    aps=messaging.Aps(sound=apns["payload"]["aps"]["sound"])
-                ),
-            ),
-        )
+    sdk_message = messaging.Message(
+        notification=messaging.Notification(
+            title=body["notification"]["title"], body=body["notification"]["body"]
+        ),
+        data=dict(body["data"]),
+        android=messaging.AndroidConfig(priority=body["android"]["priority"]),
+        apns=messaging.APNSConfig(
+            headers=dict(apns["headers"]),
+            payload=messaging.APNSPayload(aps=messaging.Aps(sound=apns["payload"]["aps"]["sound"])),
+        ),
+    )
+    # firebase-admin 7.7 deprecates Message.token in favour of installation ids (fid), and its
+    # constructor warns when given one; the registration tokens our audiences hold are still
+    # sent as "token" by the v1 API. Set after construction: no warning, and no per-message
+    # catch_warnings (which resets the process's warning filters every time).
+    sdk_message.token = body["token"]
+    return sdk_message
