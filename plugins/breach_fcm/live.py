@@ -85,12 +85,11 @@ class FcmApp:
         refreshes = 0
         stale: _Auth | None = None
         while True:
-            try:
-                auth = await self._authorized(stale)
-            except Exception as exc:
+            auth = await self._authorized(stale)
+            if auth.error is not None:
                 # what send_each_async raises when its auth flow cannot get a token
-                message_text = f"Unknown error while making remote service calls: {exc}"
-                return None, fx.UnknownError(message=message_text, cause=exc)
+                text = f"Unknown error while making remote service calls: {auth.error}"
+                return None, fx.UnknownError(message=text, cause=auth.error)
             try:
                 answer = await self._post_with_retries(body, auth.headers)
             except httpx.HTTPError as exc:
@@ -136,7 +135,8 @@ class FcmApp:
         return mapped
 
     async def _authorized(self, stale: _Auth | None) -> _Auth:
-        """Headers with a valid access token; a new token when ``stale`` got a 401.
+        """Headers with a valid access token (a new one when ``stale`` got a 401), or the
+        failure to get one.
 
         One refresh at a time: messages that waited for it use its token (or its failure).
         """
@@ -149,8 +149,6 @@ class FcmApp:
                 self._auth = await asyncio.to_thread(self._token, credential, stale is not None)
             current = self._auth
         assert current is not None
-        if current.error is not None:
-            raise current.error
         return current
 
     def _token(self, credential: Any, force: bool) -> _Auth:
