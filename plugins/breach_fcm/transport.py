@@ -9,8 +9,8 @@ the SDK's message model, encoder, credentials, retry policy and error classes (s
 
 Failures below HTTP are raised as the httpx exceptions the SDK's own client would raise, so the
 SDK's error mapping turns them into the same ``FirebaseError`` classes: a timeout
-``ReadTimeout``, a connection that could not be made ``ConnectError``, one lost on the way
-``RemoteProtocolError``.
+``ReadTimeout`` (``ConnectTimeout`` while connecting), a connection that could not be made
+``ConnectError``, one lost on the way ``RemoteProtocolError``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ class Pool:
                 url, data=body, headers=headers, allow_redirects=False
             ) as answer:
                 return answer.status, answer.raw_headers, await answer.read()
+        except aiohttp.ConnectionTimeoutError as exc:  # no connection in time: never sent
+            raise httpx.ConnectTimeout(
+                f"no connection within {self.timeout:g} s", request=_request(url)
+            ) from exc
         except TimeoutError as exc:
             raise httpx.ReadTimeout(
                 f"no answer within {self.timeout:g} s", request=_request(url)
