@@ -45,6 +45,9 @@ SEND_PATH: Final = "/v1/projects/{0}/messages:send"
 #: forced token refreshes per message after a 401, as the SDK's ``GoogleAuthCredentialFlow``
 MAX_REFRESHES: Final = 2
 _names = itertools.count(1)
+#: one encoder for every body (``json.dumps`` with options builds a new one per call); UTF-8
+#: text as it is, the way FCM's own clients send it
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class FcmApp:
         data: dict[str, Any] = {"message": message}
         if dry_run:
             data["validate_only"] = True
-        body = json.dumps(data, separators=(",", ":")).encode()
+        body = _to_json(data).encode()
         refreshes = 0
         stale: _Auth | None = None
         while True:
