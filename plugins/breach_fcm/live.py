@@ -45,8 +45,8 @@ SEND_PATH: Final = "/v1/projects/{0}/messages:send"
 #: forced token refreshes per message after a 401, as the SDK's ``GoogleAuthCredentialFlow``
 MAX_REFRESHES: Final = 2
 _names = itertools.count(1)
-#: one encoder for every body (``json.dumps`` with options builds a new one per call); UTF-8
-#: text as it is, the way FCM's own clients send it
+#: one encoder for every body (``json.dumps`` with options builds a new one per call); the
+#: body is UTF-8 JSON, so text needs no escaping
 _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
