@@ -11,14 +11,14 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import firebase_admin
 import pytest
 from breach_fcm import FcmPush
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from factories import make_incident, make_message, make_notice, make_recipient
+from factories import make_incident, make_message, make_notice, make_recipient, recording_server
 from firebase_admin import messaging
 
 from orchestrator.errors import ConfigurationError
@@ -267,7 +267,7 @@ def test_every_message_gets_exactly_one_receipt_under_random_faults(
 # -- credentials and settings --------------------------------------------------------------------
 
 
-def _service_account(path: Path) -> Path:
+def _service_account(path: Path, token_uri: str = "https://oauth2.googleapis.com/token") -> Path:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -281,7 +281,7 @@ def _service_account(path: Path) -> Path:
         "private_key": pem,
         "client_email": f"breach@{PROJECT}.iam.gserviceaccount.com",
         "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
+        "token_uri": token_uri,
     }
     path.write_text(json.dumps(info))
     return path
@@ -302,6 +302,42 @@ def test_a_service_account_file_opens_an_app_without_calling_google(tmp_path: Pa
         return project
 
     assert asyncio.run(run()) == PROJECT
+
+
+def test_a_service_account_token_is_fetched_once_for_all_messages(tmp_path: Path) -> None:
+    # one server plays Google's token endpoint and FCM: every POST gets both answers' fields
+    reply = {"access_token": "ya29.minted", "expires_in": 3600, "name": "projects/p/messages/1"}
+    with recording_server(reply=reply) as server:
+        account = _service_account(tmp_path / "sa.json", token_uri=server.url + "/token")
+        settings = {
+            "FCM_PROJECT_ID": PROJECT,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(account),
+            "FCM_API_BASE_URL": server.url,
+        }
+        batch = [_push(f"device-{i}", f"d-{i}") for i in range(40)]
+        receipts = _send(FcmPush(settings), batch)
+    assert {r.outcome for r in receipts} == {Outcome.SENT}
+    token_calls = [r for r in server.requests if r.path == "/token"]
+    sends = [r for r in server.requests if r.path != "/token"]
+    assert len(token_calls) == 1  # 40 messages in flight at once waited for one token
+    assert len(sends) == 40
+    tokens = {v for r in sends for k, v in r.headers.items() if k.lower() == "authorization"}
+    assert tokens == {"Bearer ya29.minted"}
+    assert {r.path for r in sends} == {f"/v1/projects/{PROJECT}/messages:send"}
+
+
+def test_an_unreachable_token_service_is_transient_and_nothing_is_sent(
+    simulator: Simulator, settings: dict[str, str], tmp_path: Path
+) -> None:
+    token_uri = f"http://127.0.0.1:{_closed_port()}/token"
+    account = _service_account(tmp_path / "sa.json", token_uri=token_uri)
+    settings = {**settings, "GOOGLE_APPLICATION_CREDENTIALS": str(account)}
+    del settings["FCM_ACCESS_TOKEN"]
+    receipts = _send(FcmPush(settings), [_push(f"device-{i}", f"d-{i}") for i in range(3)])
+    assert {(r.outcome, r.error, r.uncertain) for r in receipts} == {
+        (Outcome.TRANSIENT, "fcm: could not reach Google's token service", False)
+    }
+    assert simulator.requests("fcm") == []
 
 
 @pytest.mark.parametrize("content", [None, "{not json", '{"type": "authorized_user"}'])
@@ -346,26 +382,45 @@ def test_listing_plugins_loads_no_provider_sdk() -> None:
 # -- overlapping batches -------------------------------------------------------------------------
 
 
-def test_overlapping_batches_all_arrive_through_the_sdk_over_aiohttp(
+class _CountingSlots(asyncio.Semaphore):
+    """A semaphore that remembers the most slots ever held at once."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.size, self.most = value, 0
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        self.most = max(self.most, self.size - self._value)
+        return True
+
+
+class _NarrowFcmPush(FcmPush):
+    in_flight = 7
+
+
+def test_overlapping_batches_share_one_bounded_pool(
     simulator: Simulator, settings: dict[str, str]
 ) -> None:
-    from breach_fcm.transport import AiohttpTransport
-
-    notifier = FcmPush(settings)
+    notifier = _NarrowFcmPush(settings)
     batches = [[_push(f"device-{b}-{i}", f"d-{b}-{i}") for i in range(120)] for b in range(4)]
+    slots = _CountingSlots(_NarrowFcmPush.in_flight)
 
-    async def run() -> tuple[list[Sequence[Receipt]], list[Any]]:
+    async def run() -> list[Sequence[Receipt]]:
         try:
+            pool = notifier.app().pool
+            pool.slots = slots
             got = await asyncio.gather(*(notifier.send(batch, "live") for batch in batches))
-            client = notifier.app().service._async_client
-            return list(got), [t._wrapped_transport for t in client._mounts.values()]
+            # the four batches went out over the app's one session, its slots all given back
+            assert pool._session is not None and slots._value == slots.size
+            return list(got)
         finally:
             await notifier.aclose()
 
-    receipts, transports = asyncio.run(run())
+    receipts = asyncio.run(run())
 
-    # the SDK's retry transports now wrap aiohttp's pool (the SDK's own httpx pool is gone)
-    assert transports and all(isinstance(t, AiohttpTransport) for t in transports)
+    # never more requests in flight than the pool allows, and the pool was used to the full
+    assert slots.most == _NarrowFcmPush.in_flight
     for batch, answered in zip(batches, receipts, strict=True):
         assert [r.delivery_id for r in answered] == [m.delivery_id for m in batch]
         assert {r.outcome for r in answered} == {Outcome.SENT}

@@ -1,75 +1,191 @@
-"""firebase_admin on the live path: one app per notifier, its endpoint set in one place.
+"""firebase_admin on the live path: its message model, credentials, retry policy and errors.
 
 Imported only when a notifier really sends: ``breach validate``, ``breach plugins`` and dry runs
 never load the SDK, and nothing here talks to Google before the first message (a service-account
-file is only parsed; its access token is fetched by the first request).
+file is only parsed; its access token is fetched for the first request).
 
-The SDK has no endpoint option: the send URL is the class attribute
-``messaging._MessagingService.FCM_URL``, formatted with the project id when an app's messaging
-service is created. :func:`open_app` is the one place that overrides it: it sets the attribute,
-creates this app's service at once and puts the attribute back, under a lock, so the override
-reaches this app and no other.
+Each message is built as a ``firebase_admin.messaging.Message`` and encoded by the SDK's own
+encoder; :class:`FcmApp` POSTs it to the FCM v1 ``messages:send`` endpoint over one aiohttp pool
+(:mod:`.transport`) instead of the SDK's per-message httpx machinery, and keeps what that
+machinery promises:
+
+* the app's credential, its token fetched once and refreshed when it expires or FCM answers
+  401 (at most twice per message, as the SDK's auth flow does), the refresh off the event loop;
+* the SDK's retry policy (``DEFAULT_HTTPX_RETRY_CONFIG``: 500 and 503 retried 4 times with
+  backoff; 429 not retried);
+* every failure mapped by the SDK's own functions into its exception classes
+  (``UnregisteredError``, ``QuotaExceededError``, ``UnavailableError``...), which
+  :func:`classify` and :func:`uncertain` read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import firebase_admin
 import firebase_admin.exceptions as fx
 import google.auth.exceptions
+import google.auth.transport.requests
 import google.oauth2.credentials
 import httpx
-from firebase_admin import credentials, messaging
+from firebase_admin import _http_client, _utils, credentials, messaging
 
 from orchestrator.plugin import ConfigurationError, Outcome
 from orchestrator.plugin.reasons import mask_reason
 
-from .transport import install
+from .transport import Pool
 
+GOOGLE_FCM: Final = "https://fcm.googleapis.com"
 SEND_PATH: Final = "/v1/projects/{0}/messages:send"
-_override_lock = threading.Lock()
+#: forced token refreshes per message after a 401, as the SDK's ``GoogleAuthCredentialFlow``
+MAX_REFRESHES: Final = 2
 _names = itertools.count(1)
+#: one encoder for every body (``json.dumps`` with options builds a new one per call); the
+#: body is UTF-8 JSON, so text needs no escaping
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@dataclass(frozen=True)
+class _Auth:
+    """Request headers carrying one access token, or why no token could be had."""
+
+    headers: Mapping[str, str]
+    error: Exception | None = None
 
 
 @dataclass
 class FcmApp:
-    """An initialised app, its messaging service, and the event loop its HTTP client is on."""
+    """An initialised firebase app and the pool its messages go out on (bound to one loop)."""
 
     app: Any
-    service: Any
+    url: str
+    pool: Pool
     loop: asyncio.AbstractEventLoop
-    _calls: asyncio.Semaphore | None = None
-
-    def calls(self, limit: int) -> asyncio.Semaphore:
-        """The bound on ``send_each_async`` calls in flight on this app (``limit`` at first use).
-
-        One per app: every batch the notifier sends shares the app's one HTTP pool.
-        """
-        if self._calls is None:
-            self._calls = asyncio.Semaphore(limit)
-        return self._calls
+    _auth: _Auth | None = None
+    _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def usable(self) -> bool:
-        """True while the running loop is the one this app's async client first ran on.
-
-        ``send_each_async`` keeps one httpx client per app, tied to its first event loop.
-        """
+        """True while the running loop is the one this app's pool was made on."""
         return asyncio.get_running_loop() is self.loop and not self.loop.is_closed()
 
-    async def aclose(self) -> None:
-        """Close the async HTTP client on its own loop, then delete the app.
+    async def send(
+        self, message: dict[str, Any], *, dry_run: bool
+    ) -> tuple[str | None, fx.FirebaseError | None]:
+        """Send one message (a ``messaging.Message`` the SDK's encoder made into ``message``):
+        its name once FCM accepted it, or the SDK's exception for why not.
 
-        ``delete_app`` closes that client with ``asyncio.run``, which cannot run inside an event
-        loop; closing it here first makes that a no-op, done in a worker thread.
+        Never raises for what FCM, the network or the token service did.
         """
-        await self.service._async_client.aclose()
-        await asyncio.to_thread(firebase_admin.delete_app, self.app)
+        data: dict[str, Any] = {"message": message}
+        if dry_run:
+            data["validate_only"] = True
+        body = _to_json(data).encode()
+        refreshes = 0
+        stale: _Auth | None = None
+        while True:
+            auth = await self._authorized(stale)
+            if auth.error is not None:
+                # what send_each_async raises when its auth flow cannot get a token
+                text = f"Unknown error while making remote service calls: {auth.error}"
+                return None, fx.UnknownError(message=text, cause=auth.error)
+            try:
+                answer = await self._post_with_retries(body, auth.headers)
+            except httpx.HTTPError as exc:
+                return None, self._error(exc)
+            if not isinstance(answer, httpx.Response):
+                return answer, None
+            if answer.status_code != 401 or refreshes == MAX_REFRESHES:
+                text = f"FCM answered HTTP {answer.status_code}"
+                error = httpx.HTTPStatusError(text, request=answer.request, response=answer)
+                return None, self._error(error)
+            refreshes += 1
+            stale = auth
+
+    async def _post_with_retries(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> str | httpx.Response | None:
+        """The message name (None if FCM's 2xx answer did not say), or the last error answer
+        once the SDK's retry policy gave up."""
+        retry = None
+        while True:
+            status, raw, content = await self.pool.post(self.url, body, headers)
+            if 200 <= status < 300:
+                return _name(content)
+            # only failures pay for httpx objects: the SDK's retry policy and errors read them
+            request = httpx.Request("POST", self.url)
+            response = httpx.Response(status, headers=list(raw), content=content, request=request)
+            if retry is None:
+                retry = _http_client.DEFAULT_HTTPX_RETRY_CONFIG.copy()
+            if not retry.is_retryable_response(response):
+                return response
+            retry.increment(request, response)
+            if retry.is_exhausted():
+                return response
+            await retry.sleep(response)
+
+    @staticmethod
+    def _error(error: httpx.HTTPError) -> fx.FirebaseError:
+        # the SDK's own mapping (send_each_async's): FCM error codes, then HTTP status, then
+        # the transport failure
+        mapped: fx.FirebaseError = _utils.handle_platform_error_from_httpx(
+            error, messaging._MessagingService._build_fcm_error_httpx
+        )
+        return mapped
+
+    async def _authorized(self, stale: _Auth | None) -> _Auth:
+        """Headers with a valid access token (a new one when ``stale`` got a 401), or the
+        failure to get one.
+
+        One refresh at a time: messages that waited for it use its token (or its failure).
+        """
+        seen = self._auth
+        credential = self.app.credential.get_credential()
+        if seen is not None and seen is not stale and seen.error is None and credential.valid:
+            return seen
+        async with self._refreshing:
+            if self._auth is seen:
+                self._auth = await asyncio.to_thread(self._token, credential, stale is not None)
+            current = self._auth
+        assert current is not None
+        return current
+
+    def _token(self, credential: Any, force: bool) -> _Auth:
+        """Fetch a token (in a worker thread: google-auth's refresh is a blocking request)."""
+        headers = {
+            "Content-Type": "application/json",
+            "X-GOOG-API-FORMAT-VERSION": "2",
+            "X-FIREBASE-CLIENT": f"fire-admin-python/{firebase_admin.__version__}",
+            "x-goog-api-client": _utils.get_metrics_header(),
+        }
+        request = google.auth.transport.requests.Request()
+        try:
+            if force:
+                credential.refresh(request)
+            # refreshes an expired token, then puts it (and the metrics) into the headers
+            credential.before_request(request, "POST", self.url, headers)
+        except Exception as exc:
+            return _Auth({}, exc)
+        return _Auth(headers)
+
+    async def aclose(self) -> None:
+        """Close the pool, then delete the app."""
+        await self.pool.aclose()
+        firebase_admin.delete_app(self.app)
+
+
+def _name(content: bytes) -> str | None:
+    """The message name in FCM's answer; as the SDK, an answer without one is still a send."""
+    try:
+        answer = json.loads(content)
+    except ValueError:
+        return None
+    name = answer.get("name") if isinstance(answer, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _credential(settings: Mapping[str, str]) -> Any:
@@ -93,8 +209,8 @@ def _credential(settings: Mapping[str, str]) -> Any:
         ) from None
 
 
-def open_app(settings: Mapping[str, str], timeout: float) -> FcmApp:
-    """A new app for these settings, with its messaging service created now."""
+def open_app(settings: Mapping[str, str], timeout: float, in_flight: int) -> FcmApp:
+    """A new app for these settings, its send URL (``FCM_API_BASE_URL`` or Google's) and pool."""
     project = settings.get("FCM_PROJECT_ID")
     if not project:
         raise ConfigurationError("fcm-push: set FCM_PROJECT_ID to send")
@@ -102,20 +218,9 @@ def open_app(settings: Mapping[str, str], timeout: float) -> FcmApp:
     app = firebase_admin.initialize_app(
         _credential(settings), options, name=f"breach-fcm-{next(_names)}"
     )
-    base = settings.get("FCM_API_BASE_URL")
-    with _override_lock:
-        original = messaging._MessagingService.FCM_URL
-        if base:
-            messaging._MessagingService.FCM_URL = base.rstrip("/") + SEND_PATH
-        try:
-            service = messaging._get_messaging_service(app)
-        except BaseException:
-            firebase_admin.delete_app(app)  # no service yet: nothing async to close
-            raise
-        finally:
-            messaging._MessagingService.FCM_URL = original
-    install(service, timeout)
-    return FcmApp(app, service, asyncio.get_running_loop())
+    base = (settings.get("FCM_API_BASE_URL") or GOOGLE_FCM).rstrip("/")
+    url = base + SEND_PATH.format(app.project_id)
+    return FcmApp(app, url, Pool(timeout, in_flight), asyncio.get_running_loop())
 
 
 def _retry_after(exc: Any) -> float | None:

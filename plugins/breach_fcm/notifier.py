@@ -1,9 +1,10 @@
 """The Firebase Cloud Messaging push notifier.
 
 ``send`` turns each message's v1 JSON (the same one a dry run shows) into a
-``firebase_admin.messaging.Message`` and sends them with ``send_each_async`` in small calls, a
-bounded number at a time over the app's one connection pool (aiohttp's, see
-:mod:`.transport`), then classifies each message's own result (see :func:`.live.classify`).
+``firebase_admin.messaging.Message``, has the SDK encode it, and sends each as its own
+``messages:send`` request (as ``send_each_async`` does) over the app's one aiohttp pool, a
+bounded number in flight (see :mod:`.live`), then classifies each message's own result (see
+:func:`.live.classify`).
 """
 
 from __future__ import annotations
@@ -45,15 +46,9 @@ class FcmPush(Notifier):
     name: ClassVar[str] = "fcm-push"
     channel: ClassVar[str] = "push"
     contact: ClassVar[Contact | None] = "push_token"
-    max_batch: ClassVar[int] = 500  # send_each takes at most 500 messages
-    #: messages per ``send_each_async`` call, and calls in flight over all of this notifier's
-    #: batches. The SDK fires a call's messages all at once over one httpx pool (100
-    #: connections, 20 kept alive); requests queued beyond that make httpcore re-scan every
-    #: waiter against every connection on each answer (encode/httpcore#1035) and starve the
-    #: event loop. Small calls, a bounded number at a time, keep the queue empty while many
-    #: batches overlap.
-    sub_batch: ClassVar[int] = 25
-    calls_in_flight: ClassVar[int] = 4
+    max_batch: ClassVar[int] = 500  # as send_each: FCM v1 has no batch call, one request each
+    #: requests in flight over all of this notifier's batches (its pool's connections)
+    in_flight: ClassVar[int] = 100
     # The project quota is 600,000 messages a minute (10,000/s) and the app's own pushes share
     # it: 80% of it leaves them room.
     default_rate: ClassVar[float] = 600_000 / 60 * 0.8
@@ -163,23 +158,23 @@ class FcmPush(Notifier):
         if self._app is None or not self._app.usable():
             # An app whose HTTP client ran on an earlier event loop cannot be used (nor closed)
             # from this one: a new app takes over.
-            self._app = open_app(self.settings, self.timeout())
+            self._app = open_app(self.settings, self.timeout(), self.in_flight)
         return self._app
 
     async def send(self, batch: Sequence[Message], mode: Mode) -> Sequence[Receipt]:
-        """Send in calls of ``sub_batch``; one receipt per message, in the batch's order.
+        """Send each message as its own request; one receipt per message, in the batch's order.
 
-        Sandbox mode sends with ``dry_run=True``: FCM validates message and token and delivers
+        Sandbox mode sends with ``validate_only``: FCM validates message and token and delivers
         nothing. Provider answers never raise; missing or unusable credentials raise
         :class:`ConfigurationError` before anything is sent.
         """
-        receipts: dict[int, Receipt] = {}
+        receipts: list[Receipt | None] = [None] * len(batch)
         ready: list[tuple[int, Message, Any]] = []
         app = None if mode == "dry-run" else self.app()
         for index, message in enumerate(batch):
             try:
                 body = message_json(message)
-                sdk_message = None if app is None else _checked(to_sdk_message(body))
+                encoded = None if app is None else _encoded(to_sdk_message(body))
             except (BreachError, ValueError) as exc:
                 error = mask_reason(str(exc))
                 receipts[index] = Receipt(message.delivery_id, Outcome.PERMANENT, error=error)
@@ -187,63 +182,50 @@ class FcmPush(Notifier):
             if app is None:  # dry-run: built and checked, nothing leaves the machine
                 receipts[index] = Receipt(message.delivery_id, Outcome.SENT)
             else:
-                ready.append((index, message, sdk_message))
-        if app is not None:
-            size = min(self.sub_batch, self.max_batch)
-            chunks = [ready[start : start + size] for start in range(0, len(ready), size)]
-            sent = await asyncio.gather(
-                *(self._send_chunk(app, chunk, dry_run=mode == "sandbox") for chunk in chunks)
-            )
-            for answered in sent:
-                receipts.update(answered)
-        return [receipts[i] for i in range(len(batch))]
+                ready.append((index, message, encoded))
+        if app is not None and ready:
+            todo = iter(ready)
+            dry_run = mode == "sandbox"
 
-    async def _send_chunk(
-        self, app: FcmApp, chunk: list[tuple[int, Message, Any]], *, dry_run: bool
-    ) -> dict[int, Receipt]:
-        import firebase_admin.exceptions
-        from firebase_admin import messaging
+            async def worker() -> None:
+                # Workers share the batch's messages (no task per message), each holding one of
+                # the pool's slots until the batch is done: batches take slots first come, first
+                # served, so the first finishes (and is settled) while later ones still send,
+                # rather than all progressing together and finishing at the end.
+                async with app.pool.slots:
+                    for index, message, encoded in todo:
+                        name, error = await app.send(encoded, dry_run=dry_run)
+                        receipts[index] = self._receipt(message, name, error)
 
+            await asyncio.gather(*(worker() for _ in range(min(len(ready), self.in_flight))))
+        done = [r for r in receipts if r is not None]
+        assert len(done) == len(batch), "every message gets its receipt"
+        return done
+
+    def _receipt(self, message: Message, name: str | None, error: Exception | None) -> Receipt:
+        if error is None:
+            return Receipt(message.delivery_id, Outcome.SENT, name)
         from .live import classify, uncertain
 
-        try:
-            async with app.calls(self.calls_in_flight):
-                result = await messaging.send_each_async(
-                    [m for _, _, m in chunk], dry_run=dry_run, app=app.app
-                )
-        except firebase_admin.exceptions.FirebaseError as exc:
-            # the SDK wraps what broke the whole chunk (credentials that cannot be refreshed...)
-            outcome, reason, delay = classify(exc, self.timeout())
-            maybe = uncertain(exc)
-            return {i: Receipt(m.delivery_id, outcome, None, reason, delay, uncertain=maybe)
-                    for i, m, _ in chunk}  # fmt: skip
-        out = {}
-        for (index, message, _), response in zip(chunk, result.responses, strict=True):
-            if response.success:
-                out[index] = Receipt(message.delivery_id, Outcome.SENT, response.message_id)
-            else:
-                # one request per message: a lost answer makes that message a possible duplicate
-                error = response.exception
-                outcome, reason, delay = classify(error, self.timeout())
-                out[index] = Receipt(message.delivery_id, outcome, None, reason, delay,
-                                     uncertain=uncertain(error))  # fmt: skip
-        return out
+        outcome, reason, delay = classify(error, self.timeout())
+        # one request per message: a lost answer makes that message a possible duplicate
+        return Receipt(message.delivery_id, outcome, None, reason, delay,
+                       uncertain=uncertain(error))  # fmt: skip
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP client and delete the app (when made on the running loop)."""
+        """Close the app's pool and delete the app (when made on the running loop)."""
         app, self._app = self._app, None
         if app is not None and app.usable():
             await app.aclose()
 
 
-def _checked(sdk_message: Any) -> Any:
-    """``sdk_message`` once the SDK's encoder accepts it.
+def _encoded(sdk_message: Any) -> dict[str, Any]:
+    """The v1 ``message`` object of ``sdk_message``, by the SDK's own encoder.
 
-    ``send_each_async`` encodes every message before sending any and raises on the first it
-    refuses, which would fail the whole chunk for one bad message; encoding each here first
-    keeps the failure to that message.
+    Encoding every message before sending any gives a message the encoder refuses its own
+    permanent receipt (a ``ValueError``) before anything leaves.
     """
     from firebase_admin import messaging
 
-    messaging._MessagingService.encode_message(sdk_message)
-    return sdk_message
+    encoded: dict[str, Any] = messaging._MessagingService.encode_message(sdk_message)
+    return encoded

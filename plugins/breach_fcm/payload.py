@@ -7,8 +7,8 @@ encoder gives back exactly this JSON.
 
 from __future__ import annotations
 
+import functools
 import json
-import warnings
 from typing import Any
 
 from orchestrator.plugin import BreachError, Message
@@ -46,15 +46,23 @@ def message_json(message: Message) -> dict[str, Any]:
             "payload": {"aps": {"sound": "default"}},
         },
     }
-    size = len(json.dumps(body["notification"], ensure_ascii=False).encode()) + len(
-        json.dumps(body["data"], ensure_ascii=False).encode()
-    )
+    size = _json_size_of_notification(notice.subject, notice.push) + _json_size(body["data"])
     if size > MAX_MESSAGE_BYTES:
         raise PushTooLarge(
             f"the push notification for locale {notice.locale!r} is {size} bytes; FCM accepts "
             f"{MAX_MESSAGE_BYTES}: shorten the notice's `subject` or `push` text"
         )
     return body
+
+
+@functools.lru_cache(maxsize=256)
+def _json_size_of_notification(title: str, body: str) -> int:
+    # the same for every message of a notice: measured once, not once per message
+    return _json_size({"title": title, "body": body})
+
+
+def _json_size(value: dict[str, Any]) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def to_sdk_message(body: dict[str, Any]) -> Any:
@@ -65,21 +73,20 @@ def to_sdk_message(body: dict[str, Any]) -> Any:
     from firebase_admin import messaging
 
     apns = body["apns"]
-    with warnings.catch_warnings():
-        # firebase-admin 7.7 deprecates Message.token in favour of installation ids (fid); the
-        # registration tokens our audiences hold are still sent as "token" by the v1 API.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return messaging.Message(
-            token=body["token"],
-            notification=messaging.Notification(
-                title=body["notification"]["title"], body=body["notification"]["body"]
-            ),
-            data=dict(body["data"]),
-            android=messaging.AndroidConfig(priority=body["android"]["priority"]),
-            apns=messaging.APNSConfig(
-                headers=dict(apns["headers"]),
-                payload=messaging.APNSPayload(
-                    aps=messaging.Aps(sound=apns["payload"]["aps"]["sound"])
-                ),
-            ),
-        )
+    sdk_message = messaging.Message(
+        notification=messaging.Notification(
+            title=body["notification"]["title"], body=body["notification"]["body"]
+        ),
+        data=dict(body["data"]),
+        android=messaging.AndroidConfig(priority=body["android"]["priority"]),
+        apns=messaging.APNSConfig(
+            headers=dict(apns["headers"]),
+            payload=messaging.APNSPayload(aps=messaging.Aps(sound=apns["payload"]["aps"]["sound"])),
+        ),
+    )
+    # firebase-admin 7.7 deprecates Message.token in favour of installation ids (fid), and its
+    # constructor warns when given one; the registration tokens our audiences hold are still
+    # sent as "token" by the v1 API. Set after construction: no warning, and no per-message
+    # catch_warnings (which resets the process's warning filters every time).
+    sdk_message.token = body["token"]
+    return sdk_message

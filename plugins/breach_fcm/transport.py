@@ -1,71 +1,82 @@
-"""An httpx transport over aiohttp's connection pool, for firebase-admin's async client.
+"""One aiohttp connection pool to FCM, a bounded number of requests in flight on it.
 
-``send_each_async`` sends through httpx, whose connection pool (httpcore) checks every pooled
-connection, with a system call each, for every request it assigns, and re-scans every queued
-request against every connection on each answer (encode/httpcore#1035): at a few hundred
-requests in flight it spends milliseconds of CPU per message, and the event loop with it.
-aiohttp's pool hands a free connection over in constant time.
+firebase-admin's ``send_each_async`` sends each message through an httpx client: per message it
+builds an httpx request, runs the credential's auth flow, deep-copies its retry state, and (with
+httpcore's pool, encode/httpcore#1035) re-scans every queued request on each answer. At
+thousands of messages that costs far more CPU than the HTTP exchange itself. The notifier keeps
+the SDK's message model, encoder, credentials, retry policy and error classes (see
+:mod:`.live`) and only hands the bytes to this pool.
 
-Only the bottom layer changes. firebase-admin still builds every request from its
-``messaging.Message`` model, authenticates it (its credential flow is an httpx ``Auth``),
-retries 500 and 503 (its retry transport wraps this one), and turns every answer into its own
-exception classes from the ``httpx.Response`` this transport returns. Failures below HTTP
-become the httpx exceptions httpx itself would raise: a timeout ``ReadTimeout``, a connection
-that could not be made ``ConnectError``, one lost on the way ``RemoteProtocolError``.
+Failures below HTTP are raised as the httpx exceptions the SDK's own client would raise, so the
+SDK's error mapping turns them into the same ``FirebaseError`` classes: a timeout
+``ReadTimeout`` (``ConnectTimeout`` while connecting), a connection that could not be made
+``ConnectError``, one lost on the way ``RemoteProtocolError``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Mapping
+from typing import Final
 
 import aiohttp
 import httpx
 
 #: connections to FCM, as many as httpx's own pool allows by default
-POOL = 100
+POOL: Final = 100
+
+#: An answer: status, headers as they came, body.
+Answer = tuple[int, tuple[tuple[bytes, bytes], ...], bytes]
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Sends httpx requests through one aiohttp session, made on first use (on the running
-    loop, which the SDK's async client is bound to anyway)."""
+class Pool:
+    """POSTs over one aiohttp session, made on first use on the running loop.
 
-    def __init__(self, timeout: float, pool: int = POOL) -> None:
+    Senders hold one of its ``slots`` while they post, so at most ``size`` requests are in
+    flight and the others wait for a slot before their timeout starts: a deep queue never turns
+    into timeouts (aiohttp's own total timeout also counts the wait for a free connection).
+    """
+
+    def __init__(self, timeout: float, size: int = POOL) -> None:
         self.timeout = timeout
-        self.pool = pool
+        self.size = size
+        self.slots = asyncio.Semaphore(size)
         self._session: aiohttp.ClientSession | None = None
 
     def _opened(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.pool),
+                connector=aiohttp.TCPConnector(limit=self.size),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                # httpx decodes the body by its Content-Encoding: hand it over as it came
+                # no Accept-Encoding: FCM answers uncompressed, and error bodies reach the SDK's
+                # parser (through an httpx.Response) exactly as they came
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
             )
         return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """One request and its whole answer."""
-        body = await request.aread()
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "host"]
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """One request and its whole answer (the caller holds a slot); failures below HTTP
+        raise httpx exceptions."""
         try:
-            async with self._opened().request(
-                request.method, str(request.url), data=body or None, headers=headers,
-                allow_redirects=False,
-            ) as answer:  # fmt: skip
-                content = await answer.read()
-                status, raw = answer.status, answer.raw_headers
+            async with self._opened().post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as answer:
+                return answer.status, answer.raw_headers, await answer.read()
+        except aiohttp.ConnectionTimeoutError as exc:  # no connection in time: never sent
+            raise httpx.ConnectTimeout(
+                f"no connection within {self.timeout:g} s", request=_request(url)
+            ) from exc
         except TimeoutError as exc:
             raise httpx.ReadTimeout(
-                f"no answer within {self.timeout:g} s", request=request
+                f"no answer within {self.timeout:g} s", request=_request(url)
             ) from exc
         except aiohttp.ClientConnectorError as exc:  # never reached FCM
-            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from exc
+            text = f"{type(exc).__name__}: {exc}"
+            raise httpx.ConnectError(text, request=_request(url)) from exc
         except (aiohttp.ClientError, OSError) as exc:  # dropped on the way: FCM may have it
             text = f"{type(exc).__name__}: {exc}"
-            raise httpx.RemoteProtocolError(text, request=request) from exc
-        return httpx.Response(status, headers=list(raw), content=content, request=request)
+            raise httpx.RemoteProtocolError(text, request=_request(url)) from exc
 
     async def aclose(self) -> None:
         """Close the aiohttp session and its connections."""
@@ -74,18 +85,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
-def install(service: Any, timeout: float) -> list[AiohttpTransport]:
-    """Put :class:`AiohttpTransport` under the retry transports of ``service``'s async client.
-
-    ``service`` is a ``messaging._MessagingService``. The SDK offers no option for this: the
-    retry transports keep the transport they wrap in ``_wrapped_transport``. Should a later
-    SDK move it, nothing is replaced and the SDK's own httpx pool sends, only slower.
-    """
-    installed = []
-    client = getattr(service, "_async_client", None)
-    for retrying in (getattr(client, "_mounts", None) or {}).values():
-        if hasattr(retrying, "_wrapped_transport"):
-            transport = AiohttpTransport(timeout)
-            retrying._wrapped_transport = transport
-            installed.append(transport)
-    return installed
+def _request(url: str) -> httpx.Request:
+    # made only when something failed: the SDK's error classes keep the request they were for
+    return httpx.Request("POST", url)
