@@ -24,7 +24,7 @@ from sqlalchemy import select
 from orchestrator.errors import LeaseLost
 from orchestrator.ledger import DUPLICATE_REASON, Delivery, Ledger
 from orchestrator.session import Breach
-from orchestrator.sharedpacing import SharedPacer
+from orchestrator.sharedpacing import MAX_SLOTS_PER_RESERVATION, SharedPacer
 from orchestrator.workers import Presence
 
 
@@ -204,6 +204,34 @@ def test_shared_pacers_never_exceed_the_rate_in_any_window(late: float) -> None:
     assert len(starts) == 180
     if late:
         assert sum(p.forfeited for p in pacers) > 0  # late slots were given up, not used
+
+
+def test_a_shared_pacer_keeps_up_with_a_rate_of_millions() -> None:
+    """Slots a tenth of a microsecond apart: each reservation holds a bounded run, and a late
+    batch gives up every slot already past in one go."""
+    shared = SharedClock()
+    pacer = SharedPacer(10_000_000.0, 1, shared.reserve, clock=shared.clock, sleep=shared.sleep)
+    reservations = 0
+    reserve = shared.reserve
+
+    async def counted(seconds: float) -> tuple[float, float]:
+        nonlocal reservations
+        reservations += 1
+        return await reserve(seconds)
+
+    pacer._reserve = counted
+
+    async def main() -> int:
+        started = 0
+        for _ in range(500):
+            await pacer.acquire(1)
+            started += 1
+            shared.now += 0.001  # each start takes a millisecond: ten thousand slots pass
+        return started
+
+    assert asyncio.run(main()) == 500
+    assert reservations <= 2 * 500 and pacer.forfeited > 0
+    assert len(pacer._slots) <= MAX_SLOTS_PER_RESERVATION
 
 
 def test_a_shared_pacer_refuses_batches_larger_than_a_slot() -> None:
