@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -62,6 +63,8 @@ __all__ = [
     "default_url",
     "ledger_exists",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///breach.db"
 
@@ -198,7 +201,10 @@ class Ledger(LeaseQueries):
             said.clear()
             for listener in list(self.listeners):
                 for item in what:
-                    listener(item)
+                    try:
+                        listener(item)
+                    except Exception as exc:  # the write stands: a wake-up is only a hint
+                        log.warning("a ledger listener failed", extra={"error": repr(exc)})
 
     def _unsaid(self) -> set[str]:
         """The announcements of this thread's open transaction (see ``_announce``)."""
