@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -101,6 +101,7 @@ CLAIMED = tuple(DELIVERIES.c[name] for name in (
 ))  # fmt: skip
 #: INSERT with ON CONFLICT, per dialect
 _DIALECT_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+_T = TypeVar("_T")
 #: values per IN (...) list: far below SQLite's limit on bound parameters
 _IN_CHUNK = 900
 
@@ -388,11 +389,11 @@ class Ledger(LeaseQueries):
         table = DELIVERIES
         found: dict[str, str] = {}
         with self.transaction() as connection:
-            for start in range(0, len(keys), _IN_CHUNK):
+            for chunk in _in_chunks(keys):
                 rows = connection.execute(
                     select(table.c.address_key, table.c.recipient_id).where(
                         table.c.incident_id == incident_id, table.c.step_id == step_id,
-                        table.c.address_key.in_(keys[start : start + _IN_CHUNK]))
+                        table.c.address_key.in_(chunk))
                 )  # fmt: skip
                 found.update((str(k), str(r)) for k, r in rows)
         return found
@@ -519,10 +520,10 @@ class Ledger(LeaseQueries):
         current = now()
         changed = 0
         with self.transaction() as connection:
-            for start in range(0, len(keys), _IN_CHUNK):
+            for chunk in _in_chunks(keys):
                 changed += connection.execute(
                     update(table)
-                    .where(table.c.key.in_(keys[start : start + _IN_CHUNK]),
+                    .where(table.c.key.in_(chunk),
                            table.c.state == DeliveryState.SENDING.value)
                     .values(state=DeliveryState.PENDING.value, lease_until=None,
                             attempts=table.c.attempts - 1, updated_at=current)
@@ -560,8 +561,7 @@ class Ledger(LeaseQueries):
             # Rows with a parked receipt are rare: find them with one indexed read, so the
             # common statement stays as plain as the hot path needs.
             parked: set[str] = set()
-            for start in range(0, len(batch_keys), _IN_CHUNK):
-                chunk = batch_keys[start : start + _IN_CHUNK]
+            for chunk in _in_chunks(batch_keys):
                 parked.update(connection.scalars(statements.parked, {"keys": chunk}))
             changed = 0
             alike: dict[tuple[Any, ...], list[str]] = {}
@@ -576,8 +576,8 @@ class Ledger(LeaseQueries):
                 if len(keys) == 1:
                     single.append({**params, "k": keys[0]})
                     continue
-                for start in range(0, len(keys), _IN_CHUNK):
-                    chosen = {**params, "keys": keys[start : start + _IN_CHUNK]}
+                for chunk in _in_chunks(keys):
+                    chosen = {**params, "keys": chunk}
                     changed += connection.execute(statements.alike, chosen).rowcount
             if single:
                 changed += connection.execute(statements.one, single).rowcount
@@ -586,8 +586,7 @@ class Ledger(LeaseQueries):
             # Evidence: one chained audit row per incident of the batch, beside the change.
             if changed:
                 found: list[settlements.Settled] = []
-                for start in range(0, len(batch_keys), _IN_CHUNK):
-                    chunk = batch_keys[start : start + _IN_CHUNK]
+                for chunk in _in_chunks(batch_keys):
                     found += [settlements.Settled(*row) for row in connection.execute(
                         statements.settled, {"keys": chunk, "now": current})]  # fmt: skip
                 self._evidence(connection, found, "settle", current)
@@ -1033,14 +1032,14 @@ class Ledger(LeaseQueries):
 
             def read(ids: Sequence[int]) -> dict[int, tuple[str, str, str | None]]:
                 table, out = DELIVERIES, {}
-                for start in range(0, len(ids), _IN_CHUNK):  # bound the statement's parameters
+                for chunk in _in_chunks(ids):
                     out.update({
                         int(i): (str(k), str(s), p)
                         for i, k, s, p in connection.execute(
                             select(table.c.id, table.c.key, table.c.state,
                                    table.c.provider_message_id)
                             .where(table.c.incident_id == incident_id,
-                                   table.c.id.in_(ids[start : start + _IN_CHUNK])))
+                                   table.c.id.in_(chunk)))
                     })  # fmt: skip
                 return out
 
@@ -1076,6 +1075,12 @@ class Ledger(LeaseQueries):
                 return
             yield batch
             after = batch[-1].id
+
+
+def _in_chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    """``items`` in runs of at most ``_IN_CHUNK``: what one ``IN (...)`` list may hold."""
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
 
 
 def _has_fallback(rows: Any, incident_id: str, step_id: str) -> Any:

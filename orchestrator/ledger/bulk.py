@@ -47,12 +47,11 @@ def sqlite_datetime(value: datetime | None) -> str | None:
 
 def _last_datetime() -> Callable[[datetime | None], str | None]:
     """:func:`sqlite_datetime` that remembers its last value, converted once when it comes
-    again."""
+    again (``insert_many`` answers None without asking it, so a row's empty stamps between its
+    set ones do not make it forget)."""
     last: list[Any] = [None, None]
 
     def convert(value: datetime | None) -> str | None:
-        if value is None:  # not remembered: a row's empty stamps sit between its set ones
-            return None
         if value is not last[0]:
             last[0], last[1] = value, sqlite_datetime(value)
         return last[1]  # type: ignore[no-any-return]
