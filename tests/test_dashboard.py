@@ -70,8 +70,9 @@ def served(simulator: Simulator, tmp_path: Path) -> Iterator[Served]:
     with Breach(db, host=host) as breach:
         incident = breach.trigger(playbook, audience=str(phone_audience(tmp_path / "p.csv", 400)),
                                   mode="live").incident_id  # fmt: skip
-    # paced, so the campaign lasts long enough to be watched
-    settings = DispatchSettings(rates={"standin-sms": 40.0})
+    # paced, so the campaign lasts long enough to be watched: 40 s, even on a loaded machine
+    # where the browser takes many seconds to log in
+    settings = DispatchSettings(rates={"standin-sms": 10.0})
     config = load_config(tmp_path / "breach.toml", host=host)
     engine = lambda b: Engine(b, settings=settings, rescan_seconds=0.2)  # noqa: E731
     with LiveServer(config, db=db, host=host, engine=engine) as server:
@@ -122,7 +123,8 @@ def test_commander_watches_and_approves_and_a_viewer_cannot(
                 return int(sent.text_content() or 0) if sent.count() else 0
 
             first = until(shown, "a first delivery shown")
-            until(lambda: shown() > first, "the sent count rising on the page")
+            assert first < 400, "the campaign ended before the page could be watched"
+            until(lambda: shown() > first, f"the sent count rising on the page from {first}")
             dpo.screenshot(path=str(shots / "dpo-campaign-running.png"), full_page=True)
             dpo.click("#step-gated button.approve")
             dpo.wait_for_url(f"{server.url}/incidents/{incident}")
