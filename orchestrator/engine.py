@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .campaign import Campaign
+from .collector import tune_collector
 from .dispatch import Dispatcher, DispatchSettings
 from .errors import BreachError, LeaseLost
 from .ledger import FALLBACK_SUFFIX, Step, StepState, now
@@ -101,6 +102,7 @@ class Engine:
         self._sweeping = threading.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         self._listener: Callable[[str], object] = lambda _what: None
+        self._release_collector: Callable[[], None] = lambda: None
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- campaigns ----------------------------------------------------------------------------
@@ -125,6 +127,8 @@ class Engine:
     async def start(self) -> None:
         """Start the clock and the dispatcher in the running event loop."""
         self._stop.clear()
+        self._release_collector()  # started twice: one tuning, as for one start
+        self._release_collector = tune_collector()
         loop = asyncio.get_running_loop()
         # work committed by this process (a fan-out's batch, an approval) wakes its idle loops
         # at once; other workers hear of it by NOTIFY, or at their next poll
@@ -151,6 +155,7 @@ class Engine:
         await self.presence.stop()
         if self._listener in self.ledger.listeners:
             self.ledger.listeners.remove(self._listener)
+        self._release_collector()
 
     async def run(self, *, until_idle: bool = False) -> EngineReport:
         """Run until stopped, or (``until_idle``) until nothing is left to do without waiting

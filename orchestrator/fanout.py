@@ -18,6 +18,7 @@ from jinja2 import TemplateError
 
 from . import conditions, sharing
 from .audience import AudienceSource, Recipient
+from .collector import tune_collector
 from .ledger import DUPLICATE_REASON, DeliveryState, Ledger
 from .message import IncidentContext, Message, RenderedNotice
 from .notice import NoticeRenderer, template_context
@@ -165,13 +166,17 @@ class FanOut:
         batch: list[Planned] = []
         last_row = resume_after
         self._stamp = datetime.now(UTC)
-        for item in planned:
-            batch.append(item)
-            if len(batch) >= BATCH:
-                last_row = self._record(step, batch, tally, last_row, final=False)
-                batch = []
-                self._stamp = datetime.now(UTC)
-        self._record(step, batch, tally, last_row, final=True)
+        release = tune_collector()
+        try:
+            for item in planned:
+                batch.append(item)
+                if len(batch) >= BATCH:
+                    last_row = self._record(step, batch, tally, last_row, final=False)
+                    batch = []
+                    self._stamp = datetime.now(UTC)
+            self._record(step, batch, tally, last_row, final=True)
+        finally:
+            release()
         return tally
 
     def _record(
