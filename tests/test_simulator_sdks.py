@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 from collections.abc import Iterator
@@ -239,6 +240,10 @@ def fcm_app(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[f
         firebase_admin.delete_app(app)
 
 
+@pytest.mark.skipif(
+    "fid" not in inspect.signature(messaging.Message).parameters,
+    reason="installation ids (fid) came with firebase-admin 7.7",
+)
 def test_fcm_sdk_send_each(simulator: Simulator, fcm_app: firebase_admin.App) -> None:
     with pytest.warns(DeprecationWarning, match="fid"):
         by_token = messaging.Message(

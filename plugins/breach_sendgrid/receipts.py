@@ -70,14 +70,16 @@ def _check_signature(request: ReceiptRequest, public_key: str) -> None:
         raise ReceiptRejected(f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
     try:
         verifier = EventWebhook(public_key)
-    except ValueError:
+    # Across sendgrid 6.x the helper has parsed keys with starkbank-ecdsa, ecdsa and cryptography,
+    # each failing in its own way (a bare Exception, DER errors, ValueError): the key is unusable.
+    except Exception:
         raise ConfigurationError(
             "SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid base64 EC public key"
         ) from None
     try:
         payload = request.body.decode("utf-8")
         valid = verifier.verify_signature(payload, signature, timestamp)
-    except (UnicodeDecodeError, binascii.Error, ValueError):
+    except Exception:  # a signature that does not parse, raised as its library's own type
         valid = False
     if not valid:
         raise ReceiptRejected("the Event Webhook signature does not match this request")
