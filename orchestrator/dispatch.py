@@ -117,7 +117,7 @@ class Dispatcher:
         """Start workers as notifiers get work; return when ``stop`` is set and sends settled."""
         try:
             while not stop.is_set():
-                pending = await asyncio.to_thread(self.ledger.pending_counts)
+                pending = await self.ledger.in_thread(self.ledger.pending_counts)
                 for name in pending:
                     if name not in self.workers and name in self.host.notifier_classes:
                         self.workers[name] = asyncio.create_task(self._worker(name, stop))
@@ -194,7 +194,7 @@ class Dispatcher:
 
     def _claim(self, name: str, size: int, lease: float) -> asyncio.Future[list[dict[str, Any]]]:
         """Claim in a thread; the future outlives a cancelled waiter (see ``_unclaim``)."""
-        return asyncio.ensure_future(asyncio.to_thread(self.ledger.claim, name, size, lease))
+        return asyncio.ensure_future(self.ledger.in_thread(self.ledger.claim, name, size, lease))
 
     async def _unclaim(
         self,
@@ -222,7 +222,8 @@ class Dispatcher:
             rows = list(unsent) + (await through(claiming) if claiming is not None else [])
             if rows:
                 keys = [r["key"] for r in rows]
-                await through(asyncio.ensure_future(asyncio.to_thread(self.ledger.release, keys)))
+                release = self.ledger.in_thread(self.ledger.release, keys)
+                await through(asyncio.ensure_future(release))
         except Exception as exc:
             log.warning("claimed deliveries not given back", extra={"error": str(exc)})
         if cancelled:
@@ -235,7 +236,7 @@ class Dispatcher:
             return Pacer(rate)
 
         async def reserve(seconds: float) -> tuple[float, float]:
-            return await asyncio.to_thread(self.ledger.reserve_pace, name, seconds)
+            return await self.ledger.in_thread(self.ledger.reserve_pace, name, seconds)
 
         return SharedPacer(rate, batch_size, reserve)
 
@@ -301,12 +302,12 @@ class Dispatcher:
                     "circuit opened: provider failing, pausing sends",
                     extra={"notifier": notifier.name, **breaker.snapshot()},
                 )
-                await asyncio.to_thread(self._record_circuit, notifier.name, rows, breaker)
+                await self.ledger.in_thread(self._record_circuit, notifier.name, rows, breaker)
         elif messages and not blocked:
             was = breaker.state
             breaker.record_success()
             if was is CircuitState.HALF_OPEN and breaker.state is CircuitState.CLOSED:
-                await asyncio.to_thread(self._record_circuit, notifier.name, rows, breaker)
+                await self.ledger.in_thread(self._record_circuit, notifier.name, rows, breaker)
         settled = self._settlements(rows, receipts + blocked)
         await self._settler.settle(settled)
         if self.observer is not None:
@@ -320,7 +321,7 @@ class Dispatcher:
             failed = [row for row in rows if row["key"] in keys]
             for mode in {messages[k][0] for k in keys}:
                 error = self.blocked[(notifier.name, mode)]
-                await asyncio.to_thread(self.on_blocked, notifier.name, mode, failed, error)
+                await self.ledger.in_thread(self.on_blocked, notifier.name, mode, failed, error)
 
     def _block(self, name: str, mode: Mode, error: str) -> str:
         if (name, mode) not in self.blocked:
@@ -463,7 +464,7 @@ class Settler:
             taken, self._waiting = self._waiting, []
             rows = [row for outcomes, _ in taken for row in outcomes]
             try:
-                await asyncio.to_thread(self.ledger.settle, rows)
+                await self.ledger.in_thread(self.ledger.settle, rows)
             except Exception as exc:  # the callers' own error: each raises it as before
                 for _, written in taken:
                     if not written.done():

@@ -165,7 +165,7 @@ class Engine:
             while not self._stop.is_set():
                 # the check runs when the dispatcher runs dry, or a quarter second on
                 await self.dispatcher.drained.sleep(self._stop, 0.25)
-                if until_idle and await asyncio.to_thread(self.idle):
+                if until_idle and await self.ledger.in_thread(self.idle):
                     break
         finally:
             await self.stop()
@@ -261,11 +261,11 @@ class Engine:
         while not self._stop.is_set():
             try:
                 await self.rescan()
-                hold = await asyncio.to_thread(self.fallback_sweep)
-                done = await asyncio.to_thread(self.ledger.finish_steps, hold)
+                hold = await self.ledger.in_thread(self.fallback_sweep)
+                done = await self.ledger.in_thread(self.ledger.finish_steps, hold)
                 for incident_id, step_id in done:
                     self.campaign(incident_id).emit("step.done", step_id)
-                finished = await asyncio.to_thread(self.ledger.finish_incidents)
+                finished = await self.ledger.in_thread(self.ledger.finish_incidents)
                 for incident_id in finished:
                     self.campaign(incident_id).emit("incident.finished")
                 self.report.finished_incidents += finished
@@ -282,10 +282,10 @@ class Engine:
 
     async def _rescan(self) -> None:
         current = now()
-        steps = await asyncio.to_thread(self.ledger.open_steps)
+        steps = await self.ledger.in_thread(self.ledger.open_steps)
         live: set[str] = set()
         if any(s.fanout_owner not in (None, self.presence.id) for s in steps):
-            live = {w["id"] for w in await asyncio.to_thread(self.ledger.live_workers)}
+            live = {w["id"] for w in await self.ledger.in_thread(self.ledger.live_workers)}
         for step in steps:
             key = (step.incident_id, step.step_id)
             if key in self._fanouts and not self._fanouts[key].done():
@@ -336,7 +336,7 @@ class Engine:
         if time.monotonic() - self._failed.get(key, -FANOUT_RETRY_SECONDS) < FANOUT_RETRY_SECONDS:
             return
         self.report.fired.append(f"{key[0]}/{key[1]}")
-        task = asyncio.create_task(asyncio.to_thread(self._fire, step))
+        task = asyncio.create_task(self.ledger.in_thread(self._fire, step))
         task.add_done_callback(lambda t: self._fanout_done(key, t))
         self._fanouts[key] = task
 

@@ -101,11 +101,11 @@ class Presence:
     async def start(self, stop: asyncio.Event) -> None:
         """Register, then beat and listen in the background until ``stop``."""
         host, pid = socket.gethostname(), os.getpid()
-        await asyncio.to_thread(self.ledger.register_worker, self.id, host=host, pid=pid,
+        await self.ledger.in_thread(self.ledger.register_worker, self.id, host=host, pid=pid,
                                 kind=self.kind, timeout=self.timeout)  # fmt: skip
         # Rows of workers long dead only fill the table; status shows the live ones.
-        await asyncio.to_thread(self.ledger.forget_workers, FORGET_AFTER_SECONDS)
-        await asyncio.to_thread(self._bury_local, host)
+        await self.ledger.in_thread(self.ledger.forget_workers, FORGET_AFTER_SECONDS)
+        await self.ledger.in_thread(self._bury_local, host)
         self._tasks = [asyncio.create_task(self._beat(stop))]
         if self.ledger.is_postgres:
             self._tasks.append(asyncio.create_task(self._listen(stop)))
@@ -127,12 +127,12 @@ class Presence:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(BreachError):
-            await asyncio.to_thread(self.ledger.stop_worker, self.id)
+            await self.ledger.in_thread(self.ledger.stop_worker, self.id)
 
     async def _beat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self.ledger.heartbeat, self.id, self.timeout)
+                await self.ledger.in_thread(self.ledger.heartbeat, self.id, self.timeout)
             except BreachError as exc:  # the ledger is away: the next beat tries again
                 log.error("heartbeat failed", extra={"worker": self.id, "error": str(exc)})
             await sleep_unless(stop, self.interval)

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +137,65 @@ def test_a_stopped_worker_gives_back_the_chunk_it_claimed_ahead(
     rows = deliveries(db, incident)
     assert {d.attempts for d in rows if d.state == "pending"} == {0}
     assert breach.status(incident)["possible_duplicates"] == 0
+
+
+def test_a_provider_holding_the_default_threads_never_stops_the_heartbeat(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """SendGrid's posts run in the event loop's default executor. With the provider slow to
+    answer they fill it; the ledger's work (heartbeat, claims, settlements) has threads of its
+    own, so the worker never looks dead to the others meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from factories import notice_yaml
+    from sqlalchemy import select
+
+    from orchestrator.ledger import Ledger
+    from orchestrator.ledger.models import Worker
+    from orchestrator.simulator.cli import plugin_settings
+
+    simulator.configure("sendgrid", latency=4.0)
+    playbook = tmp_path / "mail.yaml"
+    playbook.write_text(
+        "id: slow-mail\ntitle: Slow mail\nversion: 1\nseverity: high\n"
+        "organisation: {name: Example Org, contact_email: privacy@example.org}\n"
+        + notice_yaml("en")
+        + "steps:\n  - {id: mail-all, channel: email, at: +0m}\n"
+    )
+    people = tmp_path / "people.csv"
+    people.write_text("id,email\n" + "".join(f"p{i},p{i}@example.org\n" for i in range(5000)))
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    breach = Breach(db, settings=plugin_settings(simulator.url, simulator.config))
+    incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+    # five requests of 1,000 recipients, four default threads: every one of them is held
+    settings = DispatchSettings(rates={"sendgrid-email": 1_000_000}, concurrency=8,
+                                worker_timeout=2.0)  # fmt: skip
+    engine = breach.engine(settings)
+    gaps: list[float] = []
+    running = True
+
+    def watch() -> None:
+        reader = Ledger(db)
+        while running:
+            with reader.session() as s:
+                beats = list(s.scalars(select(Worker.heartbeat_at)))
+            if beats:
+                gaps.append((datetime.now(UTC) - max(beats).replace(tzinfo=UTC)).total_seconds())
+            time.sleep(0.05)
+
+    async def run() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(4))
+        await engine.run(until_idle=True)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        asyncio.run(run())
+    finally:
+        running = False
+        watcher.join()
+    assert breach.status(incident)["steps"][0]["deliveries"] == {"sent": 5000}
+    assert len(simulator.requests("sendgrid")) >= 5
+    # a heartbeat every 0.4 s: a gap near the 2 s timeout would let another worker take over
+    assert gaps and max(gaps) < 1.5, max(gaps)

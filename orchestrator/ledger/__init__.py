@@ -6,12 +6,15 @@ campaign. Opening a ledger brings its schema to the latest Alembic revision.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -104,6 +107,9 @@ _DIALECT_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postg
 _T = TypeVar("_T")
 #: values per IN (...) list: far below SQLite's limit on bound parameters
 _IN_CHUNK = 900
+#: threads of :meth:`Ledger.in_thread`: a few fan-outs, claims and settlements at once, and the
+#: heartbeat; within the connection pool's 15
+LEDGER_THREADS = 8
 
 
 def default_url() -> str:
@@ -146,6 +152,8 @@ class Ledger(LeaseQueries):
         #: "incident", "step"): an engine wakes its idle loops without waiting for a poll
         self.listeners: list[Callable[[str], object]] = []
         self._local = threading.local()
+        self._threads: ThreadPoolExecutor | None = None
+        self._threads_lock = threading.Lock()
         if migrate:
             self.migrate()
 
@@ -163,7 +171,28 @@ class Ledger(LeaseQueries):
             raise LedgerError(f"cannot open ledger {_safe(self.url)}: {exc.orig}") from None
 
     def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
         self.engine.dispose()
+
+    async def in_thread(self, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """Run ``func(*args, **kwargs)``, blocking ledger work, in the ledger's own threads.
+
+        Not in the event loop's default executor: plugins run their blocking calls there
+        (SendGrid's posts, a regulator filing), and a provider that is slow to answer would
+        hold every one of its threads, leaving heartbeats, claims and settlements waiting
+        behind it until the worker looked dead.
+        """
+        if self._threads is None:
+            with self._threads_lock:
+                if self._threads is None:
+                    self._threads = ThreadPoolExecutor(LEDGER_THREADS, "breach-ledger")
+        context = contextvars.copy_context()  # as asyncio.to_thread: log context carries over
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._threads, functools.partial(context.run, func, *args, **kwargs)
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
