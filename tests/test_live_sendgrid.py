@@ -141,6 +141,31 @@ def test_the_event_loop_is_never_blocked(simulator: Simulator, settings: dict[st
     assert ticks >= 30  # two 0.4 s requests: the loop kept running all along
 
 
+def test_batches_in_flight_are_not_capped_by_the_default_executor(
+    simulator: Simulator, settings: dict[str, str]
+) -> None:
+    """The engine sends up to --concurrency batches at once, and each SendGrid request blocks a
+    thread: they have threads of their own, not the event loop's few shared ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    simulator.configure("sendgrid", latency=1.0)
+    notifier = _notifier(settings)
+    batches = [_people(1, "en", start=i) for i in range(10)]
+
+    async def run() -> list[Sequence[Receipt]]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        try:
+            return await asyncio.gather(*(notifier.send(b, "live") for b in batches))
+        finally:
+            await notifier.aclose()
+
+    receipts = asyncio.run(run())
+    assert [r.outcome for batch in receipts for r in batch] == [Outcome.SENT] * 10
+    arrived = sorted(r.received_monotonic for r in simulator.requests("sendgrid"))
+    # each answer takes a second: all ten arrived before the first was answered
+    assert len(arrived) == 10 and arrived[-1] - arrived[0] < 1.0, arrived
+
+
 # -- modes ---------------------------------------------------------------------------------------
 
 

@@ -8,10 +8,12 @@ worker thread, and gives every message the outcome of its request (see :mod:`.ou
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from orchestrator.plugin import (
     BreachError,
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for one answer when SENDGRID_TIMEOUT is not set.
 DEFAULT_TIMEOUT = 30.0
+#: requests in flight at once, each blocking a thread of the notifier's own: the event loop's
+#: default executor (processors + 4 threads) would cap them below the engine's --concurrency
+POST_THREADS = 64
+_T = TypeVar("_T")
 _BLAMED_OTHERS = "not sent: SendGrid refused the request because of other recipients in it"
 
 
@@ -104,6 +110,7 @@ class SendGridEmail(Notifier):
     ) -> None:
         super().__init__(settings, clock=clock)
         self._session: SendGridSession | None = None
+        self._threads: ThreadPoolExecutor | None = None
 
     @property
     def config(self) -> MailConfig:
@@ -188,7 +195,7 @@ class SendGridEmail(Notifier):
         receipts: dict[str, Receipt] = {}
         session = None if mode == "dry-run" else self.session()
         # rendering 1,000 e-mails takes a while: keep the event loop free meanwhile
-        bodies = await asyncio.to_thread(self._bodies, batch, receipts)
+        bodies = await self._blocking(self._bodies, batch, receipts)
         stopped: Answer | None = None
         for body in bodies:
             # the mode the core sends in decides, whatever the incident's own mode says
@@ -204,7 +211,7 @@ class SendGridEmail(Notifier):
                         k, Outcome.TRANSIENT, error=error, retry_after=stopped.retry_after
                     )
                 continue
-            answer = await asyncio.to_thread(session.post, body)
+            answer = await self._blocking(session.post, body)
             if 0 < len(answer.rejected) < len(keys):
                 # A 400 refuses the whole request for a few bad addresses: fail those, and send
                 # the others once more without them.
@@ -215,7 +222,7 @@ class SendGridEmail(Notifier):
                 ]
                 body = {**body, "personalizations": kept}
                 keys = _keys(body)
-                answer = await asyncio.to_thread(session.post, body)
+                answer = await self._blocking(session.post, body)
             for index, k in enumerate(keys):
                 if index in answer.rejected:
                     receipts[k] = Receipt(k, Outcome.PERMANENT, error=answer.rejected[index])
@@ -229,6 +236,19 @@ class SendGridEmail(Notifier):
             if answer.stop:
                 stopped = answer
         return [receipts.get(m.delivery_id) or _lost(m) for m in batch]
+
+    async def _blocking(self, func: Callable[..., _T], /, *args: Any) -> _T:
+        """``func(*args)`` in the notifier's own threads, so the event loop is never blocked."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(POST_THREADS, "sendgrid")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, functools.partial(func, *args))
+
+    async def aclose(self) -> None:
+        """Let the notifier's threads go; a later send makes new ones."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
 
 
 def _lost(message: Message) -> Receipt:
