@@ -336,7 +336,7 @@ class Engine:
         if time.monotonic() - self._failed.get(key, -FANOUT_RETRY_SECONDS) < FANOUT_RETRY_SECONDS:
             return
         self.report.fired.append(f"{key[0]}/{key[1]}")
-        task = asyncio.create_task(self.ledger.in_thread(self._fire, step))
+        task = asyncio.create_task(self.ledger.in_long_thread(self._fire, step))
         task.add_done_callback(lambda t: self._fanout_done(key, t))
         self._fanouts[key] = task
 

@@ -102,7 +102,7 @@ class Presence:
         """Register, then beat and listen in the background until ``stop``."""
         host, pid = socket.gethostname(), os.getpid()
         await self.ledger.in_thread(self.ledger.register_worker, self.id, host=host, pid=pid,
-                                kind=self.kind, timeout=self.timeout)  # fmt: skip
+                                    kind=self.kind, timeout=self.timeout)  # fmt: skip
         # Rows of workers long dead only fill the table; status shows the live ones.
         await self.ledger.in_thread(self.ledger.forget_workers, FORGET_AFTER_SECONDS)
         await self.ledger.in_thread(self._bury_local, host)

@@ -199,3 +199,26 @@ def test_a_provider_holding_the_default_threads_never_stops_the_heartbeat(
     assert len(simulator.requests("sendgrid")) >= 5
     # a heartbeat every 0.4 s: a gap near the 2 s timeout would let another worker take over
     assert gaps and max(gaps) < 1.5, max(gaps)
+
+
+def test_fan_outs_never_take_the_threads_of_short_ledger_work(tmp_path: Path) -> None:
+    """More fan-outs at once than the ledger has threads for its statements: a heartbeat
+    still runs at once."""
+    from orchestrator.ledger import LEDGER_THREADS, Ledger
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    release = threading.Event()
+
+    async def run() -> int:
+        fanouts = [asyncio.ensure_future(ledger.in_long_thread(release.wait, 30))
+                   for _ in range(LEDGER_THREADS + 2)]  # fmt: skip
+        try:
+            return await asyncio.wait_for(ledger.in_thread(lambda: 1), timeout=10)
+        finally:
+            release.set()
+            await asyncio.gather(*fanouts)
+
+    try:
+        assert asyncio.run(run()) == 1
+    finally:
+        ledger.close()

@@ -107,9 +107,11 @@ _DIALECT_INSERTS: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postg
 _T = TypeVar("_T")
 #: values per IN (...) list: far below SQLite's limit on bound parameters
 _IN_CHUNK = 900
-#: threads of :meth:`Ledger.in_thread`: a few fan-outs, claims and settlements at once, and the
-#: heartbeat; within the connection pool's 15
+#: threads of :meth:`Ledger.in_thread`: claims, settlements and the heartbeat of a few notifiers
+#: at once, within the connection pool's 15 (fan-outs have threads of their own)
 LEDGER_THREADS = 8
+#: threads of :meth:`Ledger.in_long_thread`: fan-outs that may run at the same time
+LONG_THREADS = 32
 
 
 def default_url() -> str:
@@ -152,8 +154,8 @@ class Ledger(LeaseQueries):
         #: "incident", "step"): an engine wakes its idle loops without waiting for a poll
         self.listeners: list[Callable[[str], object]] = []
         self._local = threading.local()
-        self._threads: ThreadPoolExecutor | None = None
-        self._threads_lock = threading.Lock()
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._pools_lock = threading.Lock()
         if migrate:
             self.migrate()
 
@@ -171,27 +173,40 @@ class Ledger(LeaseQueries):
             raise LedgerError(f"cannot open ledger {_safe(self.url)}: {exc.orig}") from None
 
     def close(self) -> None:
-        if self._threads is not None:
-            self._threads.shutdown(wait=False)
-            self._threads = None
+        with self._pools_lock:
+            pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=False)
         self.engine.dispose()
 
     async def in_thread(self, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-        """Run ``func(*args, **kwargs)``, blocking ledger work, in the ledger's own threads.
+        """Run ``func(*args, **kwargs)``, short blocking ledger work, in the ledger's own threads.
 
         Not in the event loop's default executor: plugins run their blocking calls there
         (SendGrid's posts, a regulator filing), and a provider that is slow to answer would
         hold every one of its threads, leaving heartbeats, claims and settlements waiting
         behind it until the worker looked dead.
         """
-        if self._threads is None:
-            with self._threads_lock:
-                if self._threads is None:
-                    self._threads = ThreadPoolExecutor(LEDGER_THREADS, "breach-ledger")
+        return await self._run("breach-ledger", LEDGER_THREADS, func, *args, **kwargs)
+
+    async def in_long_thread(self, func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """As :meth:`in_thread`, for work that lasts minutes (a fan-out over a million people):
+        in threads apart, so the heartbeat never waits behind it."""
+        return await self._run("breach-fanout", LONG_THREADS, func, *args, **kwargs)
+
+    async def _run(
+        self, name: str, size: int, func: Callable[..., _T], /, *args: Any, **kwargs: Any
+    ) -> _T:
+        pool = self._pools.get(name)
+        if pool is None:
+            with self._pools_lock:
+                pool = self._pools.get(name)
+                if pool is None:
+                    pool = self._pools[name] = ThreadPoolExecutor(size, name)
         context = contextvars.copy_context()  # as asyncio.to_thread: log context carries over
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._threads, functools.partial(context.run, func, *args, **kwargs)
+            pool, functools.partial(context.run, func, *args, **kwargs)
         )
 
     @contextmanager
