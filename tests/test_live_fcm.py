@@ -326,6 +326,42 @@ def test_a_service_account_token_is_fetched_once_for_all_messages(tmp_path: Path
     assert {r.path for r in sends} == {f"/v1/projects/{PROJECT}/messages:send"}
 
 
+def test_a_token_revoked_mid_campaign_is_renewed_once_and_every_message_sent_once(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """Google's tokens last an hour and a campaign can outlast one: FCM's 401 makes the plugin
+    fetch a new token from the real OAuth flow (google-auth against the simulator's token
+    endpoint), once for every message that met the 401, and send those messages again."""
+    account = _service_account(tmp_path / "sa.json", token_uri=simulator.url + "/token")
+    settings = {
+        "FCM_PROJECT_ID": PROJECT,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(account),
+        "FCM_API_BASE_URL": simulator.url,
+    }
+    notifier = FcmPush(settings)
+    first = [_push(f"device-{i}", f"d-{i}") for i in range(20)]
+    second = [_push(f"device-{i}", f"d-{i}") for i in range(20, 60)]
+
+    async def run() -> tuple[list[Receipt], int]:
+        try:
+            receipts = list(await notifier.send(first, "live"))
+            revoked = simulator.revoke_access_tokens()
+            return receipts + list(await notifier.send(second, "live")), revoked
+        finally:
+            await notifier.aclose()
+
+    receipts, revoked = asyncio.run(run())
+    assert revoked == 1
+    assert [(r.delivery_id, r.outcome) for r in receipts] == [
+        (m.delivery_id, Outcome.SENT) for m in first + second
+    ]
+    assert simulator.token_grants == 2  # the first token, and one renewal shared by all
+    refused = [r for r in simulator.requests("fcm") if r.outcome == "unauthorized"]
+    assert 1 <= len(refused) <= len(second)
+    accepted = Counter(m.delivery_id for m in simulator.accepted("fcm"))
+    assert accepted == Counter(m.delivery_id for m in first + second)  # each exactly once
+
+
 def test_an_unreachable_token_service_is_transient_and_nothing_is_sent(
     simulator: Simulator, settings: dict[str, str], tmp_path: Path
 ) -> None:

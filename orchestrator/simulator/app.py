@@ -14,7 +14,7 @@ from .base import Handled, Incoming, ProviderAPI
 from .callbacks import CallbackDispatcher
 from .config import SimulatorConfig
 from .control import add_routes as add_control_routes
-from .fcm_api import FcmAPI
+from .fcm_api import TOKEN_PATH, FcmAPI, grant_token
 from .keys import CLOSING_KEY, DISPATCHER_KEY, STATE_KEY
 from .page import add_routes as add_page_routes
 from .sendgrid_api import SendGridAPI
@@ -50,6 +50,7 @@ def create_app(
         handler = _pipeline(api)
         for method, path in api.routes():
             app.router.add_route(method, path, handler)
+    app.router.add_route("POST", TOKEN_PATH, grant_token)  # not a provider request: no faults
     add_control_routes(app)
     add_page_routes(app)
     app.on_shutdown.append(_on_shutdown)

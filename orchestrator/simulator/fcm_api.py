@@ -3,15 +3,20 @@
 Bearer auth (an OAuth access token); body ``{"message": {...}, "validate_only": bool}`` with
 exactly one target (``token``, ``fid``, ``topic`` or ``condition``) and string-only ``data``.
 Success is 200 ``{"name": "projects/<p>/messages/<id>"}``; ``validate_only`` answers a
-``fake_message_id`` and delivers nothing. Errors use the Google API shape with an ``FcmError``
-detail, which is what the Admin SDK maps to its exception classes: a token starting with
-``unregistered`` is 404 ``UNREGISTERED``, one starting with ``invalid`` is 400
+``fake_message_id`` and delivers nothing. The bearer token is the configured one, or one that
+``POST /token`` granted (Google's OAuth token endpoint, for a service account whose
+``token_uri`` points here) and that was not revoked since. Errors use the Google API shape
+with an ``FcmError`` detail, which is what the Admin SDK maps to its exception classes: a token
+starting with ``unregistered`` is 404 ``UNREGISTERED``, one starting with ``invalid`` is 400
 ``INVALID_ARGUMENT``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
+import json
 import secrets
 import time
 from typing import Any, ClassVar
@@ -29,9 +34,15 @@ from .base import (
 )
 from .config import ProviderConfig
 from .faults import FaultDecision
+from .keys import STATE_KEY
 from .state import AcceptedMessage
 
-__all__ = ["FcmAPI"]
+__all__ = ["TOKEN_PATH", "FcmAPI", "grant_token"]
+
+#: Google's OAuth token endpoint (``https://oauth2.googleapis.com/token``): a service account
+#: trades a signed JWT for an access token there
+TOKEN_PATH = "/token"
+_JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
@@ -105,7 +116,10 @@ class FcmAPI(ProviderAPI):
     async def handle(self, incoming: Incoming) -> Handled:
         request = incoming.request
         token = bearer_token(request)
-        if token is None or not same_secret(token, self.access_token):
+        if token is None or not (
+            same_secret(token, self.access_token)
+            or request.app[STATE_KEY].access_token_valid(token)
+        ):
             return Handled(
                 _error(
                     401,
@@ -190,3 +204,36 @@ class FcmAPI(ProviderAPI):
             accepted_at=incoming.received_at,
         )
         return Handled(web.json_response({"name": name}), "accepted", [accepted])
+
+
+async def grant_token(request: web.Request) -> web.Response:
+    """Trade a service account's JWT for an access token the send endpoint accepts for an hour,
+    or until the simulator revokes its tokens.
+
+    The JWT must name its issuer (the account's e-mail); its signature is not checked, since the
+    simulator never holds the account's private key.
+    """
+    form = await request.post()
+    if form.get("grant_type") != _JWT_GRANT:
+        return _oauth_error("unsupported_grant_type", "Invalid grant_type.")
+    claims = _jwt_claims(str(form.get("assertion", "")))
+    if claims is None or not claims.get("iss"):
+        return _oauth_error("invalid_grant", "Invalid JWT: Failed audience check.")
+    token = request.app[STATE_KEY].grant_access_token()
+    return web.json_response({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
+
+def _oauth_error(code: str, description: str) -> web.Response:
+    return web.json_response({"error": code, "error_description": description}, status=400)
+
+
+def _jwt_claims(assertion: str) -> dict[str, Any] | None:
+    """The claims of a compact JWT (``header.claims.signature``), unverified."""
+    parts = assertion.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None

@@ -215,3 +215,13 @@ class Simulator:
     def stats(self) -> dict[str, Any]:
         """Counts per provider and outcome (the same as ``GET /_sim/stats``)."""
         return self.state.stats()
+
+    def revoke_access_tokens(self) -> int:
+        """Make every access token ``POST /token`` granted invalid (an expiry before its time,
+        a rotated key); the configured FCM token stays valid. Returns how many there were."""
+        return self.state.revoke_access_tokens()
+
+    @property
+    def token_grants(self) -> int:
+        """Access tokens ``POST /token`` granted since the last reset."""
+        return self.state.grants

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+import secrets
 import threading
 import zlib
 from collections import Counter, deque
@@ -156,6 +157,9 @@ class SimState:
         self._callbacks: list[CallbackRecord] = []
         self._sink: list[SinkRecord] = []
         self._counts: dict[str, _ProviderCounts] = {}
+        #: access tokens the OAuth token endpoint granted and nobody revoked
+        self._access_tokens: set[str] = set()
+        self._grants = 0
         self._reset_locked()
 
     # -- configuration -------------------------------------------------------------------------
@@ -198,6 +202,8 @@ class SimState:
             self._reset_locked()
 
     def _reset_locked(self) -> None:
+        self._access_tokens.clear()
+        self._grants = 0
         self._requests.clear()
         self._accepted.clear()
         self._callbacks.clear()
@@ -206,6 +212,35 @@ class SimState:
         self._counts = {p: _ProviderCounts() for p in PROVIDERS}
         for provider in PROVIDERS:
             self._install(provider, self.config.provider(provider))
+
+    # -- OAuth access tokens (FCM with a service account) -------------------------------------
+
+    def grant_access_token(self) -> str:
+        """A new access token, valid until :meth:`revoke_access_tokens`."""
+        token = f"sim-access-{secrets.token_urlsafe(16)}"
+        with self._lock:
+            self._access_tokens.add(token)
+            self._grants += 1
+        return token
+
+    def access_token_valid(self, token: str) -> bool:
+        """Whether the token endpoint granted ``token`` and it was not revoked since."""
+        with self._lock:
+            return token in self._access_tokens
+
+    def revoke_access_tokens(self) -> int:
+        """Make every granted token invalid, as an expiry or a rotated key would; returns how
+        many there were."""
+        with self._lock:
+            revoked = len(self._access_tokens)
+            self._access_tokens.clear()
+        return revoked
+
+    @property
+    def grants(self) -> int:
+        """Access tokens granted since the last reset."""
+        with self._lock:
+            return self._grants
 
     # -- per-request decisions -----------------------------------------------------------------
 
