@@ -115,3 +115,48 @@ def test_a_failed_write_fails_every_batch_that_waited_for_it(tmp_path: Path) -> 
 
     errors = asyncio.run(run())
     assert len(errors) == 3 and all(isinstance(e, LedgerError) for e in errors)
+
+
+def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path) -> None:
+    """``execute_many`` hands SQLite plain tuples: each settled row must hold byte for byte what
+    SQLAlchemy's own executemany of the same statement writes for its twin."""
+    import sqlite3
+
+    from orchestrator.ledger import _settle_statements
+    from orchestrator.ledger.bulk import execute_many
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    incident = _incident(tmp_path, url)
+    ledger = Ledger(url)
+    start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    ledger.insert_deliveries([_row(incident, i, start, state=DeliveryState.SENDING.value)
+                              for i in range(12)])  # fmt: skip
+    stamps = [datetime(2026, 11, 30, 9, 0, tzinfo=UTC),  # no microseconds
+              datetime(2026, 11, 30, 9, 0, 0, 654321, tzinfo=UTC),
+              datetime(2026, 11, 30, 11, 0, tzinfo=timezone(timedelta(hours=2)))]  # fmt: skip
+    now = datetime(2026, 11, 30, 9, 1, 2, 345678, tzinfo=UTC)
+
+    def outcome(i: int, twin: int) -> dict[str, object]:
+        failed = twin % 2 == 1
+        return {"k": f"{incident}:s:{i}", "state": "pending" if failed else "sent",
+                "pid": None if failed else f"SM{twin}", "error": "503" if failed else None,
+                "reason": None, "nxt": stamps[twin % 3] if failed else None,
+                "sent": None if failed else stamps[twin % 3], "now": now,
+                "maybe": twin % 3 == 0}  # fmt: skip
+
+    statement = _settle_statements().one
+    with ledger.transaction() as connection:
+        ours = execute_many(connection, statement, [outcome(i, i) for i in range(6)])
+        theirs = connection.execute(statement, [outcome(i + 6, i) for i in range(6)]).rowcount
+    assert ours == theirs == 6
+
+    with sqlite3.connect(tmp_path / "l.db") as raw:
+        raw.row_factory = sqlite3.Row
+        stored = {r["recipient_id"]: dict(r) for r in raw.execute("SELECT * FROM deliveries")}
+    differ = {"id", "key", "recipient_id", "recipient_row", "contact", "content_hash",
+              "via_fallback"}  # fmt: skip
+    for i in range(6):
+        mine, twin = stored[f"r{i}"], stored[f"r{i + 6}"]
+        assert {k: v for k, v in mine.items() if k not in differ} == {
+            k: v for k, v in twin.items() if k not in differ}, i  # fmt: skip
+    assert stored["r0"]["state"] == "sent" and stored["r1"]["state"] == "pending"

@@ -624,9 +624,9 @@ class Ledger(LeaseQueries):
                     chosen = {**params, "keys": chunk}
                     changed += connection.execute(statements.alike, chosen).rowcount
             if single:
-                changed += connection.execute(statements.one, single).rowcount
+                changed += bulk.execute_many(connection, statements.one, single)
             if received := [r for r in rows if r["k"] in parked]:
-                changed += connection.execute(statements.received, received).rowcount
+                changed += bulk.execute_many(connection, statements.received, received)
             # Evidence: one chained audit row per incident of the batch, beside the change.
             if changed:
                 found: list[settlements.Settled] = []

@@ -16,6 +16,7 @@ earlier row of the batch, are left out, and the caller learns which by what came
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -23,11 +24,12 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy import JSON, Connection, Dialect, Table, insert
+from sqlalchemy.sql.expression import UpdateBase
 
 from .models import Delivery, UTCDateTime
 
-__all__ = ["copy_deliveries", "insert_many", "sqlite_datetime"]
+__all__ = ["copy_deliveries", "execute_many", "insert_many", "sqlite_datetime"]
 
 Convert = Callable[[Any], Any] | None
 
@@ -109,6 +111,64 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str
     marks = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ({marks})"
     connection.exec_driver_sql(sql, params)
+
+
+def execute_many(connection: Connection, statement: UpdateBase, rows: list[dict[str, Any]]) -> int:
+    """``connection.execute(statement, rows).rowcount``, each row a dict of the statement's bound
+    parameters, every row the same keys.
+
+    On SQLite the driver gets plain tuples, each parameter converted by its type's processor (a
+    stamp the rows share, once), from a statement compiled once; SQLAlchemy would build every
+    row's parameters through the compiled statement. Elsewhere, SQLAlchemy.
+    """
+    dialect = connection.dialect
+    if dialect.name != "sqlite" or len(rows) < 2:
+        return int(connection.execute(statement, rows).rowcount)
+    sql, names, fixed, processors = _positional(statement, dialect)
+    given = [i for i, name in enumerate(names) if name not in fixed]
+    if {names[i] for i in given} != set(rows[0]):
+        return int(connection.execute(statement, rows).rowcount)
+    # the statement's own values (``state = 'sending'``) once; the rows' values per row
+    template = [fixed.get(name) for name in names]
+    for i, f in enumerate(processors):
+        if f is not None and names[i] in fixed:
+            template[i] = f(template[i])
+    convert = []
+    for i in given:
+        f = _last_datetime() if processors[i] is _STAMP else processors[i]
+        if f is not None:
+            convert.append((i, _none_once(f)))
+    values = itemgetter(*(names[i] for i in given))
+    params = []
+    for row in rows:
+        one = template.copy()
+        for i, value in zip(given, values(row), strict=True):
+            one[i] = value
+        for i, f in convert:
+            one[i] = f(one[i])
+        params.append(tuple(one))
+    return int(connection.exec_driver_sql(sql, params).rowcount)
+
+
+_STAMP: Convert = sqlite_datetime  # stands for a fresh _last_datetime() per call
+
+
+@functools.cache
+def _positional(
+    statement: UpdateBase, dialect: Dialect
+) -> tuple[str, list[str], dict[str, Any], list[Convert]]:
+    """A statement's SQL for ``dialect``, its parameters' names in order, the values the
+    statement fixes itself, and each parameter's converter."""
+    compiled = statement.compile(dialect=dialect)
+    names = list(compiled.positiontup or [])
+    binds = compiled.binds
+    fixed = {name: binds[name].value for name in names if not binds[name].required}
+    processors: list[Convert] = [
+        _STAMP if isinstance(binds[name].type, UTCDateTime)
+        else binds[name].type._cached_bind_processor(dialect)
+        for name in names
+    ]  # fmt: skip
+    return compiled.string, names, fixed, processors
 
 
 DELIVERIES = cast(Table, Delivery.__table__)
