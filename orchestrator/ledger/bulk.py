@@ -94,18 +94,7 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str
         else c.type._cached_bind_processor(connection.dialect)
         for c in columns
     ]
-    # every row's values in one C call; only the few columns with a converter are touched again
-    values = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
-    converted = [(i, _none_once(f)) for i, f in enumerate(convert) if f is not None]
-    if not converted:
-        params: list[Any] = [values(row) for row in rows]
-    else:
-        params = []
-        for row in rows:
-            one = list(values(row))
-            for i, f in converted:
-                one[i] = f(one[i])
-            params.append(tuple(one))
+    params = _tuples(rows, _picker(keys), convert)
     quote = connection.dialect.identifier_preparer
     names = ", ".join(quote.format_column(c) for c in columns)
     marks = ", ".join("?" for _ in columns)
@@ -125,29 +114,40 @@ def execute_many(connection: Connection, statement: UpdateBase, rows: list[dict[
     if dialect.name != "sqlite" or len(rows) < 2:
         return int(connection.execute(statement, rows).rowcount)
     sql, names, fixed, processors = _positional(statement, dialect)
-    given = [i for i, name in enumerate(names) if name not in fixed]
-    if {names[i] for i in given} != set(rows[0]):
+    if set(names) != {*fixed, *rows[0]}:
         return int(connection.execute(statement, rows).rowcount)
-    # the statement's own values (``state = 'sending'``) once; the rows' values per row
-    template = [fixed.get(name) for name in names]
-    for i, f in enumerate(processors):
-        if f is not None and names[i] in fixed:
-            template[i] = f(template[i])
-    convert = []
-    for i in given:
-        f = _last_datetime() if processors[i] is _STAMP else processors[i]
-        if f is not None:
-            convert.append((i, _none_once(f)))
-    values = itemgetter(*(names[i] for i in given))
+    stamp = _last_datetime()
+    convert = [stamp if f is _STAMP else f for f in processors]
+    pick = _picker(names)
+    # the values the statement fixes itself (``state = 'sending'``) join each row's
+    params = _tuples([{**fixed, **row} for row in rows], pick, convert)
+    return int(connection.exec_driver_sql(sql, params).rowcount)
+
+
+def _picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A row's values for ``names``, in order, as a tuple (one C call)."""
+    if len(names) == 1:
+        return lambda row: (row[names[0]],)
+    return itemgetter(*names)
+
+
+def _tuples(
+    rows: Sequence[Mapping[str, Any]],
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]],
+    convert: Sequence[Convert],
+) -> list[tuple[Any, ...]]:
+    """Each row as the driver takes it: its values picked in one call, then only the few with a
+    converter touched again (a converter's answer for None worked out once)."""
+    converted = [(i, _none_once(f)) for i, f in enumerate(convert) if f is not None]
+    if not converted:
+        return [pick(row) for row in rows]
     params = []
     for row in rows:
-        one = template.copy()
-        for i, value in zip(given, values(row), strict=True):
-            one[i] = value
-        for i, f in convert:
+        one = list(pick(row))
+        for i, f in converted:
             one[i] = f(one[i])
         params.append(tuple(one))
-    return int(connection.exec_driver_sql(sql, params).rowcount)
+    return params
 
 
 _STAMP: Convert = sqlite_datetime  # stands for a fresh _last_datetime() per call
