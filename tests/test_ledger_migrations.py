@@ -41,7 +41,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 #: the newest revision
-HEAD = "0006"
+HEAD = "0007"
 
 
 def alembic(url: str, action: str, revision: str) -> None:
@@ -178,3 +178,37 @@ def test_the_migrations_build_the_schema_the_models_describe(url: str) -> None:
         d for d in differences if isinstance(d, tuple) and d[0].startswith(("add_", "remove_"))
     ]
     assert structural == []
+
+
+def test_provider_ids_and_address_keys_are_indexed_only_where_set_and_their_lookups_use_it(
+    url: str,
+) -> None:
+    """A fan-out writes both columns empty: indexing those NULLs cost every row two B-tree
+    inserts. The receipt and same-address lookups must still find their index."""
+    Ledger(url).close()
+    engine = sa.create_engine(url)
+    by_id = "SELECT id FROM deliveries WHERE provider_message_id = 'SM1'"
+    by_address = (
+        "SELECT recipient_id FROM deliveries WHERE incident_id = 'i' AND step_id = 's' "
+        "AND address_key IN ('a', 'b')"
+    )
+    try:
+        with engine.begin() as c:
+            if engine.dialect.name == "sqlite":
+                ddl = dict(c.execute(sa.text(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index'")).all())  # fmt: skip
+                plans = [" ".join(str(r[-1]) for r in c.execute(sa.text(f"EXPLAIN QUERY PLAN {q}")))
+                         for q in (by_id, by_address)]  # fmt: skip
+            else:
+                ddl = dict(c.execute(sa.text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'deliveries'"
+                )).all())  # fmt: skip
+                c.execute(sa.text("SET LOCAL enable_seqscan = off"))  # an empty table: force it
+                plans = [" ".join(str(r[0]) for r in c.execute(sa.text(f"EXPLAIN {q}")))
+                         for q in (by_id, by_address)]  # fmt: skip
+    finally:
+        engine.dispose()
+    assert "provider_message_id IS NOT NULL" in ddl["ix_delivery_provider_id"]
+    assert "address_key IS NOT NULL" in ddl["uq_delivery_address"]
+    assert "ix_delivery_provider_id" in plans[0], plans[0]
+    assert "uq_delivery_address" in plans[1], plans[1]

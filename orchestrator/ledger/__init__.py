@@ -366,9 +366,13 @@ class Ledger(LeaseQueries):
         PostgreSQL loads the batch with COPY into a temporary table and moves it across with
         one ``INSERT ... ON CONFLICT DO NOTHING``; SQLite inserts it with one executemany.
         """
-        full = [{**_DELIVERY_DEFAULTS, **row} for row in rows]
         if self.is_postgres:
-            return self._copy_deliveries(full, progress)
+            return self._copy_deliveries([{**_DELIVERY_DEFAULTS, **row} for row in rows], progress)
+        # A column no row sets and whose default is NULL is left out of the statement: binding
+        # it for every row costs more than SQLite's writing it.
+        present = set().union(*rows)
+        defaults = {k: v for k, v in _DELIVERY_DEFAULTS.items() if v is not None or k in present}
+        full = [{**defaults, **row} for row in rows]
         try:
             # One executemany of plain tuples (bulk.py), several times faster than ORM bulk.
             with self.transaction() as connection:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -125,6 +126,12 @@ class Step(Base):
     fanout_owner: Mapped[str | None] = mapped_column(String(96), default=None)
 
 
+def _partial(column: str) -> dict[str, Any]:
+    """An index's options to hold only the rows where ``column`` is set."""
+    where = text(f"{column} IS NOT NULL")
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
 class Delivery(Base):
     """One (incident, step, recipient): the unit of idempotency, retry, receipt and audit.
 
@@ -138,9 +145,18 @@ class Delivery(Base):
         Index("ix_delivery_dispatch", "notifier", "state", "next_attempt_at"),
         Index("ix_delivery_step_state", "incident_id", "step_id", "state"),
         Index("ix_delivery_recipient", "incident_id", "recipient_id"),
-        Index("ix_delivery_provider_id", "provider_message_id"),
-        # one message per address per step (orchestrator/sharing.py); NULLs never conflict
-        Index("uq_delivery_address", "incident_id", "step_id", "address_key", unique=True),
+        # Partial: a fan-out writes its rows without either value, and an index entry per NULL
+        # would cost every row of it a B-tree insert that no query ever reads.
+        Index("ix_delivery_provider_id", "provider_message_id", **_partial("provider_message_id")),
+        # one message per address per step (orchestrator/sharing.py)
+        Index(
+            "uq_delivery_address",
+            "incident_id",
+            "step_id",
+            "address_key",
+            unique=True,
+            **_partial("address_key"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
