@@ -34,6 +34,9 @@ from .updates import FollowUps, update_number
 if TYPE_CHECKING:
     from .session import Breach
 
+#: a notifier's contact field, a step's fan-out, and its notice when shared (``message_for``)
+_Plan = tuple[str | None, FanOut, RenderedNotice | None]
+
 
 @dataclass
 class StepOutcome:
@@ -104,6 +107,8 @@ class Campaign:
         #: people per region and per locale ("" for none), once counted
         self.regions: dict[str, int] | None = None
         self.locales: dict[str, int] = {}
+        #: (step, locale, notifier) -> what rebuilding their rows shares (see ``message_for``)
+        self._plans: dict[tuple[str, str, str], _Plan] = {}
 
     @property
     def audience(self) -> AudienceSource:
@@ -270,24 +275,44 @@ class Campaign:
                 incident=self.incident, notice=notices[self.playbook.default_locale],
                 notices=notices, regulator=step.regulator if step else None,
             )  # fmt: skip
-        data = row.get("recipient_data") or {}
-        person = Recipient(
-            id=row["recipient_id"], row=row["recipient_row"], name=data.get("name"),
-            locale=data.get("locale") or locale, region=data.get("region"),
-            attrs=dict(data.get("attrs") or {}),
-        )  # fmt: skip
-        contact = self.host.notifier_classes[row["notifier"]][1].contact
+        data = row.get("recipient_data")
+        plan = self._plans.get((row["step_id"], locale, row["notifier"]))
+        if plan is None:
+            plan = self._plan(row["step_id"], locale, row["notifier"])
+        contact, fanout, shared = plan
+        if data:
+            person = Recipient(
+                id=row["recipient_id"], row=row["recipient_row"], name=data.get("name"),
+                locale=data.get("locale") or locale, region=data.get("region"),
+                attrs=dict(data.get("attrs") or {}),
+            )  # fmt: skip
+            context = {**fanout.shared_context, "recipient": {**data, "id": person.id}}
+            notice = fanout.renderer.render(locale, context)
+        else:
+            person = Recipient(id=row["recipient_id"], row=row["recipient_row"], locale=locale)
+            notice = (
+                shared
+                if shared is not None
+                else fanout.renderer.render(locale, fanout.shared_context)
+            )
         if contact is not None:
             setattr(person, contact, row["contact"])
-        fanout = self.fanout_for(row["step_id"])
-        context = fanout.shared_context
-        if data:
-            context = {**context, "recipient": {**data, "id": person.id}}
-        notice = fanout.renderer.render(locale, context)
         return Message(
             delivery_id=row["key"], step_id=row["step_id"], channel=row["channel"],
             incident=self.incident, notice=notice, recipient=person, address=row["contact"],
         )  # fmt: skip
+
+    def _plan(self, step_id: str, locale: str, notifier: str) -> _Plan:
+        """What every row of (step, locale, notifier) shares when rebuilt: the notifier's contact
+        field, the step's fan-out, and its notice when that reads no person (one per campaign:
+        a campaign is rebuilt when the facts change)."""
+        fanout = self.fanout_for(step_id)
+        shared = None
+        if not fanout.renderer.is_personal(locale):
+            shared = fanout.renderer.render(locale, fanout.shared_context)
+        plan = (self.host.notifier_classes[notifier][1].contact, fanout, shared)
+        self._plans[(step_id, locale, notifier)] = plan
+        return plan
 
     def _shared(self) -> dict[str, Any]:
         return self.fanout.shared_context

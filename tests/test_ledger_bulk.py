@@ -160,3 +160,31 @@ def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path) -> None:
         assert {k: v for k, v in mine.items() if k not in differ} == {
             k: v for k, v in twin.items() if k not in differ}, i  # fmt: skip
     assert stored["r0"]["state"] == "sent" and stored["r1"]["state"] == "pending"
+
+
+def test_claimed_rows_are_what_sqlalchemy_reads(tmp_path: Path, ledger_url: str) -> None:
+    """A claim's rows come from the driver's tuples on SQLite (``fetch_all``): each must equal
+    what SQLAlchemy reads of the same row, and no two rows may share a mutable value."""
+    from orchestrator.ledger import CLAIMED
+
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
+    start = datetime(2026, 11, 30, 8, 0, 0, 250000, tzinfo=UTC)
+    rows = [_row(incident, i, start, recipient_data={"name": "Ana", "attrs": {"tier": i % 2}}
+                 if i % 3 else None) for i in range(9)]  # fmt: skip
+    rows[4]["locale"] = None
+    ledger.insert_deliveries(rows)
+
+    claimed = ledger.claim("twilio-sms", 100, 60.0)
+
+    with ledger.session() as s:
+        read = {r.key: r._asdict() for r in s.execute(select(*CLAIMED))}
+    assert len(claimed) == 9
+    for row in claimed:
+        assert row == read[row["key"]]
+        assert row["lease_until"].tzinfo is not None and row["attempts"] == 1
+    assert {r["key"]: r["recipient_data"] for r in claimed} == {
+        r["key"]: r["recipient_data"] for r in rows}  # fmt: skip
+    shared = [r["recipient_data"] for r in claimed if r["recipient_data"]]
+    shared[0]["attrs"]["tier"] = 7
+    assert all(d["attrs"]["tier"] != 7 for d in shared[1:])

@@ -556,9 +556,7 @@ class Ledger(LeaseQueries):
                 wanted = limit - len(claimed)
                 if wanted <= 0:
                     break
-                result = connection.execute(statement, {**params, "n": wanted})
-                names = list(result.keys())
-                claimed += [dict(zip(names, row, strict=True)) for row in result]
+                claimed += bulk.fetch_all(connection, statement, {**params, "n": wanted})
         return claimed
 
     def release(self, keys: Sequence[str]) -> int:

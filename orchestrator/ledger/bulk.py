@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import JSON, Connection, Dialect, Table, insert
+from sqlalchemy import JSON, Column, Connection, Dialect, Table, insert
 from sqlalchemy.sql.expression import UpdateBase
 
 from .models import Delivery, UTCDateTime
 
-__all__ = ["copy_deliveries", "execute_many", "insert_many", "sqlite_datetime"]
+__all__ = ["copy_deliveries", "execute_many", "fetch_all", "insert_many", "sqlite_datetime"]
 
 Convert = Callable[[Any], Any] | None
 
@@ -122,6 +122,60 @@ def execute_many(connection: Connection, statement: UpdateBase, rows: list[dict[
     # the values the statement fixes itself (``state = 'sending'``) join each row's
     params = _tuples([{**fixed, **row} for row in rows], pick, convert)
     return int(connection.exec_driver_sql(sql, params).rowcount)
+
+
+def fetch_all(
+    connection: Connection, statement: UpdateBase, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The rows ``statement`` (with RETURNING) gives for ``params``, as dicts of its returned
+    columns: what ``connection.execute(statement, params)`` gives, row by row.
+
+    On SQLite the driver's tuples are converted column by column, a value that comes again
+    (the lease every claimed row shares, JSON's ``null``) converted once; SQLAlchemy would fetch
+    and process each row on its own (a claim of 50,000 rows: 6 µs a row). Elsewhere, SQLAlchemy.
+    """
+    dialect = connection.dialect
+    returned = [c for c in statement._returning if isinstance(c, Column)]
+    if dialect.name != "sqlite" or len(returned) != len(statement._returning):
+        result = connection.execute(statement, params)
+        names = list(result.keys())
+        return [dict(zip(names, row, strict=True)) for row in result]
+    sql, names, fixed, processors = _positional(statement, dialect)
+    convert = [_last_datetime() if f is _STAMP else f for f in processors]
+    (bound,) = _tuples([{**fixed, **params}], _picker(names), convert)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        raw = cursor.execute(sql, bound).fetchall()
+    finally:
+        cursor.close()
+    keys: list[str] = [c.key for c in returned]
+    readers = [_reader(c.type._cached_result_processor(dialect, None)) for c in returned]
+    if not any(readers):
+        return [dict(zip(keys, row, strict=True)) for row in raw]
+    return [
+        dict(zip(keys, [f(v) if f else v for f, v in zip(readers, row, strict=True)], strict=True))
+        for row in raw
+    ]
+
+
+def _reader(process: Convert) -> Convert:
+    """``process`` (a column's result processor) remembering its last answer while that answer
+    is immutable: a column whose rows repeat one value converts it once."""
+    if process is None:
+        return None
+    last: list[Any] = [object(), None]
+
+    def read(value: Any) -> Any:
+        if value is None:
+            return None
+        if value == last[0]:
+            return last[1]
+        answer = process(value)
+        if answer is None or isinstance(answer, (str, int, float, datetime)):
+            last[0], last[1] = value, answer
+        return answer
+
+    return read
 
 
 def _picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
