@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: the next chunk is claimed while one is sent when the notifier's rate sends a chunk within this
 PREFETCH_SECONDS = 1.0
+#: batches answered but not yet settled, per request slot (see ``Dispatcher._worker``)
+SETTLE_BACKLOG = 2
 
 
 #: (notifier, mode, the rows that failed, the error): a notifier lacks settings for a mode
@@ -146,7 +148,12 @@ class Dispatcher:
             cooldown=self.settings.circuit_cooldown,
             max_cooldown=self.settings.circuit_max_cooldown))  # fmt: skip
         concurrency = min(self.settings.concurrency, notifier.max_concurrency or 10**6)
+        # A slot is a request the provider holds: freed once it answers, so a batch waiting for
+        # its settlement (the ledger's write) does not keep the next request back. The batches
+        # answered but not yet settled are bounded too: a stalled ledger stops the sending soon,
+        # with few messages out that it has not recorded.
         slots = asyncio.Semaphore(concurrency)
+        unsettled = asyncio.Semaphore(SETTLE_BACKLOG * concurrency)
         # One claim feeds every free slot, so small batches (SMS: one message a request) do not
         # cost one database round trip each. The lease covers pacing the chunk plus the send;
         # otherwise a slow batch would be reclaimed, and sent twice, while still in flight.
@@ -182,13 +189,15 @@ class Dispatcher:
                 unsent = rows
                 while unsent:
                     batch = unsent[:batch_size]
+                    await unsettled.acquire()
                     await slots.acquire()
                     if not self._blocked_batch(name, batch):  # failing costs the provider nothing
                         await pacer.acquire(len(batch))
-                    task = asyncio.create_task(self._send(notifier, batch, breaker))
+                    answered = _once(slots.release)
+                    task = asyncio.create_task(self._send(notifier, batch, breaker, answered))
                     unsent = unsent[batch_size:]
                     self._inflight.add(task)
-                    task.add_done_callback(self._finished(slots))
+                    task.add_done_callback(self._finished(answered, unsettled))
         finally:
             await self._unclaim(unsent, claiming)
 
@@ -250,10 +259,13 @@ class Dispatcher:
             return False
         return all((name, mode) in self.blocked for mode in modes)
 
-    def _finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
+    def _finished(
+        self, answered: Callable[[], None], unsettled: asyncio.Semaphore
+    ) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
             self._inflight.discard(task)
-            slots.release()
+            answered()  # a batch that failed before its provider answered
+            unsettled.release()
             if not self._inflight:
                 self.drained.notify()
             if not task.cancelled() and task.exception() is not None:
@@ -262,8 +274,14 @@ class Dispatcher:
         return done
 
     async def _send(
-        self, notifier: Notifier, rows: Sequence[dict[str, Any]], breaker: CircuitBreaker
+        self,
+        notifier: Notifier,
+        rows: Sequence[dict[str, Any]],
+        breaker: CircuitBreaker,
+        answered: Callable[[], None],
     ) -> None:
+        """Send one batch and settle its receipts; ``answered`` frees its slot once the
+        provider has answered (or the batch fails before a request)."""
         messages: dict[str, tuple[Mode, Message]] = {}
         receipts: list[Receipt] = []
         for row in rows:
@@ -294,6 +312,7 @@ class Dispatcher:
             whole_batch_failed = False
             blocked += [Receipt(m.delivery_id, Outcome.PERMANENT,
                                 error=f"configuration: {error}") for m in batch]  # fmt: skip
+        answered()
         if whole_batch_failed:
             was = breaker.state
             breaker.record_failure()
@@ -429,6 +448,19 @@ class Dispatcher:
                     }
                 )
         return out
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, done on the first call only (a slot freed twice would admit one more)."""
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return call
 
 
 class Settler:

@@ -139,6 +139,64 @@ def test_a_stopped_worker_gives_back_the_chunk_it_claimed_ahead(
     assert breach.status(incident)["possible_duplicates"] == 0
 
 
+def test_a_slow_ledger_write_frees_the_providers_slots_but_bounds_what_is_unrecorded(
+    simulator: Simulator, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A batch whose provider answered frees its request slot before its settlement is
+    written, so sending goes on while the ledger writes; but only up to SETTLE_BACKLOG batches
+    per slot: a stalled ledger stops the sending with few messages out that it has not
+    recorded. Once the ledger answers, every person has exactly one message."""
+    from factories import notice_yaml
+
+    from orchestrator.dispatch import SETTLE_BACKLOG
+    from orchestrator.simulator.cli import plugin_settings
+
+    playbook = tmp_path / "sms.yaml"
+    playbook.write_text(
+        "id: slow-ledger\ntitle: Slow ledger\nversion: 1\nseverity: high\n"
+        "organisation: {name: Example Org, contact_email: privacy@example.org}\n"
+        + notice_yaml("en")
+        + "steps:\n  - {id: sms-all, channel: sms, at: +0m, dedupe: none}\n"
+    )
+    people = tmp_path / "people.csv"
+    people.write_text("id,phone\n" + "".join(f"p{i},+1415555{i:04d}\n" for i in range(40)))
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    breach = Breach(db, settings=plugin_settings(simulator.url, simulator.config))
+    incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+    concurrency = 2
+    engine = breach.engine(DispatchSettings(rates={"twilio-sms": 1_000_000},
+                                            concurrency=concurrency))  # fmt: skip
+    stalled, resume = threading.Event(), threading.Event()
+    settle = breach.ledger.settle
+
+    def slow_settle(outcomes: Any) -> int:
+        stalled.set()
+        resume.wait(30)
+        return settle(outcomes)
+
+    monkeypatch.setattr(breach.ledger, "settle", slow_settle)
+    sent_while_stalled: list[int] = []
+
+    def watch() -> None:
+        stalled.wait(30)
+        time.sleep(1.0)  # long enough for many more requests, were they not bounded
+        sent_while_stalled.append(len(simulator.requests("twilio")))
+        resume.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        asyncio.run(engine.run(until_idle=True))
+    finally:
+        resume.set()
+        watcher.join()
+    # more than the slots (they were freed), no more than the backlog allows
+    assert concurrency < sent_while_stalled[0] <= SETTLE_BACKLOG * concurrency, sent_while_stalled
+    assert breach.status(incident)["steps"][0]["deliveries"] == {"sent": 40}
+    sent = [m.recipient for m in simulator.accepted("twilio")]
+    assert len(sent) == len(set(sent)) == 40
+
+
 def test_a_provider_holding_the_default_threads_never_stops_the_heartbeat(
     simulator: Simulator, tmp_path: Path
 ) -> None:
