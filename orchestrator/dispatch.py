@@ -284,9 +284,11 @@ class Dispatcher:
         provider has answered (or the batch fails before a request)."""
         messages: dict[str, tuple[Mode, Message]] = {}
         receipts: list[Receipt] = []
+        campaigns: dict[str, Campaign] = {}  # a batch is mostly one incident's
         for row in rows:
             try:
-                campaign = self.campaign_for(row["incident_id"])
+                campaign = campaigns.get(row["incident_id"]) or campaigns.setdefault(
+                    row["incident_id"], self.campaign_for(row["incident_id"]))  # fmt: skip
                 messages[row["key"]] = (campaign.incident.mode, campaign.message_for(row))
             except (BreachError, TemplateError, KeyError, ValueError) as exc:
                 receipts.append(Receipt(row["key"], Outcome.PERMANENT,
@@ -407,46 +409,37 @@ class Dispatcher:
         attempts = {row["key"]: row["attempts"] for row in rows}
         policy = self.settings.policy
         current = now()
+        # the states' values once per batch, not an enum lookup per receipt
+        sent, failed = DeliveryState.SENT.value, DeliveryState.FAILED.value
+        dead, retried = DeliveryState.DEAD.value, DeliveryState.PENDING.value
         out = []
+        counts = self.counts
         for receipt in receipts:
-            if receipt.delivery_id not in attempts:
+            tried = attempts.get(receipt.delivery_id)
+            if tried is None:
                 continue  # a receipt for a message that was not in this batch
-            base: dict[str, Any] = {"key": receipt.delivery_id, "error": receipt.error,
-                                    "uncertain": receipt.uncertain}  # fmt: skip
-            if receipt.outcome is Outcome.SENT:
-                self.counts["sent"] += 1
-                out.append(
-                    {
-                        **base,
-                        "state": DeliveryState.SENT.value,
-                        "provider_message_id": receipt.provider_id,
-                        "sent_at": current,
-                    }
-                )
-            elif receipt.outcome is Outcome.PERMANENT:
-                self.counts["failed"] += 1
-                out.append(
-                    {
-                        **base,
-                        "state": DeliveryState.FAILED.value,
-                        "reason": receipt.error or "rejected by the provider",
-                    }
-                )
-            elif policy.exhausted(attempts[receipt.delivery_id]):
-                self.counts["dead"] += 1
-                out.append({**base, "state": DeliveryState.DEAD.value, "reason":
-                            f"gave up after {attempts[receipt.delivery_id]} attempts: "
-                            f"{receipt.error or 'transient failure'}"})  # fmt: skip
+            outcome = receipt.outcome
+            if outcome is Outcome.SENT:
+                out.append({"key": receipt.delivery_id, "error": receipt.error,
+                            "uncertain": receipt.uncertain, "state": sent,
+                            "provider_message_id": receipt.provider_id,
+                            "sent_at": current})  # fmt: skip
+                counts["sent"] += 1
+                continue
+            settled: dict[str, Any] = {"key": receipt.delivery_id, "error": receipt.error,
+                                       "uncertain": receipt.uncertain}  # fmt: skip
+            if outcome is Outcome.PERMANENT:
+                counts["failed"] += 1
+                settled.update(state=failed, reason=receipt.error or "rejected by the provider")
+            elif policy.exhausted(tried):
+                counts["dead"] += 1
+                why = receipt.error or "transient failure"
+                settled.update(state=dead, reason=f"gave up after {tried} attempts: {why}")
             else:
-                self.counts["retried"] += 1
-                delay = policy.delay(attempts[receipt.delivery_id], receipt.retry_after, self.rng)
-                out.append(
-                    {
-                        **base,
-                        "state": DeliveryState.PENDING.value,
-                        "next_attempt_at": current + timedelta(seconds=delay),
-                    }
-                )
+                counts["retried"] += 1
+                delay = policy.delay(tried, receipt.retry_after, self.rng)
+                settled.update(state=retried, next_attempt_at=current + timedelta(seconds=delay))
+            out.append(settled)
         return out
 
 

@@ -633,7 +633,7 @@ class Ledger(LeaseQueries):
             if changed:
                 found: list[settlements.Settled] = []
                 for chunk in _in_chunks(batch_keys):
-                    found += [settlements.Settled(*row) for row in connection.execute(
+                    found += [settlements.Settled._make(row) for row in connection.execute(
                         statements.settled, {"keys": chunk, "now": current})]  # fmt: skip
                 self._evidence(connection, found, "settle", current)
         return int(changed)
@@ -690,7 +690,7 @@ class Ledger(LeaseQueries):
                                            DeliveryState.FAILED.value))  # fmt: skip
                 chosen = table.c.provider_message_id.in_(moved) & final
                 found = [
-                    settlements.Settled(*row)
+                    settlements.Settled._make(row)
                     for row in connection.execute(
                         select(*_SETTLED_COLUMNS).where(chosen, table.c.updated_at == current)
                     )

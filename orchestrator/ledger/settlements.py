@@ -24,7 +24,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 #: the audit row of one settle batch, and of one batch of state-changing receipts
 SETTLED = "deliveries.settled"
@@ -34,9 +34,10 @@ KINDS = (SETTLED, RECEIPTED)
 FINAL = ("sent", "delivered", "failed", "dead")
 
 
-@dataclass(frozen=True)
-class Settled:
-    """One delivery as a batch changed it: what the digest covers, and where it belongs."""
+class Settled(NamedTuple):
+    """One delivery as a batch changed it: what the digest covers, and where it belongs.
+
+    A named tuple: a settle builds one per delivery it changed, straight from a result row."""
 
     id: int
     incident_id: str
