@@ -150,12 +150,14 @@ def fetch_all(
         cursor.close()
     keys: list[str] = [c.key for c in returned]
     readers = [_reader(c.type._cached_result_processor(dialect, None)) for c in returned]
-    if not any(readers):
-        return [dict(zip(keys, row, strict=True)) for row in raw]
-    return [
-        dict(zip(keys, [f(v) if f else v for f, v in zip(readers, row, strict=True)], strict=True))
-        for row in raw
-    ]
+    if any(readers) and raw:
+        # column by column: only the few columns with a processor are touched again
+        columns = list(zip(*raw, strict=True))
+        for i, read in enumerate(readers):
+            if read is not None:
+                columns[i] = tuple(map(read, columns[i]))
+        raw = list(zip(*columns, strict=True))
+    return [dict(zip(keys, row, strict=True)) for row in raw]
 
 
 def _reader(process: Convert) -> Convert:
