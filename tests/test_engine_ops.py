@@ -139,6 +139,29 @@ def test_a_stopped_worker_gives_back_the_chunk_it_claimed_ahead(
     assert breach.status(incident)["possible_duplicates"] == 0
 
 
+def _one_step_live(
+    simulator: Simulator, tmp_path: Path, step: str, column: str, addresses: list[str]
+) -> tuple[Breach, str]:
+    """A live incident of a one-step playbook (``step``: its YAML flow mapping) over one person
+    per address, its notifiers pointed at the simulator: the session and the incident id."""
+    from factories import notice_yaml
+
+    from orchestrator.simulator.cli import plugin_settings
+
+    playbook = tmp_path / "one-step.yaml"
+    playbook.write_text(
+        "id: one-step\ntitle: One step\nversion: 1\nseverity: high\n"
+        "organisation: {name: Example Org, contact_email: privacy@example.org}\n"
+        + notice_yaml("en")
+        + f"steps:\n  - {step}\n"
+    )
+    people = tmp_path / "people.csv"
+    people.write_text(f"id,{column}\n" + "".join(f"p{i},{a}\n" for i, a in enumerate(addresses)))
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    breach = Breach(db, settings=plugin_settings(simulator.url, simulator.config))
+    return breach, breach.trigger(playbook, audience=str(people), mode="live").incident_id
+
+
 def test_a_slow_ledger_write_frees_the_providers_slots_but_bounds_what_is_unrecorded(
     simulator: Simulator, tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -146,23 +169,12 @@ def test_a_slow_ledger_write_frees_the_providers_slots_but_bounds_what_is_unreco
     written, so sending goes on while the ledger writes; but only up to SETTLE_BACKLOG batches
     per slot: a stalled ledger stops the sending with few messages out that it has not
     recorded. Once the ledger answers, every person has exactly one message."""
-    from factories import notice_yaml
-
     from orchestrator.dispatch import SETTLE_BACKLOG
-    from orchestrator.simulator.cli import plugin_settings
 
-    playbook = tmp_path / "sms.yaml"
-    playbook.write_text(
-        "id: slow-ledger\ntitle: Slow ledger\nversion: 1\nseverity: high\n"
-        "organisation: {name: Example Org, contact_email: privacy@example.org}\n"
-        + notice_yaml("en")
-        + "steps:\n  - {id: sms-all, channel: sms, at: +0m, dedupe: none}\n"
-    )
-    people = tmp_path / "people.csv"
-    people.write_text("id,phone\n" + "".join(f"p{i},+1415555{i:04d}\n" for i in range(40)))
-    db = f"sqlite:///{tmp_path / 'l.db'}"
-    breach = Breach(db, settings=plugin_settings(simulator.url, simulator.config))
-    incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+    breach, incident = _one_step_live(
+        simulator, tmp_path, "{id: sms-all, channel: sms, at: +0m, dedupe: none}",
+        "phone", [f"+1415555{i:04d}" for i in range(40)],
+    )  # fmt: skip
     concurrency = 2
     engine = breach.engine(DispatchSettings(rates={"twilio-sms": 1_000_000},
                                             concurrency=concurrency))  # fmt: skip
@@ -206,26 +218,17 @@ def test_a_provider_holding_the_default_threads_never_stops_the_heartbeat(
     from concurrent.futures import ThreadPoolExecutor
     from datetime import UTC, datetime
 
-    from factories import notice_yaml
     from sqlalchemy import select
 
     from orchestrator.ledger import Ledger
     from orchestrator.ledger.models import Worker
-    from orchestrator.simulator.cli import plugin_settings
 
     simulator.configure("sendgrid", latency=4.0)
-    playbook = tmp_path / "mail.yaml"
-    playbook.write_text(
-        "id: slow-mail\ntitle: Slow mail\nversion: 1\nseverity: high\n"
-        "organisation: {name: Example Org, contact_email: privacy@example.org}\n"
-        + notice_yaml("en")
-        + "steps:\n  - {id: mail-all, channel: email, at: +0m}\n"
-    )
-    people = tmp_path / "people.csv"
-    people.write_text("id,email\n" + "".join(f"p{i},p{i}@example.org\n" for i in range(5000)))
-    db = f"sqlite:///{tmp_path / 'l.db'}"
-    breach = Breach(db, settings=plugin_settings(simulator.url, simulator.config))
-    incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+    breach, incident = _one_step_live(
+        simulator, tmp_path, "{id: mail-all, channel: email, at: +0m}",
+        "email", [f"p{i}@example.org" for i in range(5000)],
+    )  # fmt: skip
+    db = breach.ledger.url
     # five requests of 1,000 recipients, four default threads: every one of them is held
     settings = DispatchSettings(rates={"sendgrid-email": 1_000_000}, concurrency=8,
                                 worker_timeout=2.0)  # fmt: skip
