@@ -287,8 +287,9 @@ class Dispatcher:
         campaigns: dict[str, Campaign] = {}  # a batch is mostly one incident's
         for row in rows:
             try:
-                campaign = campaigns.get(row["incident_id"]) or campaigns.setdefault(
-                    row["incident_id"], self.campaign_for(row["incident_id"]))  # fmt: skip
+                campaign = campaigns.get(row["incident_id"])
+                if campaign is None:
+                    campaign = campaigns[row["incident_id"]] = self.campaign_for(row["incident_id"])
                 messages[row["key"]] = (campaign.incident.mode, campaign.message_for(row))
             except (BreachError, TemplateError, KeyError, ValueError) as exc:
                 receipts.append(Receipt(row["key"], Outcome.PERMANENT,

@@ -1,4 +1,4 @@
-"""A fan-out's rows in bulk: one ``executemany`` of plain tuples on SQLite, ``COPY`` on PostgreSQL.
+"""Deliveries in bulk: one ``executemany`` of plain tuples on SQLite, ``COPY`` on PostgreSQL.
 
 SQLite. SQLAlchemy's Core ``insert`` with a list of rows is one ``executemany`` too, but it
 processes every row's parameters through the compiled statement (a dict per row, a bind
@@ -12,6 +12,9 @@ PostgreSQL. :func:`copy_deliveries` streams a batch with ``COPY`` into a tempora
 connection, then moves it into ``deliveries`` with one ``INSERT ... SELECT ... ON CONFLICT DO
 NOTHING RETURNING``: rows whose (incident, step, recipient) exists already, or repeats an
 earlier row of the batch, are left out, and the caller learns which by what came back.
+
+Claims. :func:`fetch_all` reads the rows an ``UPDATE ... RETURNING`` gives from SQLite's own
+tuples, each returned column converted by its type's processor, a repeated value once.
 """
 
 from __future__ import annotations
