@@ -191,7 +191,12 @@ def test_a_slow_ledger_write_frees_the_providers_slots_but_bounds_what_is_unreco
 
     def watch() -> None:
         stalled.wait(30)
-        time.sleep(1.0)  # long enough for many more requests, were they not bounded
+        # the backlog fills (slots freed while the write hangs), then stays full
+        deadline = time.monotonic() + 10
+        while (len(simulator.requests("twilio")) < SETTLE_BACKLOG * concurrency
+               and time.monotonic() < deadline):  # fmt: skip
+            time.sleep(0.02)
+        time.sleep(0.5)  # long enough for many more requests, were they not bounded
         sent_while_stalled.append(len(simulator.requests("twilio")))
         resume.set()
 
