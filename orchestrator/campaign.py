@@ -34,8 +34,8 @@ from .updates import FollowUps, update_number
 if TYPE_CHECKING:
     from .session import Breach
 
-#: a notifier's contact field, a step's fan-out, and its notice when shared (``message_for``)
-_Plan = tuple[str | None, FanOut, RenderedNotice | None]
+#: a notifier's contact field and a step's fan-out (``Campaign.message_for``)
+_Plan = tuple[str | None, FanOut]
 
 
 @dataclass
@@ -107,8 +107,8 @@ class Campaign:
         #: people per region and per locale ("" for none), once counted
         self.regions: dict[str, int] | None = None
         self.locales: dict[str, int] = {}
-        #: (step, locale, notifier) -> what rebuilding their rows shares (see ``message_for``)
-        self._plans: dict[tuple[str, str, str], _Plan] = {}
+        #: (step, notifier) -> what rebuilding their rows shares (see ``message_for``)
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
     @property
     def audience(self) -> AudienceSource:
@@ -275,43 +275,31 @@ class Campaign:
                 incident=self.incident, notice=notices[self.playbook.default_locale],
                 notices=notices, regulator=step.regulator if step else None,
             )  # fmt: skip
-        data = row.get("recipient_data")
-        plan = self._plans.get((row["step_id"], locale, row["notifier"]))
-        if plan is None:
-            plan = self._plan(row["step_id"], locale, row["notifier"])
-        contact, fanout, shared = plan
-        if data:
-            person = Recipient(
-                id=row["recipient_id"], row=row["recipient_row"], name=data.get("name"),
-                locale=data.get("locale") or locale, region=data.get("region"),
-                attrs=dict(data.get("attrs") or {}),
-            )  # fmt: skip
-            context = {**fanout.shared_context, "recipient": {**data, "id": person.id}}
-            notice = fanout.renderer.render(locale, context)
-        else:
-            person = Recipient(id=row["recipient_id"], row=row["recipient_row"], locale=locale)
-            notice = (
-                shared
-                if shared is not None
-                else fanout.renderer.render(locale, fanout.shared_context)
-            )
+        data = row.get("recipient_data") or {}
+        person = Recipient(
+            id=row["recipient_id"], row=row["recipient_row"], name=data.get("name"),
+            locale=data.get("locale") or locale, region=data.get("region"),
+            attrs=dict(data.get("attrs") or {}),
+        )  # fmt: skip
+        contact, fanout = self._plans.get((row["step_id"], row["notifier"])) or self._plan(
+            row["step_id"], row["notifier"])  # fmt: skip
         if contact is not None:
             setattr(person, contact, row["contact"])
+        context = fanout.shared_context
+        if data:
+            context = {**context, "recipient": {**data, "id": person.id}}
+        notice = fanout.renderer.render(locale, context)  # a shared notice is rendered once
         return Message(
             delivery_id=row["key"], step_id=row["step_id"], channel=row["channel"],
             incident=self.incident, notice=notice, recipient=person, address=row["contact"],
         )  # fmt: skip
 
-    def _plan(self, step_id: str, locale: str, notifier: str) -> _Plan:
-        """What every row of (step, locale, notifier) shares when rebuilt: the notifier's contact
-        field, the step's fan-out, and its notice when that reads no person (one per campaign:
-        a campaign is rebuilt when the facts change)."""
-        fanout = self.fanout_for(step_id)
-        shared = None
-        if not fanout.renderer.is_personal(locale):
-            shared = fanout.renderer.render(locale, fanout.shared_context)
-        plan = (self.host.notifier_classes[notifier][1].contact, fanout, shared)
-        self._plans[(step_id, locale, notifier)] = plan
+    def _plan(self, step_id: str, notifier: str) -> _Plan:
+        """What every row of (step, notifier) shares when rebuilt: the notifier's contact field
+        and the step's fan-out (whose renderer keeps the notice of a locale that reads no
+        person)."""
+        plan = (self.host.notifier_classes[notifier][1].contact, self.fanout_for(step_id))
+        self._plans[(step_id, notifier)] = plan
         return plan
 
     def _shared(self) -> dict[str, Any]:
