@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from factories import notice_yaml
 from sqlalchemy import select
 
@@ -115,6 +116,9 @@ def test_a_failed_write_fails_every_batch_that_waited_for_it(tmp_path: Path) -> 
 
     errors = asyncio.run(run())
     assert len(errors) == 3 and all(isinstance(e, LedgerError) for e in errors)
+    # the statements read straight from the driver fail the same way
+    with pytest.raises(LedgerError, match="no such table: deliveries"):
+        ledger.claim("twilio-sms", 3, 60)
 
 
 def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path) -> None:
@@ -188,3 +192,35 @@ def test_claimed_rows_are_what_sqlalchemy_reads(tmp_path: Path, ledger_url: str)
     shared = [r["recipient_data"] for r in claimed if r["recipient_data"]]
     shared[0]["attrs"]["tier"] = 7
     assert all(d["attrs"]["tier"] != 7 for d in shared[1:])
+
+
+def test_reads_of_a_key_list_are_what_sqlalchemy_reads(tmp_path: Path, ledger_url: str) -> None:
+    """``select_in`` writes the key list into the SQL on SQLite: it must find exactly the rows
+    SQLAlchemy's expanding ``IN`` finds, with the other parameters converted as SQLAlchemy would
+    (a stamp compared as stored), whatever the list's length."""
+    from sqlalchemy import bindparam
+
+    from orchestrator.ledger import bulk
+
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
+    start = datetime(2026, 11, 30, 8, 0, 0, 250000, tzinfo=UTC)
+    later = start + timedelta(seconds=1)
+    ledger.insert_deliveries([_row(incident, i, later if i % 2 else start) for i in range(7)])
+    table = Delivery.__table__
+    statement = select(table.c.id, table.c.key, table.c.state).where(
+        table.c.key.in_(bindparam("keys", expanding=True)),
+        table.c.updated_at == bindparam("at"),
+        table.c.state == DeliveryState.PENDING.value,
+    )
+    keys = [f"{incident}:s:{i}" for i in range(7)] + ["no-such-key"]
+    with ledger.transaction() as connection:
+        for wanted in (keys, keys[:1], keys[3:], []):
+            for at in (start, later.astimezone(timezone(timedelta(hours=2)))):
+                got = bulk.select_in(connection, statement, "keys", wanted, {"at": at})
+                expected = [tuple(r) for r in connection.execute(
+                    statement, {"keys": wanted, "at": at})] if wanted else []  # fmt: skip
+                assert sorted(got) == sorted(expected)
+                assert all(isinstance(row, tuple) for row in got)
+        found = bulk.select_in(connection, statement, "keys", keys, {"at": later})
+    assert sorted(key for _, key, _ in found) == [f"{incident}:s:{i}" for i in (1, 3, 5)]

@@ -608,7 +608,8 @@ class Ledger(LeaseQueries):
             # common statement stays as plain as the hot path needs.
             parked: set[str] = set()
             for chunk in _in_chunks(batch_keys):
-                parked.update(connection.scalars(statements.parked, {"keys": chunk}))
+                held = bulk.select_in(connection, statements.parked, "keys", chunk, {})
+                parked.update(key for (key,) in held)
             changed = 0
             alike: dict[tuple[Any, ...], list[str]] = {}
             for r in rows:
@@ -633,8 +634,9 @@ class Ledger(LeaseQueries):
             if changed:
                 found: list[settlements.Settled] = []
                 for chunk in _in_chunks(batch_keys):
-                    found += [settlements.Settled._make(row) for row in connection.execute(
-                        statements.settled, {"keys": chunk, "now": current})]  # fmt: skip
+                    changed_rows = bulk.select_in(connection, statements.settled, "keys", chunk,
+                                                  {"now": current})  # fmt: skip
+                    found += map(settlements.Settled._make, changed_rows)
                 self._evidence(connection, found, "settle", current)
         return int(changed)
 

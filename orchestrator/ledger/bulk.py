@@ -27,12 +27,20 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, Connection, Dialect, Table, insert
+from sqlalchemy import JSON, Column, Connection, Dialect, Select, Table, insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import UpdateBase
 
 from .models import Delivery, UTCDateTime
 
-__all__ = ["copy_deliveries", "execute_many", "fetch_all", "insert_many", "sqlite_datetime"]
+__all__ = [
+    "copy_deliveries",
+    "execute_many",
+    "fetch_all",
+    "insert_many",
+    "select_in",
+    "sqlite_datetime",
+]
 
 Convert = Callable[[Any], Any] | None
 
@@ -137,11 +145,7 @@ def fetch_all(
         names = list(result.keys())
         return [dict(zip(names, row, strict=True)) for row in result]
     sql, (values,) = bound
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        raw = cursor.execute(sql, values).fetchall()
-    finally:
-        cursor.close()
+    raw = _driver_rows(connection, sql, values)
     dialect = connection.dialect
     keys: list[str] = [c.key for c in returned]
     readers = [_reader(c.type._cached_result_processor(dialect, None)) for c in returned]
@@ -153,6 +157,53 @@ def fetch_all(
                 columns[i] = tuple(map(read, columns[i]))
         raw = list(zip(*columns, strict=True))
     return [dict(zip(keys, row, strict=True)) for row in raw]
+
+
+def select_in(
+    connection: Connection,
+    statement: Select[Any],
+    name: str,
+    values: Sequence[Any],
+    params: Mapping[str, Any],
+) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` for ``params``, whose expanding ``IN`` parameter ``name`` takes
+    ``values``, as tuples: what ``connection.execute(statement, {name: values, **params})``
+    gives, row by row.
+
+    On SQLite the list is written as that many placeholders into the statement compiled once, and
+    the driver's tuples come back as they are when no column needs converting; SQLAlchemy would
+    expand the list and fetch and process each row on its own, every call. Elsewhere, or when a
+    column has a converter, SQLAlchemy.
+    """
+    dialect = connection.dialect
+    readers = [c.type._cached_result_processor(dialect, None)
+               for c in statement.selected_columns]  # fmt: skip
+    if dialect.name != "sqlite" or any(readers) or not values:
+        found = connection.execute(statement, {name: list(values), **params})
+        return [tuple(row) for row in found]
+    sql, names, fixed, processors = _positional(statement, dialect)
+    sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join("?" * len(values)), 1)
+    args: list[Any] = []
+    for each, convert in zip(names, processors, strict=True):
+        if each == name:
+            args += values
+            continue
+        value = fixed[each] if each in fixed else params[each]
+        args.append(value if convert is None else convert(value))
+    return _driver_rows(connection, sql, args)
+
+
+def _driver_rows(connection: Connection, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """``sql``'s rows straight from the driver's cursor; its errors raised as SQLAlchemy's
+    (what the ledger turns into a :class:`~orchestrator.errors.LedgerError`)."""
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        return cast(list[tuple[Any, ...]], cursor.execute(sql, args).fetchall())
+    except dbapi.Error as error:
+        raise DBAPIError.instance(sql, args, error, dbapi.Error) from error
+    finally:
+        cursor.close()
 
 
 def _bound(
@@ -223,7 +274,7 @@ _STAMP: Convert = sqlite_datetime  # stands for a fresh _last_datetime() per cal
 
 @functools.cache
 def _positional(
-    statement: UpdateBase, dialect: Dialect
+    statement: UpdateBase | Select[Any], dialect: Dialect
 ) -> tuple[str, list[str], dict[str, Any], list[Convert]]:
     """A statement's SQL for ``dialect``, its parameters' names in order, the values the
     statement fixes itself, and each parameter's converter."""
