@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: the next chunk is claimed while one is sent when the notifier's rate sends a chunk within this
 PREFETCH_SECONDS = 1.0
+#: rows one claim takes at most beyond a batch per request slot (see ``Dispatcher._worker``)
+CLAIM_ROWS = 1000
 #: batches answered but not yet settled, per request slot (see ``Dispatcher._worker``)
 SETTLE_BACKLOG = 2
 
@@ -155,9 +157,12 @@ class Dispatcher:
         slots = asyncio.Semaphore(concurrency)
         unsettled = asyncio.Semaphore(SETTLE_BACKLOG * concurrency)
         # One claim feeds every free slot, so small batches (SMS: one message a request) do not
-        # cost one database round trip each. The lease covers pacing the chunk plus the send;
-        # otherwise a slow batch would be reclaimed, and sent twice, while still in flight.
-        chunk = batch_size * concurrency
+        # cost one database round trip each; and as many rows as the rate sends within
+        # PREFETCH_SECONDS, up to CLAIM_ROWS, since a claim costs a transaction whatever its size.
+        # The lease covers pacing the chunk plus the send; otherwise a slow batch would be
+        # reclaimed, and sent twice, while still in flight.
+        paced = CLAIM_ROWS if rate is None or math.isinf(rate) else int(rate * PREFETCH_SECONDS)
+        chunk = max(batch_size * concurrency, min(paced, CLAIM_ROWS))
         lease = self.settings.lease_seconds + self.settings.send_timeout
         # While a chunk goes out, the next one is claimed, so the slots never wait for the
         # ledger; only where a chunk goes out within a second (its rows wait for their turn

@@ -217,8 +217,9 @@ def _bound(
     sql, names, fixed, processors = _positional(statement, connection.dialect)
     if set(names) != {*fixed, *rows[0]}:
         return None
-    stamp = _last_datetime()
-    convert = [stamp if f is _STAMP else f for f in processors]
+    # a stamp per column: a settle's rows share the write's moment but not their send times,
+    # and one memory for both would forget each on every row
+    convert = [_last_datetime() if f is _STAMP else f for f in processors]
     # the values the statement fixes itself (``state = 'sending'``) join each row's
     return sql, _tuples([{**fixed, **row} for row in rows], _picker(names), convert)
 
@@ -269,7 +270,7 @@ def _tuples(
     return params
 
 
-_STAMP: Convert = sqlite_datetime  # stands for a fresh _last_datetime() per call
+_STAMP: Convert = sqlite_datetime  # stands for a fresh _last_datetime() per column, per call
 
 
 @functools.cache
