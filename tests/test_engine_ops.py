@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from engine_support import (
     NOTIFIERS,
     PLAYBOOK,
@@ -22,7 +23,7 @@ from engine_support import (
     trigger_live,
 )
 
-from orchestrator.dispatch import DispatchSettings
+from orchestrator.dispatch import CLAIM_ROWS, DispatchSettings
 from orchestrator.retry import RetryPolicy
 from orchestrator.session import Breach
 from orchestrator.simulator import Simulator
@@ -212,6 +213,35 @@ def test_a_slow_ledger_write_frees_the_providers_slots_but_bounds_what_is_unreco
     assert breach.status(incident)["steps"][0]["deliveries"] == {"sent": 40}
     sent = [m.recipient for m in simulator.accepted("twilio")]
     assert len(sent) == len(set(sent)) == 40
+
+
+@pytest.mark.parametrize(
+    ("rate", "most", "people"), [(1_000_000, CLAIM_ROWS, 1500), (200, 200, 400)]
+)
+def test_a_claim_takes_what_the_rate_sends_in_a_second_and_no_more(
+    simulator: Simulator, tmp_path: Path, monkeypatch: Any, rate: int, most: int, people: int
+) -> None:
+    """SMS go one to a request: a claim takes more than one per slot, as many as the rate sends
+    within a second (up to CLAIM_ROWS), so the rows it holds are never left waiting out their
+    lease; and every person is reached once."""
+    breach, incident = _one_step_live(
+        simulator, tmp_path, "{id: sms-all, channel: sms, at: +0m, dedupe: none}",
+        "phone", [f"+1415555{i:04d}" for i in range(people)],
+    )  # fmt: skip
+    asked: list[int] = []
+    claim = breach.ledger.claim
+
+    def counted(notifier: str, limit: int, lease: float) -> Any:
+        asked.append(limit)
+        return claim(notifier, limit, lease)
+
+    monkeypatch.setattr(breach.ledger, "claim", counted)
+    engine = breach.engine(DispatchSettings(rates={"twilio-sms": rate}, concurrency=4))
+    asyncio.run(engine.run(until_idle=True))
+    assert max(asked) == most
+    assert breach.status(incident)["steps"][0]["deliveries"] == {"sent": people}
+    sent = [m.recipient for m in simulator.accepted("twilio")]
+    assert len(sent) == len(set(sent)) == people
 
 
 def test_a_provider_holding_the_default_threads_never_stops_the_heartbeat(
