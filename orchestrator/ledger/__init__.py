@@ -11,6 +11,7 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import operator
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -96,6 +97,7 @@ _SETTLED_COLUMNS = tuple(DELIVERIES.c[name] for name in (
 ))  # fmt: skip
 #: the values of a settlement apart from its key (``Ledger.settle``'s parameter names)
 _SETTLED_VALUES = ("state", "pid", "error", "reason", "nxt", "sent", "maybe")
+_settled_values = operator.itemgetter(*_SETTLED_VALUES)
 #: the columns a claim returns: what rebuilding and settling a message reads, no more (the
 #: timestamps and settled fields would only be converted and dropped, row after row)
 CLAIMED = tuple(DELIVERIES.c[name] for name in (
@@ -611,19 +613,19 @@ class Ledger(LeaseQueries):
                 held = bulk.select_in(connection, statements.parked, "keys", chunk, {})
                 parked.update(key for (key,) in held)
             changed = 0
-            alike: dict[tuple[Any, ...], list[str]] = {}
+            alike: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
             for r in rows:
                 if r["k"] not in parked:
-                    alike.setdefault(tuple(r[f] for f in _SETTLED_VALUES), []).append(r["k"])
+                    alike.setdefault(_settled_values(r), []).append(r)
             # Outcomes that set the same values (an e-mail batch: all sent, one message id) are
             # one UPDATE ... WHERE key IN (...); the rest one executemany of per-row updates.
             single: list[dict[str, Any]] = []
-            for values, keys in alike.items():
-                params = dict(zip(_SETTLED_VALUES, values, strict=True), now=current)
-                if len(keys) == 1:
-                    single.append({**params, "k": keys[0]})
+            for values, group in alike.items():
+                if len(group) == 1:
+                    single += group  # the row's own parameters are the statement's
                     continue
-                for chunk in _in_chunks(keys):
+                params = dict(zip(_SETTLED_VALUES, values, strict=True), now=current)
+                for chunk in _in_chunks([r["k"] for r in group]):
                     chosen = {**params, "keys": chunk}
                     changed += connection.execute(statements.alike, chosen).rowcount
             if single:
