@@ -181,17 +181,25 @@ def select_in(
     ``values``, as tuples: what ``connection.execute(statement, {name: values, **params})``
     gives, row by row.
 
-    On SQLite the list is written as that many placeholders into the statement compiled once, and
-    the driver's tuples come back as they are when no column needs converting; SQLAlchemy would
-    expand the list and fetch and process each row on its own, every call. Elsewhere, or when a
-    column has a converter, SQLAlchemy.
+    SQLAlchemy would expand the list into one parameter per value, in SQL text that changes with
+    the list's length, and fetch and process each row on its own, every call. Here the statement
+    is compiled once, and the driver's tuples come back as they are (when no column needs
+    converting): on SQLite the list is written as that many placeholders, on PostgreSQL it is
+    one array (``= ANY(...)``), so the SQL text stays the same. Otherwise, SQLAlchemy.
     """
     dialect = connection.dialect
     readers = [c.type._cached_result_processor(dialect, None)
                for c in statement.selected_columns]  # fmt: skip
-    if dialect.name != "sqlite" or any(readers) or not values:
+    if any(readers) or not values or dialect.name not in ("sqlite", "postgresql"):
         found = connection.execute(statement, {name: list(values), **params})
         return [tuple(row) for row in found]
+    if dialect.name == "postgresql":
+        sql, named = _as_array(statement, dialect, name)
+        given: dict[str, Any] = {name: list(values)}
+        for each, (value, convert) in named.items():
+            value = params[each] if value is _GIVEN else value
+            given[each] = value if convert is None else convert(value)
+        return _driver_rows(connection, sql, given)
     sql, names, fixed, processors = _positional(statement, dialect)
     sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join("?" * len(values)), 1)
     args: list[Any] = []
@@ -204,7 +212,31 @@ def select_in(
     return _driver_rows(connection, sql, args)
 
 
-def _driver_rows(connection: Connection, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+#: a parameter the caller gives (not one the statement fixes)
+_GIVEN = object()
+
+
+@functools.cache
+def _as_array(
+    statement: Select[Any], dialect: Dialect, name: str
+) -> tuple[str, dict[str, tuple[Any, Convert]]]:
+    """PostgreSQL's SQL of ``statement`` with its expanding ``name IN (...)`` as one array
+    parameter, and every other parameter: the value the statement fixes (or ``_GIVEN``), and
+    its converter."""
+    compiled = statement.compile(dialect=dialect)
+    sql = compiled.string.replace(f"IN (__[POSTCOMPILE_{name}])", f"= ANY(%({name})s)", 1)
+    named: dict[str, tuple[Any, Convert]] = {
+        each: (bind.value if not bind.required else _GIVEN,
+               bind.type._cached_bind_processor(dialect))
+        for each, bind in compiled.binds.items()
+        if each != name
+    }  # fmt: skip
+    return sql, named
+
+
+def _driver_rows(
+    connection: Connection, sql: str, args: Sequence[Any] | Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
     """``sql``'s rows straight from the driver's cursor; its errors raised as SQLAlchemy's
     (what the ledger turns into a :class:`~orchestrator.errors.LedgerError`)."""
     dbapi = connection.dialect.loaded_dbapi
