@@ -121,15 +121,14 @@ def test_a_failed_write_fails_every_batch_that_waited_for_it(tmp_path: Path) -> 
         ledger.claim("twilio-sms", 3, 60)
 
 
-def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path) -> None:
-    """``execute_many`` hands SQLite plain tuples: each settled row must hold byte for byte what
-    SQLAlchemy's own executemany of the same statement writes for its twin."""
-    import sqlite3
-
+def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path, ledger_url: str) -> None:
+    """``execute_many`` hands the driver parameters it converted itself (tuples on SQLite, dicts
+    on PostgreSQL): each settled row must hold exactly what SQLAlchemy's own executemany of the
+    same statement writes for its twin, and the count must be every row's."""
     from orchestrator.ledger import _settle_statements
     from orchestrator.ledger.bulk import execute_many
 
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = ledger_url
     incident = _incident(tmp_path, url)
     ledger = Ledger(url)
     start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -154,9 +153,11 @@ def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path) -> None:
         theirs = connection.execute(statement, [outcome(i + 6, i) for i in range(6)]).rowcount
     assert ours == theirs == 6
 
-    with sqlite3.connect(tmp_path / "l.db") as raw:
-        raw.row_factory = sqlite3.Row
-        stored = {r["recipient_id"]: dict(r) for r in raw.execute("SELECT * FROM deliveries")}
+    # SQLite's text as stored (a stamp written differently must show), PostgreSQL's values
+    with ledger.transaction() as connection:
+        found = (connection.exec_driver_sql("SELECT * FROM deliveries") if ledger_url.startswith(
+            "sqlite") else connection.execute(select(Delivery.__table__)))  # fmt: skip
+        stored = {r.recipient_id: r._asdict() for r in found}
     differ = {"id", "key", "recipient_id", "recipient_row", "contact", "content_hash",
               "via_fallback"}  # fmt: skip
     for i in range(6):

@@ -1,4 +1,4 @@
-"""Deliveries in bulk: one ``executemany`` of plain tuples on SQLite, ``COPY`` on PostgreSQL.
+"""Deliveries in bulk, and the hot statements bound for the driver directly.
 
 SQLite. SQLAlchemy's Core ``insert`` with a list of rows is one ``executemany`` too, but it
 processes every row's parameters through the compiled statement (a dict per row, a bind
@@ -8,13 +8,18 @@ driver plain tuples. Values are stored exactly as SQLAlchemy would store them (t
 tests read them back through the ORM); a batch this path does not cover goes through SQLAlchemy
 unchanged.
 
-PostgreSQL. :func:`copy_deliveries` streams a batch with ``COPY`` into a temporary table of the
-connection, then moves it into ``deliveries`` with one ``INSERT ... SELECT ... ON CONFLICT DO
-NOTHING RETURNING``: rows whose (incident, step, recipient) exists already, or repeats an
-earlier row of the batch, are left out, and the caller learns which by what came back.
+PostgreSQL. :func:`copy_deliveries` streams a batch with a binary ``COPY`` straight into
+``deliveries`` under a savepoint. When a row conflicts (its (incident, step, recipient) exists
+already, or repeats an earlier row of the batch), the savepoint undoes that, and the batch goes
+into a temporary table of the connection instead, then into ``deliveries`` with one ``INSERT ...
+SELECT ... ON CONFLICT DO NOTHING RETURNING``: the caller learns which rows were left out by
+what came back.
 
-Claims. :func:`fetch_all` reads the rows an ``UPDATE ... RETURNING`` gives from SQLite's own
-tuples, each returned column converted by its type's processor, a repeated value once.
+Claims and settlements. :func:`execute_many` (a settle's per-row updates), :func:`fetch_all` (a
+claim's ``UPDATE ... RETURNING``) and :func:`select_in` (a settle's reads by key) run statements
+compiled once, with parameters converted by their types' processors and handed to the driver as
+it takes them; the rows come back as the driver's own, converted column by column where a type
+needs it. Both databases; anything these do not cover goes through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -128,9 +133,10 @@ def execute_many(connection: Connection, statement: UpdateBase, rows: list[dict[
     """``connection.execute(statement, rows).rowcount``, each row a dict of the statement's bound
     parameters, every row the same keys.
 
-    On SQLite the driver gets plain tuples, each parameter converted by its type's processor (a
-    stamp the rows share, once), from a statement compiled once; SQLAlchemy would build every
-    row's parameters through the compiled statement. Elsewhere, SQLAlchemy.
+    The driver gets each row's parameters converted by their types' processors (a stamp the
+    rows share, once): plain tuples on SQLite, dicts on PostgreSQL, for a statement compiled
+    once; SQLAlchemy would build every row's parameters through the compiled statement.
+    Elsewhere, SQLAlchemy.
     """
     bound = _bound(connection, statement, rows) if len(rows) > 1 else None
     if bound is None:
@@ -145,9 +151,10 @@ def fetch_all(
     """The rows ``statement`` (with RETURNING) gives for ``params``, as dicts of its returned
     columns: what ``connection.execute(statement, params)`` gives, row by row.
 
-    On SQLite the driver's tuples are converted column by column, a value that comes again
-    (the lease every claimed row shares, JSON's ``null``) converted once; SQLAlchemy would fetch
-    and process each row on its own (a claim of 50,000 rows: 6 µs a row). Elsewhere, SQLAlchemy.
+    The driver's tuples (SQLite, PostgreSQL) are converted column by column, a value that
+    comes again (the lease every claimed row shares, JSON's ``null``) converted once; SQLAlchemy
+    would fetch and process each row on its own (a claim of 50,000 rows: 6 µs a row).
+    Elsewhere, SQLAlchemy.
     """
     returned = [c for c in statement._returning if isinstance(c, Column)]
     bound = _bound(connection, statement, [params])
@@ -221,17 +228,24 @@ def _as_array(
     statement: Select[Any], dialect: Dialect, name: str
 ) -> tuple[str, dict[str, tuple[Any, Convert]]]:
     """PostgreSQL's SQL of ``statement`` with its expanding ``name IN (...)`` as one array
-    parameter, and every other parameter: the value the statement fixes (or ``_GIVEN``), and
-    its converter."""
+    parameter, and its other parameters (see :func:`_by_name`)."""
+    sql, named = _by_name(statement, dialect)
+    sql = sql.replace(f"IN (__[POSTCOMPILE_{name}])", f"= ANY(%({name})s)", 1)
+    return sql, {each: bound for each, bound in named.items() if each != name}
+
+
+@functools.cache
+def _by_name(
+    statement: UpdateBase | Select[Any], dialect: Dialect
+) -> tuple[str, dict[str, tuple[Any, Convert]]]:
+    """``statement``'s SQL for a driver of named parameters, and per parameter: the value the
+    statement fixes (or ``_GIVEN``, the caller's to give) and its type's converter."""
     compiled = statement.compile(dialect=dialect)
-    sql = compiled.string.replace(f"IN (__[POSTCOMPILE_{name}])", f"= ANY(%({name})s)", 1)
     named: dict[str, tuple[Any, Convert]] = {
-        each: (bind.value if not bind.required else _GIVEN,
-               bind.type._cached_bind_processor(dialect))
+        each: (_GIVEN if bind.required else bind.value, bind.type._cached_bind_processor(dialect))
         for each, bind in compiled.binds.items()
-        if each != name
-    }  # fmt: skip
-    return sql, named
+    }
+    return compiled.string, named
 
 
 def _driver_rows(
@@ -251,13 +265,17 @@ def _driver_rows(
 
 def _bound(
     connection: Connection, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]
-) -> tuple[str, list[tuple[Any, ...]]] | None:
-    """On SQLite, ``statement``'s SQL (compiled once) and each row's parameters as the driver
-    takes them, converted by their types' processors (a stamp the rows share, once); None where
-    SQLAlchemy must bind them (another database, or rows that do not name every parameter)."""
-    if connection.dialect.name != "sqlite":
+) -> tuple[str, list[tuple[Any, ...]] | list[dict[str, Any]]] | None:
+    """``statement``'s SQL (compiled once) and each row's parameters as the driver takes them,
+    converted by their types' processors (a stamp the rows share, once): tuples on SQLite,
+    dicts on PostgreSQL. None where SQLAlchemy must bind them (another database, or rows that do
+    not name every parameter)."""
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        return _bound_by_name(statement, dialect, rows)
+    if dialect.name != "sqlite":
         return None
-    sql, names, fixed, processors = _positional(statement, connection.dialect)
+    sql, names, fixed, processors = _positional(statement, dialect)
     if set(names) != {*fixed, *rows[0]}:
         return None
     # a stamp per column: a settle's rows share the write's moment but not their send times,
@@ -265,6 +283,37 @@ def _bound(
     convert = [_last_datetime() if f is _STAMP else f for f in processors]
     # the values the statement fixes itself (``state = 'sending'``) join each row's
     return sql, _tuples([{**fixed, **row} for row in rows], _picker(names), convert)
+
+
+def _bound_by_name(
+    statement: UpdateBase, dialect: Dialect, rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[dict[str, Any]]] | None:
+    """PostgreSQL's part of :func:`_bound`: psycopg takes named parameters."""
+    sql, named = _by_name(statement, dialect)
+    given = {each for each, (value, _) in named.items() if value is _GIVEN}
+    if given != set(rows[0]):
+        return None
+    fixed = {each: value for each, (value, _) in named.items() if value is not _GIVEN}
+    convert = [(each, _identical(f)) for each, (_, f) in named.items() if each in given and f]
+    params = []
+    for row in rows:
+        one = {**fixed, **row}
+        for each, f in convert:
+            one[each] = f(one[each])
+        params.append(one)
+    return sql, params
+
+
+def _identical(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert`` remembering its last answer for the same object (the stamp a batch shares)."""
+    last: list[Any] = [object(), None]
+
+    def once(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, convert(value)
+        return last[1]
+
+    return once
 
 
 def _reader(process: Convert) -> Convert:
