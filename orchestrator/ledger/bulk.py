@@ -74,18 +74,23 @@ def sqlite_datetime(value: datetime | None) -> str | None:
     return text if value.microsecond else text + ".000000"
 
 
-def _last_datetime() -> Callable[[datetime | None], str | None]:
+def _last_datetime() -> Callable[[Any], Any]:
     """:func:`sqlite_datetime` that remembers its last value, converted once when it comes
     again (``insert_many`` answers None without asking it, so a row's empty stamps between its
     set ones do not make it forget)."""
-    last: list[Any] = [None, None]
+    return _identical(sqlite_datetime)
 
-    def convert(value: datetime | None) -> str | None:
+
+def _identical(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert`` remembering its last answer for the same object (the stamp a batch shares)."""
+    last: list[Any] = [object(), None]
+
+    def once(value: Any) -> Any:
         if value is not last[0]:
-            last[0], last[1] = value, sqlite_datetime(value)
-        return last[1]  # type: ignore[no-any-return]
+            last[0], last[1] = value, convert(value)
+        return last[1]
 
-    return convert
+    return once
 
 
 def _none_once(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -304,18 +309,6 @@ def _bound_by_name(
     return sql, params
 
 
-def _identical(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``convert`` remembering its last answer for the same object (the stamp a batch shares)."""
-    last: list[Any] = [object(), None]
-
-    def once(value: Any) -> Any:
-        if value is not last[0]:
-            last[0], last[1] = value, convert(value)
-        return last[1]
-
-    return once
-
-
 def _reader(process: Convert) -> Convert:
     """``process`` (a column's result processor) remembering its last answer while that answer
     is immutable: a column whose rows repeat one value converts it once."""
@@ -419,7 +412,7 @@ def _copy_type(column: Column[Any]) -> str:
 
 _COPY_TYPES = [_copy_type(DELIVERIES.c[name]) for name in COLUMNS]
 #: PostgreSQL's SQLSTATE for a duplicate key
-UNIQUE_VIOLATION = "23505"
+_UNIQUE_VIOLATION = "23505"
 _MOVE = (
     f"INSERT INTO deliveries ({_names}) SELECT {_names} FROM {LOAD} ORDER BY load_pos "
     "ON CONFLICT DO NOTHING RETURNING key, recipient_row"
@@ -443,7 +436,7 @@ def copy_deliveries(connection: Connection, rows: Sequence[dict[str, Any]]) -> C
                 for values in _copy_values(rows, with_position=False):
                     copy.write_row(values)
         except Exception as exc:
-            if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+            if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
                 raise
         else:
             return Counter((row["key"], row["recipient_row"]) for row in rows)
