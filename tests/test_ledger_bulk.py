@@ -128,9 +128,8 @@ def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path, ledger_url:
     from orchestrator.ledger import _settle_statements
     from orchestrator.ledger.bulk import execute_many
 
-    url = ledger_url
-    incident = _incident(tmp_path, url)
-    ledger = Ledger(url)
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
     start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     ledger.insert_deliveries([_row(incident, i, start, state=DeliveryState.SENDING.value)
                               for i in range(12)])  # fmt: skip
@@ -196,9 +195,10 @@ def test_claimed_rows_are_what_sqlalchemy_reads(tmp_path: Path, ledger_url: str)
 
 
 def test_reads_of_a_key_list_are_what_sqlalchemy_reads(tmp_path: Path, ledger_url: str) -> None:
-    """``select_in`` writes the key list into the SQL on SQLite: it must find exactly the rows
-    SQLAlchemy's expanding ``IN`` finds, with the other parameters converted as SQLAlchemy would
-    (a stamp compared as stored), whatever the list's length."""
+    """``select_in`` passes the key list its own way (placeholders written into SQLite's SQL, one
+    array for PostgreSQL): it must find exactly the rows SQLAlchemy's expanding ``IN`` finds, with
+    the other parameters converted as SQLAlchemy would (a stamp compared as stored), whatever the
+    list's length."""
     from sqlalchemy import bindparam
 
     from orchestrator.ledger import bulk
