@@ -37,6 +37,7 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from phonenumbers.phonemetadata import PhoneMetadata
 
 from .audience import CONTACT_FIELDS, Recipient
+from .limits import MAX_CONTACT_CHARS, MAX_RECIPIENT_ID
 
 INVALID_PHONE = "invalid phone number"
 INVALID_EMAIL = "invalid e-mail address"
@@ -208,7 +209,8 @@ def normalise_email(value: str) -> str | None:
 # -- push, locale, region, name ------------------------------------------------------------
 
 # FCM (base64url with ':'), APNs (hex), Expo ("ExponentPushToken[...]"), base64 in general.
-_PUSH_TOKEN = re.compile(r"[A-Za-z0-9_\-:.=+/\[\]]{8,4096}")
+# FCM's tokens are about 160 characters; the ledger keeps a contact of up to MAX_CONTACT_CHARS
+_PUSH_TOKEN = re.compile(rf"[A-Za-z0-9_\-:.=+/\[\]]{{8,{MAX_CONTACT_CHARS}}}")
 
 
 def normalise_push_token(value: str) -> str | None:
@@ -300,6 +302,8 @@ def build_recipient(
     if not rid:
         why = "missing id" if rid == "" or id is None else "id is not text or a whole number"
         return malformed_recipient(row, why)
+    if len(rid) > MAX_RECIPIENT_ID:
+        return malformed_recipient(row, f"id longer than {MAX_RECIPIENT_ID} characters")
     region_code = normalise_region(region) if isinstance(region, str) else None
     country = region_code.partition("-")[0] if region_code else None  # numbers dial by country
     phone_value, bad_phone = _contact(phone, lambda text: normalise_phone(text, country))

@@ -25,6 +25,10 @@ MAX_DEPTH = 64
 MAX_LINE_CHARS = 1024 * 1024
 #: columns of an audience file's header
 MAX_COLUMNS = 2_000
+#: a recipient's id, as the ledger keeps it (a longer one makes its row malformed)
+MAX_RECIPIENT_ID = 200
+#: a normalised address (e-mail, phone number, device token), as the ledger keeps it
+MAX_CONTACT_CHARS = 320
 
 
 class InputRejected(BreachError):

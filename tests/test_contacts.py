@@ -149,6 +149,7 @@ def test_email_normalised_like_email_validator() -> None:
     "token",
     [
         "a" * 64,
+        "a" * 320,  # the longest the ledger keeps
         "0123456789abcdef" * 4,
         "dGVzdF90b2tlbl8x:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx_efg-VKcPpm6t2wBZmNdMZa",
         "ExponentPushToken[xxxxxxxxxxxxxxxxxxxxxx]",
@@ -159,7 +160,7 @@ def test_valid_push_tokens(token: str) -> None:
     assert normalise_push_token(token) == token.strip()
 
 
-@pytest.mark.parametrize("token", ["", "n/a", "null", "tok en with spaces", "a" * 4097, "tök€n123"])
+@pytest.mark.parametrize("token", ["", "n/a", "null", "tok en with spaces", "a" * 321, "tök€n123"])
 def test_invalid_push_tokens(token: str) -> None:
     assert normalise_push_token(token) is None
 
@@ -265,6 +266,15 @@ def test_rows_without_a_usable_id_are_malformed(raw_id: object, why: str) -> Non
     assert recipient.email is None
     assert set(recipient.invalid) == {"phone", "email", "push_token"}
     assert set(recipient.invalid.values()) == {f"malformed row: {why}"}
+
+
+def test_an_id_longer_than_the_ledger_keeps_makes_the_row_malformed() -> None:
+    """The ledger keeps ids of up to 200 characters: a longer one is a malformed row (skipped
+    with the reason), never a fan-out that fails on it and every row after."""
+    assert build_recipient(4, id="p" * 200, email="a@example.com").email == "a@example.com"
+    recipient = build_recipient(4, id="p" * 201, email="a@example.com")
+    assert recipient.id == "row-4"
+    assert set(recipient.invalid.values()) == {"malformed row: id longer than 200 characters"}
 
 
 def test_malformed_recipient_keeps_a_given_id() -> None:

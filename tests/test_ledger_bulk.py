@@ -225,3 +225,37 @@ def test_reads_of_a_key_list_are_what_sqlalchemy_reads(tmp_path: Path, ledger_ur
                 assert all(isinstance(row, tuple) for row in got)
         found = bulk.select_in(connection, statement, "keys", keys, {"at": later})
     assert sorted(key for _, key, _ in found) == [f"{incident}:s:{i}" for i in (1, 3, 5)]
+
+
+def test_values_longer_than_the_ledger_keeps_are_skipped_rows_not_a_failed_fan_out(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL refuses a value longer than its column, which would fail the whole batch (and
+    every retry of it): an id over 200 characters or a device token over 320 is a skipped row
+    with its reason instead, and the people around it are planned as usual."""
+    from orchestrator.campaign import Campaign
+    from orchestrator.ledger import now
+
+    playbook = tmp_path / "long.yaml"
+    playbook.write_text(
+        "id: long\ntitle: Long values\nversion: 1\nseverity: high\n"
+        "organisation: {name: Example Org, contact_email: privacy@example.org}\n"
+        + notice_yaml("en")
+        + "steps:\n  - {id: push-all, channel: push, at: +0m}\n"
+    )
+    people = tmp_path / "people.csv"
+    people.write_text("id,push_token\n" f"p1,{'a' * 40}\n" f"{'x' * 201},{'b' * 40}\n"
+                      f"p3,{'c' * 321}\n" f"p4,{'d' * 320}\n")  # fmt: skip
+    # settings only to pass the live pre-flight: nothing is sent
+    breach = Breach(ledger_url, settings=plugin_settings("http://127.0.0.1:9", SimulatorConfig()))
+    incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+    campaign = Campaign(breach, breach.ledger.incident(incident))
+    tally = campaign.run_step(campaign.playbook.steps[0], now()).tally
+    assert tally is not None and tally.people == 4
+    with breach.ledger.session() as s:
+        rows = {d.recipient_row: d for d in s.scalars(select(Delivery))}
+    assert {n: rows[n].state for n in rows} == {1: "pending", 2: "skipped", 3: "skipped",
+                                                4: "pending"}  # fmt: skip
+    assert rows[2].reason == "malformed row: id longer than 200 characters"
+    assert rows[3].reason == "invalid push token"
+    assert rows[4].contact == "d" * 320

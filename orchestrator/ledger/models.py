@@ -23,6 +23,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ..limits import MAX_CONTACT_CHARS, MAX_RECIPIENT_ID
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
@@ -165,14 +167,14 @@ class Delivery(Base):
     key: Mapped[str] = mapped_column(String(200), unique=True)
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     step_id: Mapped[str] = mapped_column(String(64))
-    recipient_id: Mapped[str] = mapped_column(String(200))
+    recipient_id: Mapped[str] = mapped_column(String(MAX_RECIPIENT_ID))
     recipient_row: Mapped[int] = mapped_column(BigInteger, default=0)
     channel: Mapped[str] = mapped_column(String(32))
     #: the notifier that sends it (several may serve one channel)
     notifier: Mapped[str | None] = mapped_column(String(64), default=None)
     via_fallback: Mapped[bool] = mapped_column(default=False)
     locale: Mapped[str | None] = mapped_column(String(16), default=None)
-    contact: Mapped[str | None] = mapped_column(String(320), default=None)
+    contact: Mapped[str | None] = mapped_column(String(MAX_CONTACT_CHARS), default=None)
     #: name/region/attrs, kept only when the notice templates read the recipient
     recipient_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
@@ -193,7 +195,7 @@ class Delivery(Base):
     address_key: Mapped[str | None] = mapped_column(String(32), default=None)
     #: for a person skipped because another has the same address: that person's recipient id
     #: (the holder); the sharer follows the holder into the step's fallback
-    shares_with: Mapped[str | None] = mapped_column(String(200), default=None)
+    shares_with: Mapped[str | None] = mapped_column(String(MAX_RECIPIENT_ID), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
