@@ -29,6 +29,8 @@ MAX_COLUMNS = 2_000
 MAX_RECIPIENT_ID = 200
 #: a normalised address (e-mail, phone number, device token), as the ledger keeps it
 MAX_CONTACT_CHARS = 320
+#: who did something (an approver, the source of an alert), as the ledger keeps it
+MAX_ACTOR_CHARS = 200
 
 
 class InputRejected(BreachError):

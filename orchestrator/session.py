@@ -49,6 +49,7 @@ from .errors import (
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
 from .ledger.chain import ChainReport
+from .limits import MAX_ACTOR_CHARS
 from .message import Message
 from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
@@ -82,6 +83,13 @@ class TriggerResult:
 def new_incident_id(aware_at: datetime) -> str:
     """``INC-20261130-a1b2c3``: the awareness date and a random suffix."""
     return f"INC-{aware_at:%Y%m%d}-{secrets.token_hex(3)}"
+
+
+def _named(who: str) -> None:
+    """Refuse a name (an approver, an actor) longer than the ledger keeps one."""
+    if len(who) > MAX_ACTOR_CHARS:
+        raise BreachError(f"a name of at most {MAX_ACTOR_CHARS} characters, please (this one "
+                          f"has {len(who)}): the timeline records who did what by it")  # fmt: skip
 
 
 class Breach:
@@ -214,6 +222,7 @@ class Breach:
         pairs, such as the alert that opened it, recorded as ``actor``) are written in one
         transaction: a failure leaves nothing behind.
         """
+        _named(actor)
         if not isinstance(playbook, Playbook):
             playbook = self.playbook(playbook)
         text = playbook.source_text
@@ -471,6 +480,7 @@ class Breach:
         """
         if not by.strip():
             raise BreachError("say who approves: --by NAME")
+        _named(by)
         step, gate = self._gated(incident_id, step_id, "approve")
         origin = {"via": via, **({"os_user": os_user} if os_user else {})}
         if gate is None:  # no gate: approving ahead is recorded, as it always was
@@ -496,6 +506,8 @@ class Breach:
         opened = len(counted) >= gate.needed
         if opened:
             who = ", ".join(f"{done[r]} ({r})" for r in counted)
+            if len(who) > MAX_ACTOR_CHARS:  # a summary: the timeline has each approval whole
+                who = who[: MAX_ACTOR_CHARS - 1] + "…"
             self.ledger.update_step(incident_id, step_id, approved_by=who, approved_at=now())
         return {"incident": incident_id, "step": step_id, "approved_by": by, "role": role,
                 "state": step.state, "open": opened,
@@ -518,6 +530,7 @@ class Breach:
         rejected by one of its roles (checked like :meth:`approve`); any other by a commander."""
         if not by.strip():
             raise BreachError("say who rejects: --by NAME")
+        _named(by)
         _step, gate = self._gated(incident_id, step_id, "reject")
         origin = {"via": via, **({"os_user": os_user} if os_user else {})}
         role = None
@@ -579,6 +592,7 @@ class Breach:
 
     def cancel(self, incident_id: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
         """Stop an incident cleanly: unfired steps cancelled, pending deliveries skipped."""
+        _named(by)
         why = f"cancelled by {by}" + (f": {reason}" if reason else "")
         skipped = self.ledger.cancel(incident_id, why)
         detail = {"reason": reason, "skipped": skipped}
@@ -605,6 +619,7 @@ class Breach:
         with nothing written, for an unknown or cancelled incident, an undeclared fact, a bad
         value, or facts that already hold the values given.
         """
+        _named(by)
         result = updates_mod.record_update(self, incident_id, facts, reason=reason, by=by, via=via)
         incident = self.ledger.incident(incident_id)
         if incident.mode == "dry-run" and result["follow_ups"]:
@@ -654,6 +669,7 @@ class Breach:
         Facts added later never re-render what was already sent: each delivery keeps the facts
         version it was rendered with.
         """
+        _named(actor)
         incident = self.ledger.incident(incident_id)
         event_detail = dict(detail or {})
         if facts:
@@ -697,6 +713,7 @@ class Breach:
         the regimes that count from it. Recording an event again corrects its time."""
         if not by.strip():
             raise BreachError("say who records the event: --by NAME")
+        _named(by)
         name = clocks_mod.event_name(event)
         if name.startswith("filed:") and name.removeprefix("filed:") not in self.regimes:
             regime = name.removeprefix("filed:")

@@ -259,3 +259,31 @@ def test_values_longer_than_the_ledger_keeps_are_skipped_rows_not_a_failed_fan_o
     assert rows[2].reason == "malformed row: id longer than 200 characters"
     assert rows[3].reason == "invalid push token"
     assert rows[4].contact == "d" * 320
+
+
+def test_a_name_longer_than_the_ledger_keeps_is_refused_and_a_quorum_summary_shortened(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    """Approvers' names go into 200-character columns: a longer name is refused with a message
+    (PostgreSQL would refuse the write itself, with a driver error); two long names that open a
+    gate together make a shortened summary, the timeline keeping each approval whole."""
+    from orchestrator.errors import BreachError
+
+    playbook = tmp_path / "gated.yaml"
+    playbook.write_text(PLAYBOOK.replace(
+        "at: +0m}", "at: +2h, approval: {roles: [dpo, legal], quorum: 2}}"))  # fmt: skip
+    people = tmp_path / "people.csv"
+    people.write_text("id,phone\np0,+14155550100\n")
+    settings = plugin_settings("http://127.0.0.1:9", SimulatorConfig())
+    with Breach(ledger_url, settings=settings) as breach:
+        incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+        with pytest.raises(BreachError, match="at most 200 characters"):
+            breach.approve(incident, "sms-all", by="d" * 201, as_role="dpo")
+        breach.approve(incident, "sms-all", by="d" * 150, as_role="dpo")
+        opened = breach.approve(incident, "sms-all", by="l" * 150, as_role="legal")
+        [step] = breach.ledger.steps(incident)
+        approvals = [e for e in breach.timeline(incident) if e["kind"] == "step.approved"]
+    assert opened["open"] is True
+    assert step.approved_by is not None and len(step.approved_by) == 200
+    assert step.approved_by.startswith("d" * 150 + " (dpo), ") and step.approved_by[-1] == "…"
+    assert [e["actor"] for e in approvals] == ["d" * 150, "l" * 150]

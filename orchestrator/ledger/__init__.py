@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -273,6 +273,11 @@ class Ledger(LeaseQueries):
             raise LedgerError(
                 f"the ledger {_safe(self.url)} cannot be used: {_reason(exc)}; fix that and run "
                 "the command again (nothing was lost: the change was rolled back)"
+            ) from None
+        except DataError as exc:  # a value the database will not keep (PostgreSQL: too long)
+            raise LedgerError(
+                f"the ledger {_safe(self.url)} refused a value: {_reason(exc)} (nothing was "
+                "lost: the change was rolled back)"
             ) from None
 
     # -- incidents -----------------------------------------------------------------------------
@@ -1279,7 +1284,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _reason(exc: OperationalError) -> str:
+def _reason(exc: OperationalError | DataError) -> str:
     """The driver's own words, without SQLAlchemy's statement and parameters."""
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).split("\n", 1)[0]

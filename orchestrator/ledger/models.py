@@ -23,7 +23,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ..limits import MAX_CONTACT_CHARS, MAX_RECIPIENT_ID
+from ..limits import MAX_ACTOR_CHARS, MAX_CONTACT_CHARS, MAX_RECIPIENT_ID
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -116,7 +116,7 @@ class Step(Base):
     due_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(24), default=StepState.SCHEDULED.value)
     condition_result: Mapped[bool | None] = mapped_column(default=None)
-    approved_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    approved_by: Mapped[str | None] = mapped_column(String(MAX_ACTOR_CHARS), default=None)
     approved_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -209,7 +209,7 @@ class AuditEvent(Base):
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(64))
     step_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    actor: Mapped[str] = mapped_column(String(200), default="orchestrator")
+    actor: Mapped[str] = mapped_column(String(MAX_ACTOR_CHARS), default="orchestrator")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     #: the hash chain (see ``ledger/chain.py``): the previous row's hash, and this row's
     prev_hash: Mapped[str | None] = mapped_column(String(64), default=None)
