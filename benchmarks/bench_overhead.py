@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,17 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_pipeline import (  # noqa: E402
-    CONCURRENCY,
-    PLAYBOOK,
-    Span,
-    _median,
-    _postgres_fresh,
-    audience,
-)
-
-from orchestrator.simulator import SimulatorConfig  # noqa: E402
-from orchestrator.simulator.cli import plugin_settings  # noqa: E402
+from bench_pipeline import Span, _median, _postgres_fresh, one_step, run_child  # noqa: E402
 
 #: the kinds of thread, by the start of their names (the event loop runs in the main thread)
 KINDS = {"MainThread": "loop", "breach-ledger": "ledger", "breach-fanout": "fan-out"}
@@ -69,11 +58,9 @@ def child(people: int, db: str, work: str) -> dict[str, Any]:
     """One run: trigger and run to idle with twilio-sms answering at once."""
     import breach_twilio.notifiers as twilio
 
-    from orchestrator.dispatch import DispatchSettings
     from orchestrator.ledger import Ledger
     from orchestrator.message import Message
     from orchestrator.notifier import Mode, Outcome, Receipt
-    from orchestrator.session import Breach
 
     async def instant(self: Any, batch: Sequence[Message], mode: Mode) -> list[Receipt]:
         await asyncio.sleep(0)  # a request would yield to the event loop once at least
@@ -106,14 +93,7 @@ def child(people: int, db: str, work: str) -> dict[str, Any]:
         return rows
 
     Ledger.claim = claim_rows  # type: ignore[method-assign]
-    os.environ.update(plugin_settings("http://127.0.0.1:9", SimulatorConfig()))
-    folder = Path(work)
-    listed = audience(folder / "sms.csv", people)
-    playbook = folder / "sms.yaml"
-    playbook.write_text(PLAYBOOK.format(channel="sms", notifier="twilio-sms"), encoding="utf-8")
-    breach = Breach(db)
-    breach.playbook(playbook)
-    settings = DispatchSettings(rates={"twilio-sms": 10_000_000}, concurrency=CONCURRENCY)
+    breach, playbook, listed, settings = one_step("http://127.0.0.1:9", "sms", people, db, work)
     threads: dict[str, float] = {}
     close = Ledger.close
 
@@ -134,13 +114,8 @@ def child(people: int, db: str, work: str) -> dict[str, Any]:
 
 
 def spawn(people: int, db: str, work: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps([people, db, work])],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"run on {db.split(':')[0]} failed:\n{done.stderr[-4000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    what = f"run on {db.split(':')[0]}"
+    return run_child(what, __file__, "--child", json.dumps([people, db, work]))
 
 
 def table(rows: Sequence[tuple[str, dict[str, Any]]], people: int) -> str:

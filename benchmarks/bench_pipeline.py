@@ -166,12 +166,14 @@ def child_bare(url: str, channel: str, count: int) -> dict[str, Any]:
     }
 
 
-def child_pipeline(url: str, channel: str, count: int, db: str, work: str) -> dict[str, Any]:
-    """Trigger a one-step live incident and run the engine until idle."""
+def one_step(url: str, channel: str, count: int, db: str, work: str) -> tuple[Any, Path, Path, Any]:
+    """The session on ``db``, the one-step live playbook of ``channel`` (parsed already) and
+    its audience of ``count`` people, and the run's dispatch settings: the notifier at
+    10,000,000/s, ``CONCURRENCY`` batches in flight; the plugins pointed at ``url``."""
     from orchestrator.dispatch import DispatchSettings
     from orchestrator.session import Breach
 
-    notifier, counter, _ = CHANNELS[channel]
+    notifier = CHANNELS[channel][0]
     os.environ.update(plugin_settings(url, SimulatorConfig()))
     folder = Path(work)
     people = audience(folder / f"{channel}.csv", count)
@@ -179,13 +181,19 @@ def child_pipeline(url: str, channel: str, count: int, db: str, work: str) -> di
     playbook.write_text(PLAYBOOK.format(channel=channel, notifier=notifier), encoding="utf-8")
     breach = Breach(db)
     breach.playbook(playbook)  # parsed before the clock starts, as a running server would have
-    asyncio.run(_reset(url))
     settings = DispatchSettings(rates={notifier: 10_000_000}, concurrency=CONCURRENCY)
+    return breach, playbook, people, settings
+
+
+def child_pipeline(url: str, channel: str, count: int, db: str, work: str) -> dict[str, Any]:
+    """Trigger a one-step live incident and run the engine until idle."""
+    breach, playbook, people, settings = one_step(url, channel, count, db, work)
+    asyncio.run(_reset(url))
     with Span() as span:
         breach.trigger(playbook, audience=str(people), mode="live")
         breach.run(settings, until_idle=True)
-    return {"seconds": span.wall, "cpu": span.cpu, "sent": asyncio.run(_stat(url, counter)),
-            "rss": _peak_rss_mb()}  # fmt: skip
+    sent = asyncio.run(_stat(url, CHANNELS[channel][1]))
+    return {"seconds": span.wall, "cpu": span.cpu, "sent": sent, "rss": _peak_rss_mb()}
 
 
 def child_fanout(url: str, count: int, db: str, work: str) -> dict[str, Any]:
@@ -311,12 +319,16 @@ class Result:
 
 def spawn(kind: str, *args: Any) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; its JSON answer."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", kind, json.dumps(args)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    return run_child(f"{kind} {args[1:3]}", __file__, "--child", kind, json.dumps(args))
+
+
+def run_child(what: str, script: str, *argv: str) -> dict[str, Any]:
+    """``script`` run with ``argv`` in a fresh interpreter: the JSON of its last line of output
+    (exits with its errors, saying ``what`` failed)."""
+    done = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True,
+                          check=False)  # fmt: skip
     if done.returncode != 0:
-        raise SystemExit(f"{kind} {args[1:3]} failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"{what} failed:\n{done.stderr[-4000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -376,8 +388,8 @@ def measure(url: str, args: argparse.Namespace, work: Path) -> list[Result]:
                 print(f"apprise skipped ({str(exc)[-200:]}): pip install .[bench]", file=sys.stderr)
     if args.people:
         for name, db in databases:
-            got = repeated("fanout", url, args.people, db(f"fanout-{name}"), str(work))
-            add(f"fan-out {name}", "-", args.people, got)
+            planned = repeated("fanout", url, args.people, db(f"fanout-{name}"), str(work))
+            add(f"fan-out {name}", "-", args.people, planned)
     return results
 
 

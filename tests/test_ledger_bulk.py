@@ -236,12 +236,9 @@ def test_values_longer_than_the_ledger_keeps_are_skipped_rows_not_a_failed_fan_o
     from orchestrator.campaign import Campaign
     from orchestrator.ledger import now
 
-    playbook = tmp_path / "long.yaml"
+    playbook = tmp_path / "push.yaml"
     playbook.write_text(
-        "id: long\ntitle: Long values\nversion: 1\nseverity: high\n"
-        "organisation: {name: Example Org, contact_email: privacy@example.org}\n"
-        + notice_yaml("en")
-        + "steps:\n  - {id: push-all, channel: push, at: +0m}\n"
+        PLAYBOOK.replace("{id: sms-all, channel: sms,", "{id: push-all, channel: push,")
     )
     people = tmp_path / "people.csv"
     people.write_text("id,push_token\n" f"p1,{'a' * 40}\n" f"{'x' * 201},{'b' * 40}\n"

@@ -370,8 +370,9 @@ class Ledger(LeaseQueries):
         is written first, and only while this worker holds the step's fan-out: a worker that
         lost it gets :class:`~orchestrator.errors.LeaseLost` and the batch is not recorded.
 
-        PostgreSQL loads the batch with COPY into a temporary table and moves it across with
-        one ``INSERT ... ON CONFLICT DO NOTHING``; SQLite inserts it with one executemany.
+        PostgreSQL loads the batch with one binary COPY (through a temporary table and ``INSERT
+        ... ON CONFLICT DO NOTHING`` when a row conflicts, see ``bulk.copy_deliveries``); SQLite
+        inserts it with one executemany.
         """
         if self.is_postgres:
             return self._copy_deliveries([{**_DELIVERY_DEFAULTS, **row} for row in rows], progress)

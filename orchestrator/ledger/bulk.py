@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     JSON,
@@ -205,52 +205,57 @@ def select_in(
     if any(readers) or not values or dialect.name not in ("sqlite", "postgresql"):
         found = connection.execute(statement, {name: list(values), **params})
         return [tuple(row) for row in found]
+    compiled = _compiled(statement, dialect)
+    marker = f"__[POSTCOMPILE_{name}]"
     if dialect.name == "postgresql":
-        sql, named = _as_array(statement, dialect, name)
-        given: dict[str, Any] = {name: list(values)}
-        for each, (value, convert) in named.items():
-            value = params[each] if value is _GIVEN else value
-            given[each] = value if convert is None else convert(value)
-        return _driver_rows(connection, sql, given)
-    sql, names, fixed, processors = _positional(statement, dialect)
-    sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join("?" * len(values)), 1)
+        sql = compiled.sql.replace(f"IN ({marker})", f"= ANY(%({name})s)", 1)
+        given = {each: compiled.value(each, params) for each in compiled.named if each != name}
+        return _driver_rows(connection, sql, {**given, name: list(values)})
+    sql = compiled.sql.replace(marker, ", ".join("?" * len(values)), 1)
     args: list[Any] = []
-    for each, convert in zip(names, processors, strict=True):
+    for each in compiled.order:
         if each == name:
             args += values
-            continue
-        value = fixed[each] if each in fixed else params[each]
-        args.append(value if convert is None else convert(value))
+        else:
+            args.append(compiled.value(each, params))
     return _driver_rows(connection, sql, args)
 
 
 #: a parameter the caller gives (not one the statement fixes)
 _GIVEN = object()
+_STAMP: Convert = sqlite_datetime  # on SQLite, stands for a fresh _last_datetime() per column
+
+
+class _Compiled(NamedTuple):
+    """A statement compiled once for a dialect, and what binding its parameters needs."""
+
+    sql: str
+    #: the parameters in the order a positional driver (SQLite) takes them; empty for psycopg
+    order: list[str]
+    #: parameter -> the value the statement fixes (``_GIVEN``: the caller's), its converter
+    named: dict[str, tuple[Any, Convert]]
+    #: the parameters the caller gives
+    given: frozenset[str]
+
+    def value(self, name: str, params: Mapping[str, Any]) -> Any:
+        """``name``'s value as the driver takes it: fixed or from ``params``, converted."""
+        value, convert = self.named[name]
+        value = params[name] if value is _GIVEN else value
+        return value if convert is None else convert(value)
 
 
 @functools.cache
-def _as_array(
-    statement: Select[Any], dialect: Dialect, name: str
-) -> tuple[str, dict[str, tuple[Any, Convert]]]:
-    """PostgreSQL's SQL of ``statement`` with its expanding ``name IN (...)`` as one array
-    parameter, and its other parameters (see :func:`_by_name`)."""
-    sql, named = _by_name(statement, dialect)
-    sql = sql.replace(f"IN (__[POSTCOMPILE_{name}])", f"= ANY(%({name})s)", 1)
-    return sql, {each: bound for each, bound in named.items() if each != name}
-
-
-@functools.cache
-def _by_name(
-    statement: UpdateBase | Select[Any], dialect: Dialect
-) -> tuple[str, dict[str, tuple[Any, Convert]]]:
-    """``statement``'s SQL for a driver of named parameters, and per parameter: the value the
-    statement fixes (or ``_GIVEN``, the caller's to give) and its type's converter."""
+def _compiled(statement: UpdateBase | Select[Any], dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
+    sqlite = dialect.name == "sqlite"
     named: dict[str, tuple[Any, Convert]] = {
-        each: (_GIVEN if bind.required else bind.value, bind.type._cached_bind_processor(dialect))
+        each: (_GIVEN if bind.required else bind.value,
+               _STAMP if sqlite and isinstance(bind.type, UTCDateTime)
+               else bind.type._cached_bind_processor(dialect))
         for each, bind in compiled.binds.items()
-    }
-    return compiled.string, named
+    }  # fmt: skip
+    given = frozenset(each for each, (value, _) in named.items() if value is _GIVEN)
+    return _Compiled(compiled.string, list(compiled.positiontup or []), named, given)
 
 
 def _driver_rows(
@@ -276,37 +281,26 @@ def _bound(
     dicts on PostgreSQL. None where SQLAlchemy must bind them (another database, or rows that do
     not name every parameter)."""
     dialect = connection.dialect
-    if dialect.name == "postgresql":
-        return _bound_by_name(statement, dialect, rows)
-    if dialect.name != "sqlite":
+    if dialect.name not in ("sqlite", "postgresql"):
         return None
-    sql, names, fixed, processors = _positional(statement, dialect)
-    if set(names) != {*fixed, *rows[0]}:
+    compiled = _compiled(statement, dialect)
+    if compiled.given != set(rows[0]):
         return None
+    # the values the statement fixes itself (``state = 'sending'``) join each row's
+    fixed = {each: value for each, (value, _) in compiled.named.items() if value is not _GIVEN}
+    full = [{**fixed, **row} for row in rows]
+    if dialect.name == "postgresql":  # psycopg takes named parameters
+        convert = [(each, _identical(f)) for each, (_, f) in compiled.named.items()
+                   if each in compiled.given and f]  # fmt: skip
+        for one in full:
+            for each, f in convert:
+                one[each] = f(one[each])
+        return compiled.sql, full
     # a stamp per column: a settle's rows share the write's moment but not their send times,
     # and one memory for both would forget each on every row
-    convert = [_last_datetime() if f is _STAMP else f for f in processors]
-    # the values the statement fixes itself (``state = 'sending'``) join each row's
-    return sql, _tuples([{**fixed, **row} for row in rows], _picker(names), convert)
-
-
-def _bound_by_name(
-    statement: UpdateBase, dialect: Dialect, rows: Sequence[Mapping[str, Any]]
-) -> tuple[str, list[dict[str, Any]]] | None:
-    """PostgreSQL's part of :func:`_bound`: psycopg takes named parameters."""
-    sql, named = _by_name(statement, dialect)
-    given = {each for each, (value, _) in named.items() if value is _GIVEN}
-    if given != set(rows[0]):
-        return None
-    fixed = {each: value for each, (value, _) in named.items() if value is not _GIVEN}
-    convert = [(each, _identical(f)) for each, (_, f) in named.items() if each in given and f]
-    params = []
-    for row in rows:
-        one = {**fixed, **row}
-        for each, f in convert:
-            one[each] = f(one[each])
-        params.append(one)
-    return sql, params
+    processors = [compiled.named[each][1] for each in compiled.order]
+    stamps = [_last_datetime() if f is _STAMP else f for f in processors]
+    return compiled.sql, _tuples(full, _picker(compiled.order), stamps)
 
 
 def _reader(process: Convert) -> Convert:
@@ -353,27 +347,6 @@ def _tuples(
             one[i] = f(one[i])
         params.append(tuple(one))
     return params
-
-
-_STAMP: Convert = sqlite_datetime  # stands for a fresh _last_datetime() per column, per call
-
-
-@functools.cache
-def _positional(
-    statement: UpdateBase | Select[Any], dialect: Dialect
-) -> tuple[str, list[str], dict[str, Any], list[Convert]]:
-    """A statement's SQL for ``dialect``, its parameters' names in order, the values the
-    statement fixes itself, and each parameter's converter."""
-    compiled = statement.compile(dialect=dialect)
-    names = list(compiled.positiontup or [])
-    binds = compiled.binds
-    fixed = {name: binds[name].value for name in names if not binds[name].required}
-    processors: list[Convert] = [
-        _STAMP if isinstance(binds[name].type, UTCDateTime)
-        else binds[name].type._cached_bind_processor(dialect)
-        for name in names
-    ]  # fmt: skip
-    return compiled.string, names, fixed, processors
 
 
 DELIVERIES = cast(Table, Delivery.__table__)
