@@ -31,7 +31,7 @@ from jinja2 import TemplateError
 
 from .campaign import Campaign
 from .circuit import CircuitBreaker, CircuitState
-from .errors import BreachError, ConfigurationError
+from .errors import BreachError, ConfigurationError, LedgerUnavailable
 from .events import IncidentEvent
 from .ledger import DeliveryState, Ledger, now
 from .message import Message
@@ -50,6 +50,12 @@ PREFETCH_SECONDS = 1.0
 CLAIM_ROWS = 1000
 #: batches answered but not yet settled, per request slot (see ``Dispatcher._worker``)
 SETTLE_BACKLOG = 2
+#: A row whose sends were lost (its lease ran out, or no answer came) this many times, or
+#: ``max_attempts`` times when that is more, is not sent again: whatever keeps a send from being
+#: recorded (a settlement the ledger refuses, a message that crashes its worker) then costs that
+#: many sends, not one a lease forever. Not fewer than three: a kill loses at most one send of
+#: a row, and ``--max-attempts 1`` must not turn a row claimed before a kill into a dead one.
+MIN_LOST_SENDS = 3
 
 
 #: (notifier, mode, the rows that failed, the error): a notifier lacks settings for a mode
@@ -114,6 +120,7 @@ class Dispatcher:
         #: (notifier, mode) -> the configuration error that blocks it for this process
         self.blocked: dict[tuple[str, Mode], str] = {}
         self._settler = Settler(ledger)
+        self._lost_sends = max(MIN_LOST_SENDS, self.settings.policy.max_attempts)
         #: notified whenever the last batch in flight settles: the engine checks for idle then
         self.drained = Wakeup()
 
@@ -290,7 +297,11 @@ class Dispatcher:
         messages: dict[str, tuple[Mode, Message]] = {}
         receipts: list[Receipt] = []
         campaigns: dict[str, Campaign] = {}  # a batch is mostly one incident's
+        given_up: list[dict[str, Any]] = []
         for row in rows:
+            if row["reclaims"] >= self._lost_sends:
+                given_up.append(self._given_up(row))
+                continue
             try:
                 campaign = campaigns.get(row["incident_id"])
                 if campaign is None:
@@ -335,7 +346,7 @@ class Dispatcher:
             breaker.record_success()
             if was is CircuitState.HALF_OPEN and breaker.state is CircuitState.CLOSED:
                 await self.ledger.in_thread(self._record_circuit, notifier.name, rows, breaker)
-        settled = self._settlements(rows, receipts + blocked)
+        settled = self._settlements(rows, receipts + blocked) + given_up
         await self._settler.settle(settled)
         if self.observer is not None:
             tally = Counter("blocked" if (s.get("reason") or "").startswith("configuration: ")
@@ -349,6 +360,15 @@ class Dispatcher:
             for mode in {messages[k][0] for k in keys}:
                 error = self.blocked[(notifier.name, mode)]
                 await self.ledger.in_thread(self.on_blocked, notifier.name, mode, failed, error)
+
+    def _given_up(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The settlement of a row claimed again after too many lost sends (see
+        :data:`MIN_LOST_SENDS`)."""
+        self.counts["dead"] += 1
+        error = (f"not sent again: {row['reclaims']} sends were never recorded (each lease ran "
+                 "out, or no answer came); the provider may have had them")  # fmt: skip
+        return {"key": row["key"], "state": DeliveryState.DEAD.value, "error": error,
+                "reason": error, "uncertain": False}  # fmt: skip
 
     def _block(self, name: str, mode: Mode, error: str) -> str:
         if (name, mode) not in self.blocked:
@@ -493,18 +513,39 @@ class Settler:
         await asyncio.sleep(0)
         while self._waiting:
             taken, self._waiting = self._waiting, []
-            rows = [row for outcomes, _ in taken for row in outcomes]
-            try:
-                await self.ledger.in_thread(self.ledger.settle, rows)
-            except Exception as exc:  # the callers' own error: each raises it as before
-                for _, written in taken:
-                    if not written.done():
-                        written.set_exception(exc)
+            error = await self._settle([row for outcomes, _ in taken for row in outcomes], taken)
+            if error is None or len(taken) == 1 or isinstance(error, LedgerUnavailable):
+                for _, written in taken:  # each caller raises the error as its own
+                    _resolve(written, error)
                 continue
-            except BaseException:
-                for _, written in taken:
-                    written.cancel()
-                raise
-            for _, written in taken:
-                if not written.done():
-                    written.set_result(None)
+            # One batch's bad row must not fail the others written with it: each is written
+            # alone, and only what fails alone fails.
+            for number, (outcomes, written) in enumerate(taken):
+                _resolve(written, await self._settle(outcomes, taken[number:]))
+
+    async def _settle(
+        self,
+        rows: Sequence[dict[str, Any]],
+        callers: Sequence[tuple[Sequence[dict[str, Any]], asyncio.Future[None]]],
+    ) -> Exception | None:
+        """Write ``rows``: the error that stopped them, or None. Cancelled meanwhile, the
+        ``callers`` still waiting are cancelled too."""
+        try:
+            await self.ledger.in_thread(self.ledger.settle, rows)
+        except Exception as exc:
+            return exc
+        except BaseException:
+            for _, written in callers:
+                written.cancel()
+            raise
+        return None
+
+
+def _resolve(written: asyncio.Future[None], error: Exception | None) -> None:
+    """Tell a caller of :meth:`Settler.settle` how its write went."""
+    if written.done():
+        return
+    if error is None:
+        written.set_result(None)
+    else:
+        written.set_exception(error)

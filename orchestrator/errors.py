@@ -61,6 +61,11 @@ class LedgerError(BreachError):
     """The ledger cannot be reached, or an incident/step it was asked about does not exist."""
 
 
+class LedgerUnavailable(LedgerError):
+    """The ledger's database cannot be used at all (away, locked, read-only, full): every write
+    fails until the operator fixes it; nothing was written."""
+
+
 class NotFound(LedgerError):
     """An incident or step id does not exist in the ledger."""
 

@@ -8,6 +8,7 @@ clear error within seconds and a few megabytes, not an exhausted machine.
 
 from __future__ import annotations
 
+import hashlib
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,9 @@ MAX_RECIPIENT_ID = 200
 MAX_CONTACT_CHARS = 320
 #: who did something (an approver, the source of an alert), as the ledger keeps it
 MAX_ACTOR_CHARS = 200
+#: a provider's message id, as the ledger keeps it (a longer one is kept shortened, see
+#: :func:`provider_id_kept`)
+MAX_PROVIDER_ID = 200
 
 
 class InputRejected(BreachError):
@@ -117,3 +121,27 @@ def _check_text(text: str, what: str) -> None:
             f"{what} holds text that is not valid Unicode (character {exc.start}: a lone "
             f"surrogate {text[exc.start]!r})"
         ) from None
+
+
+def provider_id_kept(value: object) -> str:
+    """A provider's message id as the ledger keeps it, and looks it up: unchanged when it fits,
+    else its first characters and a SHA-256 of the whole, which is as unique as the id and
+    within :data:`MAX_PROVIDER_ID`. Receipts name messages by this id, so the send and every
+    receipt about it must map it the same way; a send must never fail to settle because of
+    what its provider answered (the message would go out again once its lease ran out)."""
+    text = text_kept(value if isinstance(value, str) else str(value))
+    if len(text) <= MAX_PROVIDER_ID:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return f"{text[: MAX_PROVIDER_ID - len(digest) - 1]}~{digest}"
+
+
+def text_kept(value: str) -> str:
+    """``value`` as any ledger can keep it: NUL characters (which PostgreSQL's text refuses)
+    and lone surrogates (which no encoder writes) replaced. A provider's error that holds one
+    must not stop the settlement that records it."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if value.isascii():  # a flag of the string, not a scan
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")

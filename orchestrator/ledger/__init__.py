@@ -46,8 +46,9 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlche
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..errors import LedgerError, NotFound, StateConflict
+from ..errors import LedgerError, LedgerUnavailable, NotFound, StateConflict
 from ..events import IncidentEvent
+from ..limits import provider_id_kept, text_kept
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
 from . import bulk, chain, settlements
@@ -270,7 +271,7 @@ class Ledger(LeaseQueries):
         try:
             yield
         except OperationalError as exc:
-            raise LedgerError(
+            raise LedgerUnavailable(
                 f"the ledger {_safe(self.url)} cannot be used: {_reason(exc)}; fix that and run "
                 "the command again (nothing was lost: the change was rolled back)"
             ) from None
@@ -602,9 +603,11 @@ class Ledger(LeaseQueries):
         if not outcomes:
             return 0
         current = now()
+        # What a provider answered is kept as the columns can hold it: a settlement that
+        # failed on it would leave its rows leased, to be sent again once the lease ran out.
         rows = [
-            {"k": o["key"], "state": o["state"], "pid": o.get("provider_message_id"),
-             "error": o.get("error"), "reason": o.get("reason"),
+            {"k": o["key"], "state": o["state"], "pid": _provider_id(o.get("provider_message_id")),
+             "error": _text(o.get("error")), "reason": _text(o.get("reason")),
              "nxt": o.get("next_attempt_at"), "sent": o.get("sent_at"), "now": current,
              "maybe": int(bool(o.get("uncertain")))}
             for o in outcomes
@@ -671,20 +674,23 @@ class Ledger(LeaseQueries):
             for receipt in updates:
                 if not receipt.provider_id:
                     continue  # a bare delivery key is not proof enough
-                named = table.c.provider_message_id == receipt.provider_id
+                provider_id = provider_id_kept(receipt.provider_id)  # as the send kept it
+                named = table.c.provider_message_id == provider_id
                 if receipt.delivery_key:
                     named = named & (table.c.key == receipt.delivery_key)
                 values: dict[str, Any] = {"updated_at": current,
                                           "receipt_outcome": receipt.outcome.value}  # fmt: skip
                 if receipt.state == DeliveryState.FAILED.value:
-                    values["reason"] = receipt.reason or receipt.event or receipt.outcome.value
+                    values["reason"] = text_kept(
+                        receipt.reason or receipt.event or receipt.outcome.value
+                    )
                 settled = connection.execute(
                     update(table)
                     .where(scope, named, table.c.state == DeliveryState.SENT.value)
                     .values(state=receipt.state, **values)
                 ).rowcount
                 if settled:
-                    moved.append(receipt.provider_id)
+                    moved.append(provider_id)
                 if not settled and receipt.delivery_key:
                     settled = connection.execute(
                         update(table)
@@ -692,7 +698,7 @@ class Ledger(LeaseQueries):
                                table.c.state == DeliveryState.SENDING.value,
                                table.c.receipt_outcome.is_(None))
                         .values(provider_message_id=func.coalesce(
-                            table.c.provider_message_id, receipt.provider_id), **values)
+                            table.c.provider_message_id, provider_id), **values)
                     ).rowcount  # fmt: skip
                 changed += settled
             if moved:  # parked receipts change no state: the settle evidences them
@@ -1161,6 +1167,14 @@ def _duplicate_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "contact": None, "content_hash": None, "next_attempt_at": None,
         "address_key": None, "shares_with": None,
     }  # fmt: skip
+
+
+def _provider_id(value: Any) -> str | None:
+    return None if value is None else provider_id_kept(value)
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else text_kept(value)
 
 
 def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ..limits import MAX_ACTOR_CHARS, MAX_CONTACT_CHARS, MAX_RECIPIENT_ID
+from ..limits import MAX_ACTOR_CHARS, MAX_CONTACT_CHARS, MAX_PROVIDER_ID, MAX_RECIPIENT_ID
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -188,7 +188,7 @@ class Delivery(Base):
     #: times a lease expired while sending (a crash): each may have reached the provider twice
     reclaims: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
-    provider_message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(MAX_PROVIDER_ID), default=None)
     content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     #: hash of the address this row sends to, when its step sends one message per address
     #: (see ``orchestrator.sharing``); None for rows that send nothing or steps that do not
