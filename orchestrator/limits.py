@@ -32,6 +32,9 @@ MAX_RECIPIENT_ID = 200
 MAX_CONTACT_CHARS = 320
 #: who did something (an approver, the source of an alert), as the ledger keeps it
 MAX_ACTOR_CHARS = 200
+#: a provider's error or a delivery's reason, as the ledger keeps it (a provider that answers
+#: with a whole HTML page must not store a megabyte per delivery)
+MAX_ERROR_CHARS = 2_000
 #: a provider's message id, as the ledger keeps it (a longer one is kept shortened, see
 #: :func:`provider_id_kept`)
 MAX_PROVIDER_ID = 200

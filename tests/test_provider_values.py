@@ -23,7 +23,7 @@ from orchestrator import hookimpl
 from orchestrator.dispatch import DispatchSettings
 from orchestrator.errors import LedgerError
 from orchestrator.ledger import Ledger
-from orchestrator.limits import MAX_PROVIDER_ID
+from orchestrator.limits import MAX_ERROR_CHARS, MAX_PROVIDER_ID
 from orchestrator.message import Message
 from orchestrator.notifier import Mode, Notifier, Outcome, Receipt
 from orchestrator.pluginhost import PluginHost
@@ -44,7 +44,8 @@ def long_id(delivery_id: str) -> str:
 
 class Quirky(Notifier):
     """Accepts the even-numbered people's messages with a 300-character id, and refuses the
-    odd-numbered ones with an error holding NULs and a lone surrogate (a provider's raw bytes)."""
+    odd-numbered ones with a 100 KB error holding NULs and a lone surrogate (a provider's raw
+    bytes)."""
 
     name = "quirky-sms"
     channel = "sms"
@@ -62,7 +63,11 @@ class Quirky(Notifier):
             Quirky.sends[m.delivery_id] += 1
             assert m.recipient is not None
             if int(m.recipient.id[1:]) % 2:
-                out.append(Receipt(m.delivery_id, Outcome.PERMANENT, error="no\x00such\udc80"))
+                out.append(
+                    Receipt(
+                        m.delivery_id, Outcome.PERMANENT, error="no\x00such\udc80" + "<p>" * 30_000
+                    )
+                )
             else:
                 out.append(Receipt(m.delivery_id, Outcome.SENT, provider_id=long_id(m.delivery_id)))
         return out
@@ -101,7 +106,8 @@ def test_odd_provider_values_are_kept_and_nobody_is_sent_twice(
     kept = {r.provider_message_id for r in sent}
     assert len(kept) == 100 and all(len(k or "") <= MAX_PROVIDER_ID for k in kept)
     failed = next(r for r in rows.values() if r.state == "failed")
-    assert failed.reason == "no\ufffdsuch?"
+    assert failed.reason is not None and len(failed.reason) == MAX_ERROR_CHARS
+    assert failed.reason.startswith("no\ufffdsuch?<p>") and failed.reason.endswith("…")
 
     # A receipt names the message by the id the provider gave, all 300 characters of it.
     ledger = Ledger(ledger_url)

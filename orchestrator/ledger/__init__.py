@@ -48,7 +48,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import LedgerError, LedgerUnavailable, NotFound, StateConflict
 from ..events import IncidentEvent
-from ..limits import provider_id_kept, text_kept
+from ..limits import MAX_ERROR_CHARS, provider_id_kept, text_kept
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
 from . import bulk, chain, settlements
@@ -681,7 +681,7 @@ class Ledger(LeaseQueries):
                 values: dict[str, Any] = {"updated_at": current,
                                           "receipt_outcome": receipt.outcome.value}  # fmt: skip
                 if receipt.state == DeliveryState.FAILED.value:
-                    values["reason"] = text_kept(
+                    values["reason"] = _text(
                         receipt.reason or receipt.event or receipt.outcome.value
                     )
                 settled = connection.execute(
@@ -1170,11 +1170,17 @@ def _duplicate_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _provider_id(value: Any) -> str | None:
+    """A provider's message id as the ledger keeps it (see :func:`provider_id_kept`)."""
     return None if value is None else provider_id_kept(value)
 
 
 def _text(value: str | None) -> str | None:
-    return None if value is None else text_kept(value)
+    """An error or reason as the ledger keeps it: at most :data:`MAX_ERROR_CHARS`, storable."""
+    if value is None:
+        return None
+    if len(value) > MAX_ERROR_CHARS:
+        value = value[: MAX_ERROR_CHARS - 1] + "…"
+    return text_kept(value)
 
 
 def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:
