@@ -304,6 +304,8 @@ def build_recipient(
         return malformed_recipient(row, why)
     if len(rid) > MAX_RECIPIENT_ID:
         return malformed_recipient(row, f"id longer than {MAX_RECIPIENT_ID} characters")
+    if "\x00" in rid:  # PostgreSQL keeps no NUL in text: the fan-out would fail on every try
+        return malformed_recipient(row, "id holds a NUL character")
     region_code = normalise_region(region) if isinstance(region, str) else None
     country = region_code.partition("-")[0] if region_code else None  # numbers dial by country
     phone_value, bad_phone = _contact(phone, lambda text: normalise_phone(text, country))
@@ -317,7 +319,7 @@ def build_recipient(
     if bad_push:
         invalid["push_token"] = INVALID_PUSH
     # One line, composed characters: the name is printed in greetings and reports.
-    name_text = " ".join(name.split()) if isinstance(name, str) else None
+    name_text = " ".join(name.replace("\x00", " ").split()) if isinstance(name, str) else None
     return Recipient(
         id=rid,
         row=row,

@@ -277,6 +277,14 @@ def test_an_id_longer_than_the_ledger_keeps_makes_the_row_malformed() -> None:
     assert set(recipient.invalid.values()) == {"malformed row: id longer than 200 characters"}
 
 
+def test_a_nul_in_an_id_makes_the_row_malformed_and_in_a_name_a_space() -> None:
+    """PostgreSQL keeps no NUL in text: an id with one would fail the fan-out on every try."""
+    recipient = build_recipient(5, id="p\x005", email="a@example.com")
+    assert recipient.id == "row-5"
+    assert set(recipient.invalid.values()) == {"malformed row: id holds a NUL character"}
+    assert build_recipient(6, id="p6", name="Ann\x00Lee").name == "Ann Lee"
+
+
 def test_malformed_recipient_keeps_a_given_id() -> None:
     recipient = malformed_recipient(5, "3 fields, header has 7 (line 6)", "p-5")
     assert recipient.id == "p-5"

@@ -121,6 +121,20 @@ def test_a_failed_write_fails_every_batch_that_waited_for_it(tmp_path: Path) -> 
         ledger.claim("twilio-sms", 3, 60)
 
 
+def test_a_value_copy_refuses_is_a_ledger_error_not_a_driver_traceback(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("COPY is PostgreSQL's")
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
+    row = _row(incident, 1, datetime.now(UTC))
+    row["key"] += "\x00"  # the audience refuses such an id; the ledger must say so too
+    with pytest.raises(LedgerError, match="refused a value: invalid byte sequence"):
+        ledger.insert_deliveries([row])
+    ledger.close()
+
+
 def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path, ledger_url: str) -> None:
     """``execute_many`` hands the driver parameters it converted itself (tuples on SQLite, dicts
     on PostgreSQL): each settled row must hold exactly what SQLAlchemy's own executemany of the
@@ -231,8 +245,8 @@ def test_values_longer_than_the_ledger_keeps_are_skipped_rows_not_a_failed_fan_o
     ledger_url: str, tmp_path: Path
 ) -> None:
     """PostgreSQL refuses a value longer than its column, which would fail the whole batch (and
-    every retry of it): an id over 200 characters or a device token over 320 is a skipped row
-    with its reason instead, and the people around it are planned as usual."""
+    every retry of it): an id over 200 characters or holding a NUL, or a device token over 320,
+    is a skipped row with its reason instead, and the people around it are planned as usual."""
     from orchestrator.campaign import Campaign
     from orchestrator.ledger import now
 
@@ -242,18 +256,19 @@ def test_values_longer_than_the_ledger_keeps_are_skipped_rows_not_a_failed_fan_o
     )
     people = tmp_path / "people.csv"
     people.write_text("id,push_token\n" f"p1,{'a' * 40}\n" f"{'x' * 201},{'b' * 40}\n"
-                      f"p3,{'c' * 321}\n" f"p4,{'d' * 320}\n")  # fmt: skip
+                      f"p3,{'c' * 321}\n" f"p4,{'d' * 320}\n" f"p\x005,{'e' * 40}\n")  # fmt: skip
     # settings only to pass the live pre-flight: nothing is sent
     breach = Breach(ledger_url, settings=plugin_settings("http://127.0.0.1:9", SimulatorConfig()))
     incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
     campaign = Campaign(breach, breach.ledger.incident(incident))
     tally = campaign.run_step(campaign.playbook.steps[0], now()).tally
-    assert tally is not None and tally.people == 4
+    assert tally is not None and tally.people == 5
     with breach.ledger.session() as s:
         rows = {d.recipient_row: d for d in s.scalars(select(Delivery))}
     assert {n: rows[n].state for n in rows} == {1: "pending", 2: "skipped", 3: "skipped",
-                                                4: "pending"}  # fmt: skip
+                                                4: "pending", 5: "skipped"}  # fmt: skip
     assert rows[2].reason == "malformed row: id longer than 200 characters"
+    assert rows[5].reason == "malformed row: id holds a NUL character"
     assert rows[3].reason == "invalid push token"
     assert rows[4].contact == "d" * 320
 

@@ -396,8 +396,17 @@ def copy_deliveries(connection: Connection, rows: Sequence[dict[str, Any]]) -> C
     """COPY ``rows`` (full Delivery column dicts) in, inside the caller's transaction.
 
     Returns how many rows were inserted per (key, recipient row): a row of ``rows`` whose pair
-    is missing (or used up by an earlier row with the same pair) was a duplicate.
+    is missing (or used up by an earlier row with the same pair) was a duplicate. The driver's
+    errors are raised as SQLAlchemy's (what the ledger turns into a LedgerError).
     """
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        return _copy(connection, rows)
+    except dbapi.Error as error:
+        raise DBAPIError.instance(_COPY_IN, None, error, dbapi.Error) from error
+
+
+def _copy(connection: Connection, rows: Sequence[dict[str, Any]]) -> Counter[Any]:
     raw = connection.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cursor:
