@@ -241,6 +241,49 @@ def test_reads_of_a_key_list_are_what_sqlalchemy_reads(tmp_path: Path, ledger_ur
     assert sorted(key for _, key, _ in found) == [f"{incident}:s:{i}" for i in (1, 3, 5)]
 
 
+def test_updates_of_a_key_list_change_what_sqlalchemy_changes(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    """``execute_in`` passes the key list as ``select_in`` does (on PostgreSQL one array: the
+    prepared plan of 1,000 placeholders tested every row of the table against the whole list):
+    it changes exactly the rows SQLAlchemy's expanding ``IN`` changes, its other parameters
+    converted as SQLAlchemy would, and says how many."""
+    from sqlalchemy import bindparam, update
+
+    from orchestrator.ledger import bulk
+
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
+    start = datetime(2026, 11, 30, 8, 0, 0, 250000, tzinfo=UTC)
+    ledger.insert_deliveries([_row(incident, i, start) for i in range(7)])
+    table = Delivery.__table__
+    statement = (
+        update(table)
+        .where(table.c.key.in_(bindparam("keys", expanding=True)),
+               table.c.state == bindparam("was"))
+        .values(state=bindparam("state"), updated_at=bindparam("at"))
+    )  # fmt: skip
+    keys = [f"{incident}:s:{i}" for i in range(7)] + ["no-such-key"]
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=timezone(timedelta(hours=2)))
+    with ledger.transaction() as connection:
+        changed = bulk.execute_in(connection, statement, "keys", keys[1:4],
+                                  {"was": "pending", "state": "sent", "at": at})  # fmt: skip
+        assert (
+            bulk.execute_in(
+                connection, statement, "keys", [], {"was": "pending", "state": "x", "at": at}
+            )
+            == 0
+        )
+        again = connection.execute(statement, {"keys": keys[3:], "was": "pending",
+                                               "state": "failed", "at": at}).rowcount  # fmt: skip
+    assert (changed, again) == (3, 3)
+    with ledger.session() as s:
+        got = {d.key: (d.state, d.updated_at) for d in s.scalars(select(Delivery))}
+    assert [got[k][0] for k in keys[:7]] == ["pending", "sent", "sent", "sent", "failed",
+                                             "failed", "failed"]  # fmt: skip
+    assert got[keys[1]][1] == got[keys[4]][1] == at
+
+
 def test_values_longer_than_the_ledger_keeps_are_skipped_rows_not_a_failed_fan_out(
     ledger_url: str, tmp_path: Path
 ) -> None:

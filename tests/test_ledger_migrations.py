@@ -41,7 +41,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 #: the newest revision
-HEAD = "0007"
+HEAD = "0008"
 
 
 def alembic(url: str, action: str, revision: str) -> None:
@@ -212,3 +212,30 @@ def test_provider_ids_and_address_keys_are_indexed_only_where_set_and_their_look
     assert "address_key IS NOT NULL" in ddl["uq_delivery_address"]
     assert "ix_delivery_provider_id" in plans[0], plans[0]
     assert "uq_delivery_address" in plans[1], plans[1]
+
+
+def test_a_claim_reads_due_rows_in_the_dispatch_index_order_without_sorting(url: str) -> None:
+    """A claim takes the first due rows by (next attempt, id). An index that gave that order
+    only up to the time made PostgreSQL sort every pending row of the notifier on every claim
+    (37 ms a claim in a 100,000-person campaign, and growing with it)."""
+    from datetime import UTC, datetime
+
+    from orchestrator.ledger import _claim_statements, bulk
+
+    ledger = Ledger(url)
+    postgres = ledger.is_postgres
+    stamp = datetime(2026, 12, 1, tzinfo=UTC)
+    params = {"by": "twilio-sms", "now": stamp, "lease": stamp, "n": 1000}
+    compiled = bulk._compiled(_claim_statements(postgres)[1], ledger.engine.dialect)
+    with ledger.transaction() as c:
+        if postgres:
+            c.exec_driver_sql("SET LOCAL enable_seqscan = off")  # an empty table: force it
+            args: Any = {name: compiled.value(name, params) for name in compiled.named}
+            rows = c.exec_driver_sql(f"EXPLAIN {compiled.sql}", args)
+        else:
+            args = tuple(compiled.value(name, params) for name in compiled.order)
+            rows = c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled.sql}", args)
+        plan = " ".join(str(row[-1]) for row in rows)
+    ledger.close()
+    assert "ix_delivery_dispatch" in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan

@@ -28,6 +28,7 @@ import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
@@ -51,6 +52,7 @@ from .models import Delivery, UTCDateTime
 
 __all__ = [
     "copy_deliveries",
+    "execute_in",
     "execute_many",
     "fetch_all",
     "insert_many",
@@ -202,15 +204,52 @@ def select_in(
     dialect = connection.dialect
     readers = [c.type._cached_result_processor(dialect, None)
                for c in statement.selected_columns]  # fmt: skip
-    if any(readers) or not values or dialect.name not in ("sqlite", "postgresql"):
+    bound = None if any(readers) else _bound_in(connection, statement, name, values, params)
+    if bound is None:
         found = connection.execute(statement, {name: list(values), **params})
         return [tuple(row) for row in found]
+    return _driver_rows(connection, *bound)
+
+
+def execute_in(
+    connection: Connection,
+    statement: UpdateBase,
+    name: str,
+    values: Sequence[Any],
+    params: Mapping[str, Any],
+) -> int:
+    """Run ``statement`` (an UPDATE) for ``params``, its expanding ``IN`` parameter ``name``
+    taking ``values`` as :func:`select_in` passes them; the rows it changed.
+
+    On PostgreSQL this is more than speed: psycopg prepares a statement run five times, and the
+    generic plan of ``key IN ($1, ..., $1000)`` tests every row of the table against the whole
+    list (no hashing without constants): 1.1 s for 1,000 rows of a 100,000-row table, where
+    ``key = ANY($1)`` reads the key index.
+    """
+    bound = _bound_in(connection, statement, name, values, params)
+    if bound is None:
+        return int(connection.execute(statement, {name: list(values), **params}).rowcount)
+    return _driver_count(connection, *bound)
+
+
+def _bound_in(
+    connection: Connection,
+    statement: UpdateBase | Select[Any],
+    name: str,
+    values: Sequence[Any],
+    params: Mapping[str, Any],
+) -> tuple[str, list[Any] | dict[str, Any]] | None:
+    """The SQL and driver parameters of ``statement`` with ``values`` in its expanding ``IN``
+    parameter ``name`` (see :func:`select_in`); None where SQLAlchemy must bind them."""
+    dialect = connection.dialect
+    if not values or dialect.name not in ("sqlite", "postgresql"):
+        return None
     compiled = _compiled(statement, dialect)
     marker = f"__[POSTCOMPILE_{name}]"
     if dialect.name == "postgresql":
         sql = compiled.sql.replace(f"IN ({marker})", f"= ANY(%({name})s)", 1)
         given = {each: compiled.value(each, params) for each in compiled.named if each != name}
-        return _driver_rows(connection, sql, {**given, name: list(values)})
+        return sql, {**given, name: list(values)}
     sql = compiled.sql.replace(marker, ", ".join("?" * len(values)), 1)
     args: list[Any] = []
     for each in compiled.order:
@@ -218,7 +257,7 @@ def select_in(
             args += values
         else:
             args.append(compiled.value(each, params))
-    return _driver_rows(connection, sql, args)
+    return sql, args
 
 
 #: a parameter the caller gives (not one the statement fixes)
@@ -261,12 +300,27 @@ def _compiled(statement: UpdateBase | Select[Any], dialect: Dialect) -> _Compile
 def _driver_rows(
     connection: Connection, sql: str, args: Sequence[Any] | Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
-    """``sql``'s rows straight from the driver's cursor; its errors raised as SQLAlchemy's
-    (what the ledger turns into a :class:`~orchestrator.errors.LedgerError`)."""
+    """``sql``'s rows straight from the driver's cursor."""
+    with _driver_cursor(connection, sql, args) as cursor:
+        return cast(list[tuple[Any, ...]], cursor.fetchall())
+
+
+def _driver_count(connection: Connection, sql: str, args: Sequence[Any] | Mapping[str, Any]) -> int:
+    """The rows ``sql`` changed, run on the driver's cursor."""
+    with _driver_cursor(connection, sql, args) as cursor:
+        return int(cursor.rowcount)
+
+
+@contextmanager
+def _driver_cursor(
+    connection: Connection, sql: str, args: Sequence[Any] | Mapping[str, Any]
+) -> Iterator[Any]:
+    """The driver's cursor, ``sql`` executed on it; its errors raised as SQLAlchemy's (what the
+    ledger turns into a :class:`~orchestrator.errors.LedgerError`)."""
     dbapi = connection.dialect.loaded_dbapi
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        return cast(list[tuple[Any, ...]], cursor.execute(sql, args).fetchall())
+        yield cursor.execute(sql, args)
     except dbapi.Error as error:
         raise DBAPIError.instance(sql, args, error, dbapi.Error) from error
     finally:
