@@ -135,6 +135,45 @@ def test_a_value_copy_refuses_is_a_ledger_error_not_a_driver_traceback(
     ledger.close()
 
 
+def test_a_postgresql_fan_out_has_its_rows_analyzed_as_it_grows(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    """Planned on the statistics of a nearly empty table, the same-address lookup read every
+    row of the step for each batch: 2,500 people a second instead of 28,000."""
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL plans by statistics")
+    import time
+
+    from orchestrator.campaign import Campaign
+    from orchestrator.ledger import ANALYZE_AFTER_ROWS, now
+
+    people = tmp_path / "people.csv"
+    with people.open("w") as out:
+        out.write("id,phone\n")
+        out.writelines(f"p{i},+1415{2000000 + i}\n" for i in range(ANALYZE_AFTER_ROWS + 500))
+    breach = Breach(ledger_url, settings=plugin_settings("http://127.0.0.1:9", SimulatorConfig()))
+    playbook = tmp_path / "bulk.yaml"
+    playbook.write_text(PLAYBOOK)
+    incident = breach.trigger(playbook, audience=str(people), mode="live").incident_id
+    campaign = Campaign(breach, breach.ledger.incident(incident))
+    counts = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'deliveries'"
+    with breach.ledger.transaction() as c:
+        before = c.exec_driver_sql(counts).scalar_one()
+    campaign.run_step(campaign.playbook.steps[0], now())
+    for _ in range(20):  # the statistics are reported a moment after the command
+        with breach.ledger.transaction() as c:
+            after = c.exec_driver_sql(counts).scalar_one()
+            tuples = c.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'deliveries'"
+            ).scalar_one()
+        if after > before:
+            break
+        time.sleep(0.1)
+    assert after == before + 1  # once at 10,000 rows; the next at 20,000
+    assert tuples >= ANALYZE_AFTER_ROWS
+    breach.close()
+
+
 def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path, ledger_url: str) -> None:
     """``execute_many`` hands the driver parameters it converted itself (tuples on SQLite, dicts
     on PostgreSQL): each settled row must hold exactly what SQLAlchemy's own executemany of the
