@@ -128,12 +128,12 @@ class Dispatcher:
         """Start workers as notifiers get work; return when ``stop`` is set and sends settled."""
         try:
             while not stop.is_set():
-                pending = await self.ledger.in_thread(self.ledger.pending_counts)
-                for name in pending:
+                active = await self.ledger.in_thread(self.ledger.active_notifiers)
+                for name in sorted(active):
                     if name not in self.workers and name in self.host.notifier_classes:
                         self.workers[name] = asyncio.create_task(self._worker(name, stop))
                 # A fan-out's first rows should not wait long for their worker; once workers
-                # run, this count (a scan of the pending rows) only looks for new notifiers.
+                # run, this only looks for new notifiers.
                 await self.wakeup.sleep(stop, 1.0 if self.workers else self.settings.poll_interval)
         finally:
             for task in self.workers.values():

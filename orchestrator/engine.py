@@ -182,7 +182,7 @@ class Engine:
         ready (a step waiting for receipts or a future step does not count)."""
         if any(not t.done() for t in self._fanouts.values()):
             return False
-        if self.ledger.pending_counts():
+        if self.ledger.active_notifiers():
             return False
         current = now()
         for step in self.ledger.open_steps():
@@ -191,7 +191,7 @@ class Engine:
             if step.state == StepState.SCHEDULED.value and (step.due_at or current) <= current:
                 return False
         hold = self.fallback_sweep()
-        if self.ledger.pending_counts():
+        if self.ledger.active_notifiers():
             return False  # the sweep just queued fallbacks
         self.ledger.finish_steps(hold)
         self.report.finished_incidents += self.ledger.finish_incidents()

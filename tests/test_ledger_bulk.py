@@ -174,6 +174,33 @@ def test_a_postgresql_fan_out_has_its_rows_analyzed_as_it_grows(
     breach.close()
 
 
+def test_the_notifiers_with_work_are_those_pending_counts_counts(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    """``active_notifiers`` answers what ``pending_counts`` does, without counting: pending and
+    sending rows make a notifier active; settled rows and rows without a notifier do not."""
+    incident = _incident(tmp_path, ledger_url)
+    ledger = Ledger(ledger_url)
+    stamp = datetime.now(UTC)
+    rows = [
+        _row(incident, 0, stamp, notifier="a-sms"),
+        _row(incident, 1, stamp, notifier="b-sms", state=DeliveryState.SENDING.value),
+        _row(incident, 2, stamp, notifier="c-sms", state=DeliveryState.SENT.value),
+        _row(incident, 3, stamp, notifier=None, state=DeliveryState.SKIPPED.value),
+        _row(incident, 4, stamp, notifier="d-sms", state=DeliveryState.DEAD.value),
+        _row(incident, 5, stamp, notifier="d-sms", state=DeliveryState.PENDING.value),
+    ]
+    assert ledger.active_notifiers() == set()
+    ledger.insert_deliveries(rows)
+    assert ledger.active_notifiers() == set(ledger.pending_counts()) == {"a-sms", "b-sms",
+                                                                          "d-sms"}  # fmt: skip
+    ledger.settle([{"key": rows[0]["key"], "state": "sent"}])  # only a `sending` row settles
+    ledger.claim("a-sms", 10, 60)
+    ledger.settle([{"key": rows[0]["key"], "state": "sent"}])
+    assert ledger.active_notifiers() == set(ledger.pending_counts()) == {"b-sms", "d-sms"}
+    ledger.close()
+
+
 def test_per_row_updates_store_what_sqlalchemy_would(tmp_path: Path, ledger_url: str) -> None:
     """``execute_many`` hands the driver parameters it converted itself (tuples on SQLite, dicts
     on PostgreSQL): each settled row must hold exactly what SQLAlchemy's own executemany of the

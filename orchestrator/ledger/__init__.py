@@ -37,6 +37,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -855,6 +856,21 @@ class Ledger(LeaseQueries):
             )
             return {str(n): int(c) for n, c in rows}
 
+    def active_notifiers(self) -> set[str]:
+        """The notifiers with deliveries pending or sending: :meth:`pending_counts` without the
+        counts, for the loops that ask every second or faster.
+
+        Counting read every active row (at 400,000 pending: 25 ms on SQLite, where it holds the
+        writers back meanwhile, and 90 ms on PostgreSQL). This walks the dispatch index instead:
+        each notifier the table knows, found by one descent from the last, then whether it has
+        an active row, by another."""
+        found: set[str] = set()
+        with self.transaction() as connection:
+            for (notifier,) in connection.execute(_NOTIFIERS):
+                if connection.execute(_ACTIVE_ROW, {"notifier": notifier}).first() is not None:
+                    found.add(str(notifier))
+        return found
+
     def next_retry_at(self) -> datetime | None:
         """When the earliest pending delivery becomes due (None: nothing pending)."""
         table = DELIVERIES
@@ -1168,6 +1184,23 @@ def _in_chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
     """``items`` in runs of at most ``_IN_CHUNK``: what one ``IN (...)`` list may hold."""
     for start in range(0, len(items), _IN_CHUNK):
         yield items[start : start + _IN_CHUNK]
+
+
+#: every notifier named in deliveries, one index descent each (an emulated loose index scan:
+#: neither database skips through an index on its own)
+_NOTIFIERS = text(
+    "WITH RECURSIVE n(notifier) AS ("
+    " SELECT min(notifier) FROM deliveries"
+    " UNION ALL"
+    " SELECT (SELECT min(notifier) FROM deliveries WHERE notifier > n.notifier)"
+    " FROM n WHERE n.notifier IS NOT NULL"
+    ") SELECT notifier FROM n WHERE notifier IS NOT NULL"
+)
+#: whether a notifier has a delivery pending or sending (the dispatch index's first columns)
+_ACTIVE_ROW = text(
+    "SELECT 1 FROM deliveries WHERE notifier = :notifier"
+    f" AND state IN ({', '.join(repr(state) for state in ACTIVE)}) LIMIT 1"
+)
 
 
 def _has_fallback(rows: Any, incident_id: str, step_id: str) -> Any:
