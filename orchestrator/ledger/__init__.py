@@ -1317,10 +1317,9 @@ def _claim_statements(postgres: bool) -> tuple[Any, Any]:
 
 @functools.cache
 def _address_holders_statement() -> Select[Any]:
-    """The rows of a step holding any of a list of address keys: read through ``select_in``,
-    since on PostgreSQL the prepared plan of an ``IN`` list of 1,000 tested every row of the
-    step against the whole list, batch after batch (a fan-out of 3,000 people a second, and
-    slower the further it went)."""
+    """The rows of a step holding any of a list of address keys, read through ``select_in``
+    (one array on PostgreSQL). Its plan needs current statistics: see
+    :meth:`Ledger._analyze_after`."""
     table = DELIVERIES
     return select(table.c.address_key, table.c.recipient_id).where(
         table.c.incident_id == bindparam("incident"),
