@@ -40,7 +40,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_pipeline import PLAYBOOK, audience, run_child  # noqa: E402
+from bench_pipeline import PLAYBOOK, answer_as_child, audience, run_child  # noqa: E402
 
 CHUNK = 1_000
 PIECES = ("fan-out", "claim", "rebuild", "body", "settle")
@@ -152,8 +152,7 @@ def bare(path: Path, planned: Sequence[tuple[Any, ...]]) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(child(*json.loads(sys.argv[2]))))
+    if answer_as_child(child):
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -30,7 +30,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_pipeline import Span, _median, _postgres_fresh, one_step, run_child  # noqa: E402
+from bench_pipeline import (  # noqa: E402
+    Span,
+    _median,
+    _postgres_fresh,
+    answer_as_child,
+    one_step,
+    run_child,
+)
 
 #: the kinds of thread, by the start of their names (the event loop runs in the main thread)
 KINDS = {"MainThread": "loop", "breach-ledger": "ledger", "breach-fanout": "fan-out"}
@@ -137,8 +144,7 @@ def table(rows: Sequence[tuple[str, dict[str, Any]]], people: int) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(child(*json.loads(sys.argv[2]))))
+    if answer_as_child(child):
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

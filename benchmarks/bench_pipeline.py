@@ -38,7 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,6 +333,30 @@ def run_child(what: str, script: str, *argv: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def answer_as_child(child: Callable[..., dict[str, Any]]) -> bool:
+    """In a script started by :func:`run_child` as ``script --child ARGS``: print what ``child``
+    answers for the JSON list ARGS, and say so (the script then has nothing else to do)."""
+    if len(sys.argv) != 3 or sys.argv[1] != "--child":
+        return False
+    print(json.dumps(child(*json.loads(sys.argv[2]))))
+    return True
+
+
+@contextmanager
+def canned_endpoint() -> Iterator[str]:
+    """The canned endpoint (``canned.py``) in a process of its own, while the block runs: its
+    URL."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    server = context.Process(target=canned.run, args=(queue,), daemon=True)
+    server.start()
+    try:
+        yield queue.get(timeout=30)
+    finally:
+        server.terminate()
+        server.join()
+
+
 def _postgres_fresh(url: str) -> str:
     """Drop the ledger's tables so each pipeline run starts on an empty PostgreSQL ledger."""
     from sqlalchemy import create_engine, text
@@ -437,17 +462,8 @@ def main() -> None:
                         help="measure every row N times and show its median run")  # fmt: skip
     args = parser.parse_args()
 
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    server = context.Process(target=canned.run, args=(queue,), daemon=True)
-    server.start()
-    try:
-        url = queue.get(timeout=30)
-        with tempfile.TemporaryDirectory() as tmp:
-            results = measure(url, args, Path(tmp))
-    finally:
-        server.terminate()
-        server.join()
+    with canned_endpoint() as url, tempfile.TemporaryDirectory() as tmp:
+        results = measure(url, args, Path(tmp))
     print(table(results, args))
 
 

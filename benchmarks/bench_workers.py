@@ -28,8 +28,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import canned  # noqa: E402
-from bench_pipeline import CHANNELS, _postgres_fresh, _reset, _stat, one_step  # noqa: E402
+from bench_pipeline import (  # noqa: E402
+    CHANNELS,
+    _postgres_fresh,
+    _reset,
+    _stat,
+    canned_endpoint,
+    one_step,
+)
 
 
 def worker(url: str, channel: str, db: str, work: str, go: Event, out: Any) -> None:
@@ -77,32 +83,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run each count N times, interleaved")  # fmt: skip
     args = parser.parse_args()
-    ctx = multiprocessing.get_context("spawn")
-    answers = ctx.Queue()
-    server = ctx.Process(target=canned.run, args=(answers,), daemon=True)
-    server.start()
-    url = answers.get(timeout=30)
     head = f"{'ledger':<10}{'workers':>8}{'people':>9}{'msgs/s':>9}  CPU seconds per worker"
     lines = [f"{args.channel}, one campaign, workers started before the trigger", head,
              "-" * len(head)]  # fmt: skip
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            ledgers: list[tuple[str, Callable[[int], str]]] = [
-                ("sqlite", lambda n: f"sqlite:///{Path(tmp) / f'l{n}.db'}")
-            ]
-            if args.postgres:
-                ledgers.append(("postgres", lambda _n: _postgres_fresh(args.postgres)))
-            number = 0
-            for name, ledger in ledgers:
-                for _ in range(args.repeat):
-                    for count in args.workers:
-                        number += 1
-                        got = run(url, args.channel, args.people, count, ledger(number))
-                        cpu = ", ".join(f"{c:.2f}" for c in got["cpu"])
-                        lines.append(f"{name:<10}{count:>8}{got['sent']:>9,}"
-                                     f"{got['sent'] / got['seconds']:>9,.0f}  {cpu}")  # fmt: skip
-    finally:
-        server.terminate()
+    with canned_endpoint() as url, tempfile.TemporaryDirectory() as tmp:
+        ledgers: list[tuple[str, Callable[[int], str]]] = [
+            ("sqlite", lambda n: f"sqlite:///{Path(tmp) / f'l{n}.db'}")
+        ]
+        if args.postgres:
+            ledgers.append(("postgres", lambda _n: _postgres_fresh(args.postgres)))
+        number = 0
+        for name, ledger in ledgers:
+            for _ in range(args.repeat):
+                for count in args.workers:
+                    number += 1
+                    got = run(url, args.channel, args.people, count, ledger(number))
+                    cpu = ", ".join(f"{c:.2f}" for c in got["cpu"])
+                    lines.append(f"{name:<10}{count:>8}{got['sent']:>9,}"
+                                 f"{got['sent'] / got['seconds']:>9,.0f}  {cpu}")  # fmt: skip
     print("\n".join(lines))
 
 
