@@ -598,19 +598,13 @@ class Ledger(LeaseQueries):
     def release(self, keys: Sequence[str]) -> int:
         """Give back claimed deliveries that were never handed to a provider: pending again,
         due now, the claim's attempt undone. Only rows still ``sending`` change."""
-        table = DELIVERIES
-        current = now()
+        statement = _release_statement()
+        params = {"now": now()}
         changed = 0
         with self.transaction() as connection:
             for chunk in _in_chunks(keys):
-                changed += connection.execute(
-                    update(table)
-                    .where(table.c.key.in_(chunk),
-                           table.c.state == DeliveryState.SENDING.value)
-                    .values(state=DeliveryState.PENDING.value, lease_until=None,
-                            attempts=table.c.attempts - 1, updated_at=current)
-                ).rowcount  # fmt: skip
-        return int(changed)
+                changed += bulk.execute_in(connection, statement, "keys", chunk, params)
+        return changed
 
     def settle(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
         """Record send outcomes: dicts with key, state, and provider_message_id, error, reason,
@@ -1313,6 +1307,19 @@ def _claim_statements(postgres: bool) -> tuple[Any, Any]:
             .returning(*CLAIMED)
         )  # fmt: skip
     return out[0], out[1]
+
+
+@functools.cache
+def _release_statement() -> Any:
+    """Claimed rows back to pending, their claim's attempt undone (``Ledger.release``)."""
+    table = DELIVERIES
+    return (
+        update(table)
+        .where(table.c.key.in_(bindparam("keys", expanding=True)),
+               table.c.state == DeliveryState.SENDING.value)
+        .values(state=DeliveryState.PENDING.value, lease_until=None,
+                attempts=table.c.attempts - 1, updated_at=bindparam("now"))
+    )  # fmt: skip
 
 
 @functools.cache
