@@ -38,7 +38,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -685,52 +684,41 @@ class Ledger(LeaseQueries):
         the send settles with the same provider message id. Receipts that change states are
         evidenced like a settle, one ``deliveries.receipted`` audit row per incident.
         """
-        table = DELIVERIES
+        scope = sorted(notifiers) if notifiers is not None else None
         changed = 0
         current = now()
-        scope = table.c.notifier.in_(list(notifiers)) if notifiers is not None else true()
+        failed = DeliveryState.FAILED.value
         moved: list[str] = []  # provider ids of receipts that changed a delivery's state
         with self.transaction() as connection:
+
+            def run(statement: Any, params: dict[str, Any]) -> int:
+                if scope is None:
+                    return bulk.execute_one(connection, statement, params)
+                return bulk.execute_in(connection, statement, "notifiers", scope, params)
+
             for receipt in updates:
                 if not receipt.provider_id:
                     continue  # a bare delivery key is not proof enough
                 provider_id = provider_id_kept(receipt.provider_id)  # as the send kept it
-                named = table.c.provider_message_id == provider_id
-                if receipt.delivery_key:
-                    named = named & (table.c.key == receipt.delivery_key)
-                values: dict[str, Any] = {"updated_at": current,
-                                          "receipt_outcome": receipt.outcome.value}  # fmt: skip
-                if receipt.state == DeliveryState.FAILED.value:
-                    values["reason"] = _text(
-                        receipt.reason or receipt.event or receipt.outcome.value
-                    )
-                settled = connection.execute(
-                    update(table)
-                    .where(scope, named, table.c.state == DeliveryState.SENT.value)
-                    .values(state=receipt.state, **values)
-                ).rowcount
+                params = {
+                    "pid": provider_id, "k": receipt.delivery_key, "state": receipt.state,
+                    "outcome": receipt.outcome.value, "now": current,
+                    "why": _text(receipt.reason or receipt.event or receipt.outcome.value)
+                    if receipt.state == failed else None,
+                }  # fmt: skip
+                keyed = bool(receipt.delivery_key)
+                settled = run(_receipt_statement("settle", keyed, scope is not None), params)
                 if settled:
                     moved.append(provider_id)
-                if not settled and receipt.delivery_key:
-                    settled = connection.execute(
-                        update(table)
-                        .where(scope, table.c.key == receipt.delivery_key,
-                               table.c.state == DeliveryState.SENDING.value,
-                               table.c.receipt_outcome.is_(None))
-                        .values(provider_message_id=func.coalesce(
-                            table.c.provider_message_id, provider_id), **values)
-                    ).rowcount  # fmt: skip
+                elif keyed:
+                    settled = run(_receipt_statement("park", True, scope is not None), params)
                 changed += settled
             if moved:  # parked receipts change no state: the settle evidences them
-                final = table.c.state.in_((DeliveryState.DELIVERED.value,
-                                           DeliveryState.FAILED.value))  # fmt: skip
-                chosen = table.c.provider_message_id.in_(moved) & final
-                found = [
-                    settlements.Settled._make(row)
-                    for row in connection.execute(
-                        select(*_SETTLED_COLUMNS).where(chosen, table.c.updated_at == current)
-                    )
-                ]
+                found: list[settlements.Settled] = []
+                for chunk in _in_chunks(sorted(set(moved))):
+                    rows = bulk.select_in(connection, _receipted_statement(), "pids", chunk,
+                                          {"now": current})  # fmt: skip
+                    found += map(settlements.Settled._make, rows)
                 self._evidence(connection, found, "receipt", current)
         return changed
 
@@ -1307,6 +1295,49 @@ def _claim_statements(postgres: bool) -> tuple[Any, Any]:
             .returning(*CLAIMED)
         )  # fmt: skip
     return out[0], out[1]
+
+
+@functools.cache
+def _receipt_statement(kind: Literal["settle", "park"], keyed: bool, scoped: bool) -> Any:
+    """The UPDATE of one receipt (``Ledger.apply_receipts``), built once per shape: ``settle``
+    moves a ``sent`` delivery named by its provider id (and key, when ``keyed``) to the
+    receipt's state; ``park`` keeps it on a delivery still ``sending``, found by its key.
+    ``scoped``: only deliveries of the notifiers given as the expanding ``notifiers``."""
+    table = DELIVERIES
+    where: list[ColumnElement[bool]] = []
+    if scoped:
+        where.append(table.c.notifier.in_(bindparam("notifiers", expanding=True)))
+    values: dict[str, Any] = {
+        "receipt_outcome": bindparam("outcome"), "updated_at": bindparam("now"),
+        "reason": func.coalesce(bindparam("why"), table.c.reason),
+    }  # fmt: skip
+    if kind == "settle":
+        where.append(table.c.provider_message_id == bindparam("pid"))
+        if keyed:
+            where.append(table.c.key == bindparam("k"))
+        where.append(table.c.state == DeliveryState.SENT.value)
+        values["state"] = bindparam("state")
+    else:
+        where += [table.c.key == bindparam("k"), table.c.state == DeliveryState.SENDING.value,
+                  table.c.receipt_outcome.is_(None)]  # fmt: skip
+        values["provider_message_id"] = func.coalesce(table.c.provider_message_id,
+                                                      bindparam("pid"))  # fmt: skip
+    return update(table).where(*where).values(**values)
+
+
+@functools.cache
+def _receipted_statement() -> Select[Any]:
+    """The deliveries a batch of receipts made final (its evidence): by provider id, changed
+    at the batch's ``now``."""
+    table = DELIVERIES
+    final = or_(
+        table.c.state == DeliveryState.DELIVERED.value, table.c.state == DeliveryState.FAILED.value
+    )  # one list per statement: select_in
+    return select(*_SETTLED_COLUMNS).where(
+        table.c.provider_message_id.in_(bindparam("pids", expanding=True)),
+        final,
+        table.c.updated_at == bindparam("now"),
+    )  # fmt: skip
 
 
 @functools.cache

@@ -54,6 +54,7 @@ __all__ = [
     "copy_deliveries",
     "execute_in",
     "execute_many",
+    "execute_one",
     "fetch_all",
     "insert_many",
     "select_in",
@@ -150,6 +151,16 @@ def execute_many(connection: Connection, statement: UpdateBase, rows: list[dict[
         return int(connection.execute(statement, rows).rowcount)
     sql, params = bound
     return int(connection.exec_driver_sql(sql, params).rowcount)
+
+
+def execute_one(connection: Connection, statement: UpdateBase, params: Mapping[str, Any]) -> int:
+    """``connection.execute(statement, params).rowcount``, the parameters bound as
+    :func:`execute_many` binds a row's: for a statement run once per item of a batch."""
+    bound = _bound(connection, statement, [params])
+    if bound is None:
+        return int(connection.execute(statement, params).rowcount)
+    sql, rows = bound
+    return _driver_count(connection, sql, rows[0])
 
 
 def fetch_all(
