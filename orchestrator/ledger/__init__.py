@@ -1332,7 +1332,7 @@ def _receipted_statement() -> Select[Any]:
     table = DELIVERIES
     final = or_(
         table.c.state == DeliveryState.DELIVERED.value, table.c.state == DeliveryState.FAILED.value
-    )  # one list per statement: select_in
+    )  # not IN (...): select_in passes one list a statement, the pids
     return select(*_SETTLED_COLUMNS).where(
         table.c.provider_message_id.in_(bindparam("pids", expanding=True)),
         final,
