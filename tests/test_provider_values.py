@@ -3,8 +3,8 @@ bounded number of sends.
 
 A settlement that fails leaves its rows leased; once the lease runs out they are claimed and
 sent again. Before these guarantees, one message id longer than the ledger's column made every
-delivery of a PostgreSQL campaign go out once a lease, forever (145 times each in three
-minutes), and took down the 63 batches settled in the same write with it.
+delivery of a PostgreSQL campaign go out once a lease, forever (145 times each in five
+minutes), and failed every batch settled in the same write with it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def long_id(delivery_id: str) -> str:
 
 class Quirky(Notifier):
     """Accepts the even-numbered people's messages with a 300-character id, and refuses the
-    odd-numbered ones with a 100 KB error holding NULs and a lone surrogate (a provider's raw
+    odd-numbered ones with a 90 KB error holding NULs and a lone surrogate (a provider's raw
     bytes)."""
 
     name = "quirky-sms"
