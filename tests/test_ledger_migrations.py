@@ -41,7 +41,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 #: the newest revision
-HEAD = "0008"
+HEAD = "0009"
 
 
 def alembic(url: str, action: str, revision: str) -> None:
@@ -239,3 +239,29 @@ def test_a_claim_reads_due_rows_in_the_dispatch_index_order_without_sorting(url:
     ledger.close()
     assert "ix_delivery_dispatch" in plan, plan
     assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_an_incidents_reasons_and_possible_duplicates_are_read_from_their_partial_indexes(
+    url: str,
+) -> None:
+    """``breach status`` (and the dashboard, every 2 s) read an incident's reasons and the sum
+    of its reclaims; without these indexes both read every row of the incident (69 of the
+    83 ms a status took at 200,000 rows on SQLite)."""
+    Ledger(url).close()
+    engine = sa.create_engine(url)
+    reclaimed = "SELECT sum(reclaims) FROM deliveries WHERE incident_id = 'i' AND reclaims > 0"
+    reasons = ("SELECT step_id, reason, count(*) FROM deliveries WHERE incident_id = 'i' "
+               "AND reason IS NOT NULL GROUP BY step_id, reason")  # fmt: skip
+    try:
+        with engine.begin() as c:
+            if engine.dialect.name == "sqlite":
+                explain, column = "EXPLAIN QUERY PLAN", -1
+            else:
+                c.execute(sa.text("SET LOCAL enable_seqscan = off"))  # an empty table: force it
+                explain, column = "EXPLAIN", 0
+            plans = [" ".join(str(r[column]) for r in c.execute(sa.text(f"{explain} {q}")))
+                     for q in (reclaimed, reasons)]  # fmt: skip
+    finally:
+        engine.dispose()
+    assert "ix_delivery_reclaimed" in plans[0], plans[0]
+    assert "ix_delivery_reasons" in plans[1], plans[1]

@@ -967,10 +967,12 @@ class Ledger(LeaseQueries):
         """The possible duplicates: how many extra copies of its messages the providers may
         hold. Each time a send was cut off (a lease expired mid-send) or went unanswered and
         was tried again, one more copy may exist; a delivery can count more than once."""
+        # ``reclaims > 0`` is the condition of the partial index that holds only those rows
+        query = select(func.coalesce(func.sum(Delivery.reclaims), 0)).where(
+            Delivery.incident_id == incident_id, Delivery.reclaims > 0
+        )
         with self.session() as s:
-            return int(s.scalar(
-                select(func.coalesce(func.sum(Delivery.reclaims), 0))
-                .where(Delivery.incident_id == incident_id)) or 0)  # fmt: skip
+            return int(s.scalar(query) or 0)
 
     # -- updates -------------------------------------------------------------------------------
 

@@ -130,7 +130,12 @@ class Step(Base):
 
 def _partial(column: str) -> dict[str, Any]:
     """An index's options to hold only the rows where ``column`` is set."""
-    where = text(f"{column} IS NOT NULL")
+    return _where(f"{column} IS NOT NULL")
+
+
+def _where(predicate: str) -> dict[str, Any]:
+    """An index's options to hold only the rows where ``predicate`` holds."""
+    where = text(predicate)
     return {"sqlite_where": where, "postgresql_where": where}
 
 
@@ -151,6 +156,15 @@ class Delivery(Base):
         # Partial: a fan-out writes its rows without either value, and an index entry per NULL
         # would cost every row of it a B-tree insert that no query ever reads.
         Index("ix_delivery_provider_id", "provider_message_id", **_partial("provider_message_id")),
+        # an incident's status: its reasons, and its possible duplicates (0009)
+        Index(
+            "ix_delivery_reasons",
+            "incident_id",
+            "step_id",
+            "reason",
+            **_where("reason IS NOT NULL"),
+        ),
+        Index("ix_delivery_reclaimed", "incident_id", "reclaims", **_where("reclaims > 0")),
         # one message per address per step (orchestrator/sharing.py)
         Index(
             "uq_delivery_address",
