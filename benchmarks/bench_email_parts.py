@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import statistics
 import sys
@@ -40,7 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_pipeline import PLAYBOOK, answer_as_child, audience, run_child  # noqa: E402
+from bench_pipeline import answer_as_child, one_step, run_child  # noqa: E402
 
 CHUNK = 1_000
 PIECES = ("fan-out", "claim", "rebuild", "body", "settle")
@@ -58,17 +57,11 @@ def child(people: int, work: str) -> dict[str, float]:
     from orchestrator.campaign import Campaign
     from orchestrator.collector import tune_collector
     from orchestrator.ledger import now
-    from orchestrator.session import Breach
-    from orchestrator.simulator import SimulatorConfig
-    from orchestrator.simulator.cli import plugin_settings
 
-    os.environ.update(plugin_settings("http://127.0.0.1:9", SimulatorConfig()))
     folder = Path(work)
     path = folder / "pieces.db"
-    listed = audience(folder / "email.csv", people)
-    playbook = folder / "email.yaml"
-    playbook.write_text(PLAYBOOK.format(channel="email", notifier="sendgrid-email"))
-    breach = Breach(f"sqlite:///{path}")
+    breach, playbook, listed, _settings = one_step("http://127.0.0.1:9", "email", people,
+                                                   f"sqlite:///{path}", work)  # fmt: skip
     incident = breach.trigger(playbook, audience=str(listed), mode="live").incident_id
     campaign = Campaign(breach, breach.ledger.incident(incident))
     notifier: Any = breach.host.notifier("email", "sendgrid-email")  # its batch bodies

@@ -126,6 +126,11 @@ def _check_text(text: str, what: str) -> None:
         ) from None
 
 
+def shortened(text: str, most: int) -> str:
+    """``text`` when it has at most ``most`` characters, else its start and "…" in ``most``."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def provider_id_kept(value: object) -> str:
     """A provider's message id as the ledger keeps it, and looks it up: unchanged when it fits,
     else its first characters and a SHA-256 of the whole, which is as unique as the id and

@@ -49,7 +49,7 @@ from .errors import (
 from .events import IncidentEvent
 from .ledger import Incident, Ledger, Step, StepState, now
 from .ledger.chain import ChainReport
-from .limits import MAX_ACTOR_CHARS
+from .limits import MAX_ACTOR_CHARS, shortened
 from .message import Message
 from .notice import NoticeRenderer
 from .notifier import Mode, Notifier
@@ -505,9 +505,8 @@ class Breach:
         counted = [r for r in gate.required_roles if r in done]
         opened = len(counted) >= gate.needed
         if opened:
-            who = ", ".join(f"{done[r]} ({r})" for r in counted)
-            if len(who) > MAX_ACTOR_CHARS:  # a summary: the timeline has each approval whole
-                who = who[: MAX_ACTOR_CHARS - 1] + "…"
+            # a summary, shortened to fit: the timeline has each approval whole
+            who = shortened(", ".join(f"{done[r]} ({r})" for r in counted), MAX_ACTOR_CHARS)
             self.ledger.update_step(incident_id, step_id, approved_by=who, approved_at=now())
         return {"incident": incident_id, "step": step_id, "approved_by": by, "role": role,
                 "state": step.state, "open": opened,

@@ -49,7 +49,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import LedgerError, LedgerUnavailable, NotFound, StateConflict
 from ..events import IncidentEvent
-from ..limits import MAX_ERROR_CHARS, provider_id_kept, text_kept
+from ..limits import MAX_ERROR_CHARS, provider_id_kept, shortened, text_kept
 from ..receipts import ReceiptOutcome, ReceiptUpdate
 from ..sharing import SAME_ADDRESS, SAME_ADDRESS_PREFIX
 from . import bulk, chain, settlements
@@ -1218,11 +1218,7 @@ def _provider_id(value: Any) -> str | None:
 
 def _text(value: str | None) -> str | None:
     """An error or reason as the ledger keeps it: at most :data:`MAX_ERROR_CHARS`, storable."""
-    if value is None:
-        return None
-    if len(value) > MAX_ERROR_CHARS:
-        value = value[: MAX_ERROR_CHARS - 1] + "…"
-    return text_kept(value)
+    return None if value is None else text_kept(shortened(value, MAX_ERROR_CHARS))
 
 
 def _settle_parked(common: Mapping[str, Any], mine: tuple[Any, ...]) -> Any:

@@ -343,17 +343,18 @@ def _bound(
 ) -> tuple[str, list[tuple[Any, ...]] | list[dict[str, Any]]] | None:
     """``statement``'s SQL (compiled once) and each row's parameters as the driver takes them,
     converted by their types' processors (a stamp the rows share, once): tuples on SQLite,
-    dicts on PostgreSQL. None where SQLAlchemy must bind them (another database, or rows that do
-    not name every parameter)."""
+    dicts on PostgreSQL. A row may name more than the statement takes (one parameter set for
+    several shapes of a statement); None where SQLAlchemy must bind them (another database, or
+    rows that do not name every parameter)."""
     dialect = connection.dialect
     if dialect.name not in ("sqlite", "postgresql"):
         return None
     compiled = _compiled(statement, dialect)
-    if compiled.given != set(rows[0]):
+    if not compiled.given <= rows[0].keys():
         return None
     # the values the statement fixes itself (``state = 'sending'``) join each row's
     fixed = {each: value for each, (value, _) in compiled.named.items() if value is not _GIVEN}
-    full = [{**fixed, **row} for row in rows]
+    full = [{**row, **fixed} for row in rows]
     if dialect.name == "postgresql":  # psycopg takes named parameters
         convert = [(each, _identical(f)) for each, (_, f) in compiled.named.items()
                    if each in compiled.given and f]  # fmt: skip

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ..limits import shortened
+
 __all__ = ["MAX_REASON", "mask_reason"]
 
 #: The longest error text kept in a receipt: enough to act on, short enough for a status table.
@@ -40,4 +42,4 @@ def mask_reason(text: str) -> str:
     :data:`MAX_REASON` characters."""
     masked = _EMAIL.sub(r"\1…@\2", _PHONE.sub(_phone, text))
     masked = " ".join(masked.split())
-    return masked if len(masked) <= MAX_REASON else masked[: MAX_REASON - 1] + "…"
+    return shortened(masked, MAX_REASON)
