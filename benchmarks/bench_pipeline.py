@@ -33,11 +33,13 @@ import asyncio
 import json
 import multiprocessing
 import os
+import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,11 +103,17 @@ steps:
 
 def audience(path: Path, people: int) -> Path:
     """``people`` rows, each reachable on every channel at addresses of their own (steps send
-    one message per address, as by default: the bench pays for finding shared ones)."""
+    one message per address, as by default: the bench pays for finding shared ones).
+
+    Ids are UUIDs, in no order, as a customer export often has them: each index on the
+    recipient id then takes a row on a random page, where ids in file order always land at the
+    end (the ledger's fan-out of 200,000 people took half as long again with UUIDs)."""
+    ids = random.Random(people)
     with path.open("w", encoding="utf-8") as out:
         out.write("id,name,locale,phone,email,push_token\n")
         for i in range(people):
-            out.write(f"p{i:08d},Person {i},en,+1415{2_000_000 + i},"
+            person = uuid.UUID(int=ids.getrandbits(128), version=4)
+            out.write(f"{person},Person {i},en,+1415{2_000_000 + i},"
                       f"person{i}@example.com,fcm-token-{i:08d}\n")  # fmt: skip
     return path
 

@@ -39,7 +39,7 @@ class Planned:
     row: dict[str, Any]
     output: Callable[[], None] | None = None
     #: the hash of the address the row would send to, when its step dedupes (see sharing.py)
-    address_key: str | None = None
+    address_key: bytes | None = None
 
 
 @dataclass
@@ -209,10 +209,8 @@ class FanOut:
             return
         states = [p.row["state"] for p in batch]
         sharers = sharing.share(
-            [p.row for p in batch], keys,
-            lambda wanted: self.ledger.address_holders(self.incident.incident_id, step.id, wanted),
-            DeliveryState.SKIPPED.value,
-        )  # fmt: skip
+            [p.row for p in batch], keys, self.ledger.address_holders, DeliveryState.SKIPPED.value
+        )
         for position in sharers:
             item = batch[position]
             tally.states[states[position]] -= 1
@@ -298,7 +296,9 @@ class FanOut:
                                    via_fallback=via_fallback)  # fmt: skip
             if step.dedupe == "address" and planned.row["state"] != DeliveryState.SKIPPED.value:
                 assert chosen.contact is not None and own_address is not None
-                planned.address_key = sharing.address_key(chosen.contact, own_address)
+                planned.address_key = sharing.address_key(
+                    self.incident.incident_id, step.id, chosen.contact, own_address
+                )
             yield planned
 
     def _redirected(self, notifier: Notifier, recipient_id: str) -> tuple[str | None, str | None]:

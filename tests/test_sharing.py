@@ -76,12 +76,19 @@ def test_the_same_address_in_any_written_form_is_one_address() -> None:
     assert canonical("email", "Ida.Lee@Example.ORG") == "ida.lee@example.org"
     assert canonical("email", "Jürgen@example.org") == "Jürgen@example.org"  # case kept
     assert canonical("phone", "+14155550100") == "+14155550100"
-    key = address_key
+
+    def key(contact: str, address: str, step: str = "s1") -> bytes:
+        return address_key("INC-1", step, contact, address)
+
     assert key("email", "Ida.Lee@example.org") == key("email", "ida.lee@example.org")
     assert key("email", "Jürgen@example.org") != key("email", "jürgen@example.org")
     # a push token is case-sensitive, and a phone number is never an e-mail address
-    assert address_key("push_token", "Tok") != address_key("push_token", "tok")
-    assert address_key("phone", "+14155550100") != address_key("push_token", "+14155550100")
+    assert key("push_token", "Tok") != key("push_token", "tok")
+    assert key("phone", "+14155550100") != key("push_token", "+14155550100")
+    # the key names its step: one index over every step keeps each step's addresses apart
+    assert key("phone", "+14155550100") != key("phone", "+14155550100", step="s2")
+    assert address_key("INC-2", "s1", "phone", "+1") != address_key("INC-1", "s1", "phone", "+1")
+    assert len(key("phone", "+14155550100")) == 16
 
 
 def _write(tmp_path: Path, playbook: str = PLAYBOOK, people: str = PEOPLE) -> tuple[Path, Path]:

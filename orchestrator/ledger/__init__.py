@@ -467,18 +467,16 @@ class Ledger(LeaseQueries):
         statement = dialect_insert(DELIVERIES).values(**row).on_conflict_do_nothing()
         return statement.returning(DELIVERIES.c.id)
 
-    def address_holders(
-        self, incident_id: str, step_id: str, keys: Sequence[str]
-    ) -> dict[str, str]:
-        """address key -> recipient id of the step's row holding it, for those of ``keys``
-        already recorded (one indexed read per chunk; see ``orchestrator.sharing``)."""
+    def address_holders(self, keys: Sequence[bytes]) -> dict[bytes, str]:
+        """address key -> recipient id of the row holding it, for those of ``keys`` already
+        recorded (one indexed read per chunk). A key names its step: see
+        ``orchestrator.sharing.address_key``."""
         statement = _address_holders_statement()
-        params = {"incident": incident_id, "step": step_id}
-        found: dict[str, str] = {}
+        found: dict[bytes, str] = {}
         with self.transaction() as connection:
             for chunk in _in_chunks(keys):
-                rows = bulk.select_in(connection, statement, "keys", chunk, params)
-                found.update((str(k), str(r)) for k, r in rows)
+                rows = bulk.select_in(connection, statement, "keys", chunk, {})
+                found.update((bytes(k), str(r)) for k, r in rows)
         return found
 
     def delivery_counts(
@@ -1353,14 +1351,13 @@ def _release_statement() -> Any:
 
 @functools.cache
 def _address_holders_statement() -> Select[Any]:
-    """The rows of a step holding any of a list of address keys, read through ``select_in``
-    (one array on PostgreSQL). Its plan needs current statistics: see
-    :meth:`Ledger._analyze_after`."""
+    """The rows holding any of a list of address keys, read through ``select_in`` (one array on
+    PostgreSQL). No incident or step condition: the key holds both, and with one the planner
+    may prefer the (incident, step, state) index and read the whole step for every batch. Its
+    plan needs current statistics: see :meth:`Ledger._analyze_after`."""
     table = DELIVERIES
     return select(table.c.address_key, table.c.recipient_id).where(
-        table.c.incident_id == bindparam("incident"),
-        table.c.step_id == bindparam("step"),
-        table.c.address_key.in_(bindparam("keys", expanding=True)),
+        table.c.address_key.in_(bindparam("keys", expanding=True))
     )
 
 
@@ -1409,6 +1406,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # A fan-out's rows land on random pages of the indexes keyed by hash or recipient id (UUIDs
+    # have no order), so each batch dirties most of those pages again. A 16 MB page cache (the
+    # default is 2 MB) keeps them between batches, and checkpointing the WAL at 40 MB instead of
+    # 4 copies each page into the database once for several batches: with both, 200,000 people
+    # with UUID ids planned in 38 µs each instead of 44.
+    cursor.execute("PRAGMA cache_size=-16384")
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
 

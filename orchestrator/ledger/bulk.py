@@ -41,6 +41,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Integer,
+    LargeBinary,
     Select,
     Table,
     insert,
@@ -446,6 +447,8 @@ def _copy_type(column: Column[Any]) -> str:
         return "int8"
     if isinstance(kind, Integer):
         return "int4"
+    if isinstance(kind, LargeBinary):
+        return "bytea"
     return "text"
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -152,7 +153,6 @@ class Delivery(Base):
         # ends with id: a claim's order, which PostgreSQL then reads without sorting (0008)
         Index("ix_delivery_dispatch", "notifier", "state", "next_attempt_at", "id"),
         Index("ix_delivery_step_state", "incident_id", "step_id", "state"),
-        Index("ix_delivery_recipient", "incident_id", "recipient_id"),
         # Partial: a fan-out writes its rows without either value, and an index entry per NULL
         # would cost every row of it a B-tree insert that no query ever reads.
         Index("ix_delivery_provider_id", "provider_message_id", **_partial("provider_message_id")),
@@ -165,15 +165,8 @@ class Delivery(Base):
             **_where("reason IS NOT NULL"),
         ),
         Index("ix_delivery_reclaimed", "incident_id", "reclaims", **_where("reclaims > 0")),
-        # one message per address per step (orchestrator/sharing.py)
-        Index(
-            "uq_delivery_address",
-            "incident_id",
-            "step_id",
-            "address_key",
-            unique=True,
-            **_partial("address_key"),
-        ),
+        # one message per address per step: the key names its step (orchestrator/sharing.py)
+        Index("uq_delivery_address", "address_key", unique=True, **_partial("address_key")),
     )
 
     id: Mapped[int] = mapped_column(
@@ -205,9 +198,9 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     provider_message_id: Mapped[str | None] = mapped_column(String(MAX_PROVIDER_ID), default=None)
     content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
-    #: hash of the address this row sends to, when its step sends one message per address
-    #: (see ``orchestrator.sharing``); None for rows that send nothing or steps that do not
-    address_key: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: hash of the step and the address this row sends to, when its step sends one message per
+    #: address (see ``orchestrator.sharing``); None for rows that send nothing or steps that do not
+    address_key: Mapped[bytes | None] = mapped_column(LargeBinary(16), default=None)
     #: for a person skipped because another has the same address: that person's recipient id
     #: (the holder); the sharer follows the holder into the step's fallback
     shares_with: Mapped[str | None] = mapped_column(String(MAX_RECIPIENT_ID), default=None)
