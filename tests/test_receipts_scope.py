@@ -119,3 +119,31 @@ def test_an_early_receipt_waits_for_the_settle_and_decides_it(tmp_path: Path) ->
     assert all(rows[k].sent_at is not None for k in keys)
     assert rows[keys[0]].provider_message_id == "SM0"
     breach.close()
+
+
+def test_a_batch_settled_as_one_holds_an_early_receipt_and_evidences_every_row(
+    tmp_path: Path,
+) -> None:
+    """An e-mail batch settles as one statement (every row: sent, the same message id). A row
+    of it whose receipt came first is left to that receipt, and the batch's audit row covers
+    all four, each in the state the ledger then holds."""
+    from orchestrator.ledger import now
+
+    breach, incident, keys = claimed(tmp_path, 4)
+    ledger = breach.ledger
+    early = ReceiptUpdate(ReceiptOutcome.BOUNCE, keys[2], "SG-batch", reason="bounce: 550")
+    assert ledger.apply_receipts([early], notifiers=[NOTIFIER]) == 1
+    stamp = now()
+    batch = [{"key": k, "state": "sent", "provider_message_id": "SG-batch", "sent_at": stamp}
+             for k in keys]  # fmt: skip
+    assert ledger.settle(batch) == 4
+    rows = by_key(breach, incident)
+    assert [(rows[k].state, rows[k].receipt_outcome) for k in keys] == [
+        ("sent", None), ("sent", None), ("failed", "bounce"), ("sent", None),
+    ]  # fmt: skip
+    assert ledger.settle(batch) == 0  # settled already: nothing changes twice
+    [settled] = [e for e in ledger.events(incident) if e.kind == "deliveries.settled"]
+    assert settled.detail["outcomes"] == {"sent": 3, "failed": 1}
+    assert settled.detail["deliveries"] == 4
+    assert breach.verify_audit(incident).intact
+    breach.close()

@@ -631,21 +631,14 @@ class Ledger(LeaseQueries):
             for o in outcomes
         ]  # fmt: skip
         statements = _settle_statements()
-        batch_keys = [r["k"] for r in rows]
         with self.transaction() as connection:
-            # Rows with a parked receipt are rare: find them with one indexed read, so the
-            # common statement stays as plain as the hot path needs.
-            parked: set[str] = set()
-            for chunk in _in_chunks(batch_keys):
-                held = bulk.select_in(connection, statements.parked, "keys", chunk, {})
-                parked.update(key for (key,) in held)
-            changed = 0
+            found: list[settlements.Settled] = []
             alike: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
             for r in rows:
-                if r["k"] not in parked:
-                    alike.setdefault(_settled_values(r), []).append(r)
+                alike.setdefault(_settled_values(r), []).append(r)
             # Outcomes that set the same values (an e-mail batch: all sent, one message id) are
-            # one UPDATE ... WHERE key IN (...); the rest one executemany of per-row updates.
+            # one UPDATE ... WHERE key IN (...) RETURNING what the evidence covers; the rest one
+            # executemany of per-row updates, whose changed rows are read back after.
             single: list[dict[str, Any]] = []
             for values, group in alike.items():
                 if len(group) == 1:
@@ -653,20 +646,33 @@ class Ledger(LeaseQueries):
                     continue
                 params = dict(zip(_SETTLED_VALUES, values, strict=True), now=current)
                 for chunk in _in_chunks([r["k"] for r in group]):
-                    changed += bulk.execute_in(connection, statements.alike, "keys", chunk, params)
-            if single:
-                changed += bulk.execute_many(connection, statements.one, single)
-            if received := [r for r in rows if r["k"] in parked]:
-                changed += bulk.execute_many(connection, statements.received, received)
-            # Evidence: one chained audit row per incident of the batch, beside the change.
-            if changed:
-                found: list[settlements.Settled] = []
-                for chunk in _in_chunks(batch_keys):
-                    changed_rows = bulk.select_in(connection, statements.settled, "keys", chunk,
-                                                  {"now": current})  # fmt: skip
+                    changed_rows = bulk.select_in(connection, statements.alike, "keys", chunk,
+                                                  params)  # fmt: skip
                     found += map(settlements.Settled._make, changed_rows)
+            if single:
+                bulk.execute_many(connection, statements.one, single)
+            unsure = _unreturned(rows, found)
+            found += self._settled(connection, unsure, current)
+            # Rows holding a parked receipt (rare) were left alone: the receipt decides them.
+            if parked := _unreturned(unsure, found):
+                bulk.execute_many(connection, statements.received, parked)
+                found += self._settled(connection, parked, current)
+            if found:  # evidence: one chained audit row per incident, beside the change
                 self._evidence(connection, found, "settle", current)
+        changed = len(found)
         return int(changed)
+
+    def _settled(
+        self, connection: Any, rows: Sequence[Mapping[str, Any]], current: datetime
+    ) -> list[settlements.Settled]:
+        """Those of ``rows`` (settle parameters) that this settle changed, as the evidence
+        covers them."""
+        found: list[settlements.Settled] = []
+        statement = _settle_statements().settled
+        for chunk in _in_chunks([r["k"] for r in rows]):
+            changed = bulk.select_in(connection, statement, "keys", chunk, {"now": current})
+            found += map(settlements.Settled._make, changed)
+        return found
 
     def apply_receipts(
         self, updates: Iterable[ReceiptUpdate], *, notifiers: Collection[str] | None = None
@@ -1162,6 +1168,16 @@ class Ledger(LeaseQueries):
             after = batch[-1].id
 
 
+def _unreturned(
+    rows: Sequence[dict[str, Any]], found: Sequence[settlements.Settled]
+) -> list[dict[str, Any]]:
+    """Those of ``rows`` (settle parameters) whose key is not among the ``found`` rows."""
+    if not found:
+        return list(rows)
+    keys = {f.key for f in found}
+    return [r for r in rows if r["k"] not in keys]
+
+
 def _in_chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
     """``items`` in runs of at most ``_IN_CHUNK``: what one ``IN (...)`` list may hold."""
     for start in range(0, len(items), _IN_CHUNK):
@@ -1248,7 +1264,6 @@ class _SettleStatements:
     one: Any
     alike: Any
     received: Any
-    parked: Any
     settled: Any
     head: Any
     lock: Any
@@ -1377,11 +1392,15 @@ def _settle_statements() -> _SettleStatements:
         **common,
     }  # fmt: skip
     mine = (table.c.key == bindparam("k"), sending)
+    # a receipt parked on a row while it was sending decides it (``received``)
+    unparked = table.c.receipt_outcome.is_(None)
     return _SettleStatements(
-        one=update(table).where(*mine).values(**outcome),
-        alike=update(table).where(keys, sending).values(**outcome),
+        one=update(table).where(*mine, unparked).values(**outcome),
+        alike=update(table)
+        .where(keys, sending, unparked)
+        .values(**outcome)
+        .returning(*_SETTLED_COLUMNS),
         received=_settle_parked(common, mine),
-        parked=select(table.c.key).where(keys, sending, table.c.receipt_outcome.is_not(None)),
         settled=select(*_SETTLED_COLUMNS).where(keys, table.c.updated_at == bindparam("now")),
         head=select(AuditEvent.hash)
         .where(AuditEvent.incident_id == bindparam("incident"))

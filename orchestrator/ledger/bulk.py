@@ -198,14 +198,14 @@ def fetch_all(
 
 def select_in(
     connection: Connection,
-    statement: Select[Any],
+    statement: Select[Any] | UpdateBase,
     name: str,
     values: Sequence[Any],
     params: Mapping[str, Any],
 ) -> list[tuple[Any, ...]]:
-    """The rows of ``statement`` for ``params``, whose expanding ``IN`` parameter ``name`` takes
-    ``values``, as tuples: what ``connection.execute(statement, {name: values, **params})``
-    gives, row by row.
+    """The rows of ``statement`` (a SELECT, or an UPDATE ... RETURNING) for ``params``, whose
+    expanding ``IN`` parameter ``name`` takes ``values``, as tuples: what
+    ``connection.execute(statement, {name: values, **params})`` gives, row by row.
 
     SQLAlchemy would expand the list into one parameter per value, in SQL text that changes with
     the list's length, and fetch and process each row on its own, every call. Here the statement
@@ -215,7 +215,7 @@ def select_in(
     """
     dialect = connection.dialect
     readers = [c.type._cached_result_processor(dialect, None)
-               for c in statement.selected_columns]  # fmt: skip
+               for c in statement.exported_columns]  # fmt: skip
     bound = None if any(readers) else _bound_in(connection, statement, name, values, params)
     if bound is None:
         found = connection.execute(statement, {name: list(values), **params})
