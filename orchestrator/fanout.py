@@ -184,7 +184,7 @@ class FanOut:
     ) -> int:
         """Ledger first, outbox second: the outbox never shows what the ledger refused."""
         last_row = max([last_row, *(p.row["recipient_row"] for p in batch)])
-        self._share(step, batch, tally)
+        self._share(batch, tally)
         progress = (self.incident.incident_id, step.id, last_row, final)
         rows = [p.row for p in batch]
         duplicates = set(self.ledger.insert_deliveries(rows, progress=progress))
@@ -202,7 +202,7 @@ class FanOut:
                 item.output()
         return last_row
 
-    def _share(self, step: Step, batch: list[Planned], tally: StepTally) -> None:
+    def _share(self, batch: list[Planned], tally: StepTally) -> None:
         """One message per address: later sharers of an address become skipped rows."""
         keys = [p.address_key for p in batch]
         if not any(keys):

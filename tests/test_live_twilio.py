@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -403,3 +407,63 @@ def test_a_call_without_a_caller_id_is_a_configuration_error(settings: dict[str,
     del settings["TWILIO_FROM"]
     with pytest.raises(ConfigurationError, match="TWILIO_FROM"):
         _send(TwilioCall({**settings, "TWILIO_MESSAGING_SERVICE_SID": "MG1"}), [_call()])
+
+
+# -- a whole campaign's log ---------------------------------------------------------------------
+
+CAMPAIGN = """\
+id: log-check
+title: Account credentials exposed
+version: 1
+severity: high
+organisation:
+  name: Northwind Accounts
+  contact_email: privacy@northwind.example
+notice:
+  en:
+    subject: Notice of data breach
+    what_happened: A backup of our account database was reachable from the internet.
+    impact: Someone may try to sign in to your account.
+    measures: We closed the access and invalidated every session.
+    advice: Choose a new password at https://northwind.example/reset.
+    contact: privacy@northwind.example
+    sms: "Northwind: your password may have been exposed. Reset it at https://northwind.example/reset"
+steps:
+  - id: notify
+    channel: sms
+    notifier: twilio-sms
+    at: +0m
+"""
+
+
+def test_a_live_campaign_logs_no_sdk_request_dumps_unless_asked(
+    simulator: Simulator, settings: dict[str, str], tmp_path: Path
+) -> None:
+    """``breach trigger --live`` then ``breach run --until-idle``, as a commander runs them:
+    the Twilio SDK narrates each request at INFO (eleven lines, headers and URL), which must
+    not reach a campaign's log unless ``--log-libraries`` asks for it."""
+    playbook = tmp_path / "campaign.yaml"
+    playbook.write_text(CAMPAIGN, encoding="utf-8")
+
+    def campaign(people: int, *run_options: str) -> str:
+        audience = tmp_path / f"people-{people}.csv"
+        audience.write_text("id,phone\n" + "".join(
+            f"p{i},+1415{2_000_000 + i}\n" for i in range(people)), encoding="utf-8")  # fmt: skip
+        env = {**os.environ, **settings, "BREACH_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}"}
+        for command in (["trigger", str(playbook), "--audience", str(audience), "--live"],
+                        ["run", "--until-idle", *run_options]):  # fmt: skip
+            done = subprocess.run([sys.executable, "-m", "orchestrator", *command], env=env,
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+        return done.stderr
+
+    quiet = campaign(3)
+    simulator.drain()
+    assert len(simulator.accepted("twilio")) == 3, quiet
+    assert "BEGIN Twilio API Request" not in quiet and "twilio.http_client" not in quiet
+    assert "worker registered" in quiet and "run ended: sent 3" in quiet  # its own lines
+    loud = campaign(2, "--log-libraries", "INFO")
+    simulator.drain()
+    assert len(simulator.accepted("twilio")) == 5
+    assert loud.count("BEGIN Twilio API Request") == 2
+    assert settings["TWILIO_AUTH_TOKEN"] not in loud

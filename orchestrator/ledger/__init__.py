@@ -652,27 +652,15 @@ class Ledger(LeaseQueries):
             if single:
                 bulk.execute_many(connection, statements.one, single)
             unsure = _unreturned(rows, found)
-            found += self._settled(connection, unsure, current)
-            # Rows holding a parked receipt (rare) were left alone: the receipt decides them.
+            found += _settled(connection, unsure, current)
+            # What is left holds a parked receipt (rare), which decides it, or is no longer
+            # sending (cancelled, reclaimed), which nothing here changes.
             if parked := _unreturned(unsure, found):
                 bulk.execute_many(connection, statements.received, parked)
-                found += self._settled(connection, parked, current)
+                found += _settled(connection, parked, current)
             if found:  # evidence: one chained audit row per incident, beside the change
                 self._evidence(connection, found, "settle", current)
-        changed = len(found)
-        return int(changed)
-
-    def _settled(
-        self, connection: Any, rows: Sequence[Mapping[str, Any]], current: datetime
-    ) -> list[settlements.Settled]:
-        """Those of ``rows`` (settle parameters) that this settle changed, as the evidence
-        covers them."""
-        found: list[settlements.Settled] = []
-        statement = _settle_statements().settled
-        for chunk in _in_chunks([r["k"] for r in rows]):
-            changed = bulk.select_in(connection, statement, "keys", chunk, {"now": current})
-            found += map(settlements.Settled._make, changed)
-        return found
+        return len(found)
 
     def apply_receipts(
         self, updates: Iterable[ReceiptUpdate], *, notifiers: Collection[str] | None = None
@@ -1166,6 +1154,19 @@ class Ledger(LeaseQueries):
                 return
             yield batch
             after = batch[-1].id
+
+
+def _settled(
+    connection: Any, rows: Sequence[dict[str, Any]], current: datetime
+) -> list[settlements.Settled]:
+    """Those of ``rows`` (settle parameters) that the settle at ``current`` changed, as its
+    evidence covers them."""
+    found: list[settlements.Settled] = []
+    statement = _settle_statements().settled
+    for chunk in _in_chunks([r["k"] for r in rows]):
+        changed = bulk.select_in(connection, statement, "keys", chunk, {"now": current})
+        found += map(settlements.Settled._make, changed)
+    return found
 
 
 def _unreturned(
