@@ -38,7 +38,8 @@ class Planned:
 
     row: dict[str, Any]
     output: Callable[[], None] | None = None
-    #: the hash of the address the row would send to, when its step dedupes (see sharing.py)
+    #: the key of the step and the address the row would send to, when its step dedupes (see
+    #: sharing.py)
     address_key: bytes | None = None
 
 
