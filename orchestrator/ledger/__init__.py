@@ -645,19 +645,21 @@ class Ledger(LeaseQueries):
                     single += group  # the row's own parameters are the statement's
                     continue
                 params = dict(zip(_SETTLED_VALUES, values, strict=True), now=current)
-                for chunk in _in_chunks([r["k"] for r in group]):
-                    changed_rows = bulk.select_in(connection, statements.alike, "keys", chunk,
-                                                  params)  # fmt: skip
-                    found += map(settlements.Settled._make, changed_rows)
+                found += _settled_rows(connection, statements.alike, "keys",
+                                       [r["k"] for r in group], params)  # fmt: skip
             if single:
                 bulk.execute_many(connection, statements.one, single)
+            # rows an update changed without returning them: those it stamped ``current``
+            stamped = {"now": current}
             unsure = _unreturned(rows, found)
-            found += _settled(connection, unsure, current)
+            found += _settled_rows(connection, statements.settled, "keys",
+                                   [r["k"] for r in unsure], stamped)  # fmt: skip
             # What is left holds a parked receipt (rare), which decides it, or is no longer
             # sending (cancelled, reclaimed), which nothing here changes.
             if parked := _unreturned(unsure, found):
                 bulk.execute_many(connection, statements.received, parked)
-                found += _settled(connection, parked, current)
+                found += _settled_rows(connection, statements.settled, "keys",
+                                       [r["k"] for r in parked], stamped)  # fmt: skip
             if found:  # evidence: one chained audit row per incident, beside the change
                 self._evidence(connection, found, "settle", current)
         return len(found)
@@ -706,11 +708,8 @@ class Ledger(LeaseQueries):
                     settled = run(_receipt_statement("park", True, scope is not None), params)
                 changed += settled
             if moved:  # parked receipts change no state: the settle evidences them
-                found: list[settlements.Settled] = []
-                for chunk in _in_chunks(sorted(set(moved))):
-                    rows = bulk.select_in(connection, _receipted_statement(), "pids", chunk,
-                                          {"now": current})  # fmt: skip
-                    found += map(settlements.Settled._make, rows)
+                found = _settled_rows(connection, _receipted_statement(), "pids",
+                                      sorted(set(moved)), {"now": current})  # fmt: skip
                 self._evidence(connection, found, "receipt", current)
         return changed
 
@@ -1156,16 +1155,16 @@ class Ledger(LeaseQueries):
             after = batch[-1].id
 
 
-def _settled(
-    connection: Any, rows: Sequence[dict[str, Any]], current: datetime
+def _settled_rows(
+    connection: Any, statement: Any, name: str, values: Sequence[Any], params: Mapping[str, Any]
 ) -> list[settlements.Settled]:
-    """Those of ``rows`` (settle parameters) that the settle at ``current`` changed, as its
-    evidence covers them."""
+    """What ``statement`` (a SELECT, or an UPDATE ... RETURNING, of the evidence's columns)
+    gives with ``values`` in its expanding parameter ``name``, a chunk at a time: the changed
+    deliveries, as the evidence covers them."""
     found: list[settlements.Settled] = []
-    statement = _settle_statements().settled
-    for chunk in _in_chunks([r["k"] for r in rows]):
-        changed = bulk.select_in(connection, statement, "keys", chunk, {"now": current})
-        found += map(settlements.Settled._make, changed)
+    for chunk in _in_chunks(values):
+        rows = bulk.select_in(connection, statement, name, chunk, params)
+        found += map(settlements.Settled._make, rows)
     return found
 
 
